@@ -1,0 +1,3 @@
+"""placeholder"""
+def load_checkpoint(*a, **k): raise NotImplementedError
+def save_checkpoint(*a, **k): raise NotImplementedError

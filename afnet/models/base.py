@@ -1,0 +1,136 @@
+"""The video-model interface every network of the zoo implements.
+
+    video (B, T, 3, H, W) ─► frames (B*T, 3, H, W) ─► forward_features ─► forward_head
+                                                       (masks recorded)     per frame
+    ─► logits (B*T, K) ─► average over the T frames ─► VideoOutput(logits (B, K), masks)
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from afnet.models.layers import EXECUTIONS, SELECTIONS, SelectionContext, check_ratio, is_channels_last
+
+
+class VideoOutput(NamedTuple):
+    """``logits``: (B, num_classes). ``masks``: one (B, T) tensor per navigation point, in
+    network order; 1 means the focal branch computed that frame (soft weights for
+    ``selection="soft"``). Empty for the TSN/TSM baselines."""
+
+    logits: torch.Tensor
+    masks: list
+
+
+class VideoModel(nn.Module):
+    """Base class: input checks, frame stacking, per-frame head, average over frames.
+
+    Subclasses build their layers, then implement ``forward_features(x, ctx)`` returning
+    per-frame features and ``forward_head(features)`` returning per-frame logits.
+    """
+
+    has_navigation = False
+
+    def __init__(self, num_classes: int, num_frames: int):
+        super().__init__()
+        if not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
+        if not isinstance(num_frames, int) or num_frames < 1:
+            raise ValueError(f"num_frames must be a positive integer, got {num_frames!r}")
+        self.num_classes = num_classes
+        self.num_frames = num_frames
+        self.selection = "all"
+        self.ratio: float | None = None
+        self.execution = "auto"
+        self.dense_above = 1.0
+        self.seed = 0
+        self.autocast_dtype: torch.dtype | None = None
+
+    # -------------------------------------------------------------- configuration
+    def configure(self, *, selection: str | None = None, ratio: float | None = None,
+                  execution: str | None = None, dense_above: float | None = None) -> "VideoModel":
+        """Choose how frames are selected and how the focal branch executes.
+
+        selection: ``navigation`` (learned, default), ``all``, ``uniform`` / ``random`` /
+        ``normal`` (fixed policies of Table 5, need ``ratio``) or ``soft`` (Table 1's soft
+        frame-weights, no Gumbel). execution: ``auto`` (sparse in eval, masked in train),
+        ``sparse`` (eval only) or ``masked`` (every frame computed, as the authors' code).
+        dense_above: in sparse execution, compute densely when at least this fraction of
+        the batch's frames is kept (gather and scatter then cost more than they save).
+        """
+        selection = self.selection if selection is None else selection
+        execution = self.execution if execution is None else execution
+        if selection not in SELECTIONS:
+            raise ValueError(f"unknown selection {selection!r}; expected one of {', '.join(SELECTIONS)}")
+        if execution not in EXECUTIONS:
+            raise ValueError(f"unknown execution {execution!r}; expected one of {', '.join(EXECUTIONS)}")
+        if not self.has_navigation and selection != "all":
+            raise ValueError(f"{type(self).__name__} has no focal branch; selection must be 'all', got {selection!r}")
+        check_ratio(ratio)
+        if selection in ("uniform", "random", "normal") and ratio is None:
+            raise ValueError(f"selection={selection!r} needs a ratio in (0, 1]")
+        if selection == "soft" and execution == "sparse":
+            raise ValueError("selection='soft' weighs every frame; execution must be 'auto' or 'masked'")
+        if dense_above is not None:
+            if not 0.0 < dense_above <= 1.0 + 1e-9:
+                raise ValueError(f"dense_above must be in (0, 1], got {dense_above!r}")
+            self.dense_above = float(dense_above)
+        self.selection, self.ratio, self.execution = selection, (None if ratio is None else float(ratio)), execution
+        return self
+
+    def sparse_active(self) -> bool:
+        """Whether this forward pass gathers the selected frames (eval, hard selection)."""
+        if self.execution == "sparse" and self.training:
+            raise ValueError("execution='sparse' is for inference (model.eval()); training needs "
+                             "'masked' so gradients reach the navigation and BN sees every frame")
+        return self.execution != "masked" and not self.training and self.selection != "soft"
+
+    # -------------------------------------------------------------- forward
+    def check_video(self, video: torch.Tensor) -> None:
+        if not isinstance(video, torch.Tensor):
+            raise ValueError(f"expected a video tensor (B, T, 3, H, W), got {type(video).__name__}")
+        if video.dim() != 5:
+            raise ValueError(f"expected a video tensor of rank 5 (B, T, 3, H, W), got rank {video.dim()} "
+                             f"with shape {tuple(video.shape)}")
+        if video.shape[2] != 3:
+            raise ValueError(f"expected 3 colour channels at dim 2 of (B, T, 3, H, W), got {video.shape[2]} "
+                             f"in shape {tuple(video.shape)}")
+        if video.shape[1] != self.num_frames:
+            raise ValueError(f"model was built for num_frames={self.num_frames} (the navigation and temporal "
+                             f"shift are sized by T), got a video with {video.shape[1]} frames")
+        if not video.is_floating_point():
+            raise ValueError(f"expected a float video tensor (normalised pixels), got dtype {video.dtype}")
+
+    def forward(self, video: torch.Tensor, temperature: float = 1.0) -> VideoOutput:
+        """video: float (B, T, 3, H, W). temperature: Gumbel-Softmax temperature (train mode)."""
+        self.check_video(video)
+        b, t = video.shape[:2]
+        x = video.reshape(b * t, *video.shape[2:])
+        if is_channels_last(next(self.parameters())):
+            x = x.contiguous(memory_format=torch.channels_last)
+        ctx = SelectionContext(selection=self.selection, ratio=self.ratio, temperature=float(temperature),
+                               sparse=self.sparse_active(), dense_above=self.dense_above, seed=self.seed)
+        with torch.autocast(x.device.type, dtype=self.autocast_dtype or torch.bfloat16,
+                            enabled=self.autocast_dtype is not None):
+            logits = self.forward_head(self.forward_features(x, ctx))
+        logits = logits.float().view(b, t, -1).mean(dim=1)
+        return VideoOutput(logits, ctx.masks)
+
+    def forward_features(self, x: torch.Tensor, ctx: SelectionContext) -> torch.Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+    def classifier(self) -> nn.Linear:
+        """The final linear layer (sized by num_classes)."""
+        raise NotImplementedError  # pragma: no cover
+
+    def navigation_parameters(self) -> list[nn.Parameter]:
+        from afnet.models.layers import Navigation
+        return [p for m in self.modules() if isinstance(m, Navigation) for p in m.parameters()]
+
+    def extra_repr(self) -> str:
+        return (f"num_classes={self.num_classes}, num_frames={self.num_frames}, selection={self.selection!r}, "
+                f"ratio={self.ratio}, execution={self.execution!r}")

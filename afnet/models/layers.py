@@ -1,0 +1,337 @@
+"""The building blocks every backbone shares: one implementation of each idea.
+
+- :class:`TemporalShift`: TSM, 1/8 of the channels shifted each way along time.
+- :func:`select_frames`: turns navigation logits (or a fixed policy) into a keep-mask.
+- :class:`Navigation`: the navigation module of paper Eq. 2-3.
+- :class:`FusionGate`: theta of paper Eq. 8.
+- :class:`ResidualBlock`: the masked / sparse execution of a focal block, shared by the
+  ResNet bottleneck and the MobileNetV3 inverted residual.
+
+Frames are stacked along dim 0 as ``(B*T, C, H, W)``, video-major, as in TSN/TSM.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+SELECTIONS = ("navigation", "all", "uniform", "random", "normal", "soft")
+EXECUTIONS = ("auto", "sparse", "masked")
+
+
+def check_ratio(ratio: float | None, name: str = "ratio") -> None:
+    if ratio is None:
+        return
+    if not isinstance(ratio, (int, float)) or not 0.0 < float(ratio) <= 1.0:
+        raise ValueError(f"{name} must be in (0, 1], got {ratio!r}")
+
+
+# ----------------------------------------------------------------------------- temporal shift
+class TemporalShift(nn.Module):
+    """TSM shift (Lin et al. 2019) of the first ``2 * C // fold_div`` channels.
+
+    Channels ``[0, fold)`` take the next frame's values, ``[fold, 2*fold)`` the previous
+    frame's; the ends of the clip are zero-padded, the other channels are unchanged.
+    """
+
+    def __init__(self, num_frames: int, fold_div: int = 8):
+        super().__init__()
+        self.num_frames = num_frames
+        self.fold_div = fold_div
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        nt, c, h, w = x.shape
+        t = self.num_frames
+        fold = c // self.fold_div
+        x5 = x.view(nt // t, t, c, h, w)
+        out = torch.empty_like(x5)
+        out[:, :-1, :fold] = x5[:, 1:, :fold]
+        out[:, -1, :fold] = 0
+        out[:, 1:, fold:2 * fold] = x5[:, :-1, fold:2 * fold]
+        out[:, 0, fold:2 * fold] = 0
+        out[:, :, 2 * fold:] = x5[:, :, 2 * fold:]
+        return out.view(nt, c, h, w)
+
+    def extra_repr(self) -> str:
+        return f"num_frames={self.num_frames}, fold_div={self.fold_div}"
+
+
+# ----------------------------------------------------------------------------- frame gather / scatter
+def is_channels_last(x: torch.Tensor) -> bool:
+    return x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+
+
+def gather_frames(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``x[index]`` along dim 0, keeping the memory format.
+
+    A channels-last tensor is gathered through its NHWC view, where a frame is one
+    contiguous block (``index_select`` on the NCHW-strided view is several times slower).
+    """
+    if is_channels_last(x):
+        return x.permute(0, 2, 3, 1).index_select(0, index).permute(0, 3, 1, 2)
+    return x.index_select(0, index)
+
+
+def scatter_frames_(out: torch.Tensor, index: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """``out[index] = values`` along dim 0, in place (through the NHWC view if channels-last)."""
+    if is_channels_last(out):
+        out.permute(0, 2, 3, 1).index_copy_(0, index, values.permute(0, 2, 3, 1))
+    else:
+        out.index_copy_(0, index, values)
+    return out
+
+
+# ----------------------------------------------------------------------------- selection
+@dataclass
+class SelectionContext:
+    """What one forward pass needs to decide frames: carried through the stages."""
+
+    selection: str = "navigation"
+    ratio: float | None = None
+    temperature: float = 1.0
+    sparse: bool = False
+    dense_above: float = 1.0
+    seed: int = 0
+    masks: list = field(default_factory=list)
+
+    def next_point(self) -> int:
+        return len(self.masks)
+
+
+def gumbel_keep(logits: torch.Tensor, temperature: float, training: bool) -> torch.Tensor:
+    """Keep-mask ``(B, T)`` from logits ``(B, T, 2)`` ordered (skip, keep).
+
+    Train: hard Gumbel-Softmax with straight-through gradients (paper Eq. 4-6).
+    Eval: deterministic, keep where keep-logit > skip-logit, no noise.
+    """
+    if not training:
+        return (logits[..., 1] > logits[..., 0]).to(logits.dtype)
+    u = torch.rand_like(logits)
+    gumbel = -torch.log(-torch.log(u + 1e-10) + 1e-10)
+    soft = F.softmax((logits + gumbel) / temperature, dim=-1)
+    hard = F.one_hot(soft.argmax(dim=-1), 2).to(soft.dtype)
+    return (hard - soft.detach() + soft)[..., 1]
+
+
+def fixed_policy_mask(policy: str, batch: int, num_frames: int, ratio: float,
+                      generator: torch.Generator | None, device, dtype) -> torch.Tensor:
+    """The fixed sampling policies of Table 5, ``round(ratio * T)`` frames per video.
+
+    - ``uniform``: frames at equal steps, ``floor((i + 0.5) * T / k)``;
+    - ``random``: k frames drawn uniformly without replacement, per video;
+    - ``normal``: k frames drawn without replacement with weights from a standard normal
+      density over frame positions mapped onto [-2, 2] (the clip centre is favoured).
+    """
+    k = max(1, min(num_frames, int(round(ratio * num_frames))))
+    mask = torch.zeros(batch, num_frames, dtype=dtype)
+    if policy == "uniform":
+        idx = ((torch.arange(k, dtype=torch.float64) + 0.5) * num_frames / k).floor().long()
+        mask[:, idx] = 1
+    else:
+        if policy == "random":
+            weights = torch.ones(batch, num_frames)
+        else:  # normal
+            z = torch.linspace(-2.0, 2.0, num_frames)
+            weights = torch.exp(-0.5 * z * z).expand(batch, num_frames).contiguous()
+        idx = torch.multinomial(weights, k, replacement=False, generator=generator)
+        mask.scatter_(1, idx, 1.0)
+    return mask.to(device)
+
+
+# ----------------------------------------------------------------------------- navigation
+class Navigation(nn.Module):
+    """Paper Eq. 2-3: pool -> 1x1 conv to 2 channels (W1) -> BN -> ReLU -> reshape the T
+    frames of a video into 2T channels -> 1x1 conv with groups=T and bias (W2).
+
+    Returns logits ``(B, T, 2)`` ordered (skip, keep). The W2 bias starts at 1 for skip and
+    10 for keep, so every frame starts selected.
+    """
+
+    def __init__(self, in_channels: int, num_frames: int):
+        super().__init__()
+        self.num_frames = num_frames
+        self.conv1 = nn.Conv2d(in_channels, 2, kernel_size=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(2)
+        self.conv2 = nn.Conv2d(2 * num_frames, 2 * num_frames, kernel_size=1, groups=num_frames, bias=True)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.kaiming_normal_(self.conv1.weight, mode="fan_out", nonlinearity="relu")
+        nn.init.normal_(self.conv2.weight, 0.0, 0.01)
+        with torch.no_grad():
+            self.conv2.bias[0::2] = 1.0
+            self.conv2.bias[1::2] = 10.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        g = F.adaptive_avg_pool2d(x, 1)
+        g = F.relu(self.bn1(self.conv1(g)))
+        g = self.conv2(g.reshape(-1, 2 * self.num_frames, 1, 1))
+        return g.view(-1, self.num_frames, 2)
+
+
+def decide(navigation: Navigation, x_ample: torch.Tensor, ctx: SelectionContext, training: bool) -> torch.Tensor:
+    """The keep-mask ``(B, T)`` at one navigation point, recorded in ``ctx.masks``."""
+    t = navigation.num_frames
+    batch = x_ample.shape[0] // t
+    if ctx.selection == "navigation":
+        mask = gumbel_keep(navigation(x_ample).float(), ctx.temperature, training)
+    elif ctx.selection == "soft":
+        mask = F.softmax(navigation(x_ample).float(), dim=-1)[..., 1]
+    elif ctx.selection == "all":
+        mask = torch.ones(batch, t, device=x_ample.device)
+    else:
+        generator = None
+        if not training:  # reproducible evaluation: one stream per navigation point
+            generator = torch.Generator().manual_seed(ctx.seed * 1000 + ctx.next_point())
+        mask = fixed_policy_mask(ctx.selection, batch, t, ctx.ratio, generator, x_ample.device, torch.float32)
+    ctx.masks.append(mask)
+    return mask
+
+
+# ----------------------------------------------------------------------------- fusion
+class FusionGate(nn.Module):
+    """theta = sigmoid(FC(ReLU(FC(avgpool(ample + focal))))) of paper Eq. 8, per channel."""
+
+    def __init__(self, channels: int, reduction: int = 16, bias: bool = False):
+        super().__init__()
+        hidden = channels // reduction
+        self.fc = nn.Sequential(nn.Linear(channels, hidden, bias=bias), nn.ReLU(inplace=True),
+                                nn.Linear(hidden, channels, bias=bias), nn.Sigmoid())
+        for m in self.fc:
+            if isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, 0.0, 0.01)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c = x.shape[:2]
+        return self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1)).view(b, c, 1, 1)
+
+
+# ----------------------------------------------------------------------------- residual block
+class ResidualBlock(nn.Module):
+    """``act(shortcut(x) + body(shift(x) * keep))`` with the focal branch's two executions.
+
+    Subclasses define ``body`` (the convolutions), ``shortcut`` (``None`` for no residual,
+    an ``nn.Identity`` or a projection), ``shift`` and ``act``.
+
+    - ``keep is None``: every frame computed (ample, fusion and plain blocks).
+    - masked: every frame computed after multiplying the input by the mask, as in the
+      authors' code; a skipped frame gives ``residual + body(0)``.
+    - sparse: the selected frames of the whole batch are gathered, computed and scattered
+      back; skipped frames get ``residual + body(0)``, with ``body(0)`` computed once per
+      weights and spatial size (it carries the BN shifts through), not per video.
+    """
+
+    shortcut: nn.Module | None
+    shift: nn.Module
+    act: nn.Module
+
+    def body(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None, sparse: bool = False,
+                dense_above: float = 1.0) -> torch.Tensor:
+        residual = None if self.shortcut is None else self.shortcut(x)
+        h = self.shift(x)
+        if keep is None:
+            out = self.body(h)
+        else:
+            keep = keep.reshape(-1)
+            if sparse and (keep.sum() < dense_above * keep.numel() or keep.numel() == 0):
+                return self.act(self._sparse(h, keep, residual))
+            out = self.body(h * keep.view(-1, 1, 1, 1).to(h.dtype))
+        if residual is not None:
+            out = out + residual
+        return self.act(out)
+
+    def _sparse(self, h: torch.Tensor, keep: torch.Tensor, residual: torch.Tensor | None) -> torch.Tensor:
+        index = keep.nonzero().flatten()
+        base = self.zero_response(h)
+        out = base.expand(h.shape[0], *base.shape[1:]) if residual is None else residual + base
+        out = out.contiguous(memory_format=_memory_format(h))
+        if index.numel():
+            y = self.body(gather_frames(h, index))
+            if residual is not None:
+                y = y + gather_frames(residual, index)
+            scatter_frames_(out, index, y)
+        return out
+
+    def zero_response(self, h: torch.Tensor) -> torch.Tensor:
+        """``body(0)`` for one frame of ``h``'s shape, cached until a weight changes."""
+        tensors = [*self.parameters(), *self.buffers()]
+        key = (tuple(h.shape[1:]), h.dtype, h.device, _memory_format(h),
+               tuple((t.data_ptr(), t._version) for t in tensors))
+        cache = self.__dict__.get("_zero_cache")
+        if cache is None or cache[0] != key:
+            with torch.no_grad():
+                zeros = torch.zeros((1, *h.shape[1:]), dtype=h.dtype, device=h.device)
+                value = self.body(zeros.contiguous(memory_format=_memory_format(h)))
+            cache = (key, value)
+            self.__dict__["_zero_cache"] = cache
+        return cache[1]
+
+
+def _memory_format(x: torch.Tensor) -> torch.memory_format:
+    return torch.channels_last if is_channels_last(x) else torch.contiguous_format
+
+
+# ----------------------------------------------------------------------------- AF stage
+class AFStage(nn.Module):
+    """One AF module (paper Fig. 2)::
+
+        x ──► navigation_i ──► keep_i                         (one per ample block)
+        │         ▲
+        ├──► ample_0 ─► ... ─► ample_{n-1} ─► [ample_proj] ─► nearest upsample ─┐
+        │                                                                        ├─► theta-fusion ─► fusion_block
+        └──► focal_0(keep_0) ─► ... ─► focal_{n-1}(keep_{n-1}) ─────────────────┘
+
+    The ample branch sees every frame at half resolution (and, in ResNets, half channels);
+    the focal branch computes only the frames its navigation point keeps.
+    """
+
+    def __init__(self, navigation: list[Navigation], ample: list[nn.Module], focal: list[nn.Module],
+                 fusion: FusionGate, fusion_block: nn.Module, ample_proj: nn.Module | None = None,
+                 fusion_relu: bool = True):
+        super().__init__()
+        assert len(navigation) == len(ample) == len(focal)
+        self.navigation = nn.ModuleList(navigation)
+        self.ample = nn.ModuleList(ample)
+        self.focal = nn.ModuleList(focal)
+        self.ample_proj = ample_proj
+        self.fusion = fusion
+        self.fusion_block = fusion_block
+        self.fusion_relu = fusion_relu
+
+    def forward(self, x: torch.Tensor, ctx: SelectionContext) -> torch.Tensor:
+        x_ample, x_focal = x, x
+        for navigation, ample, focal in zip(self.navigation, self.ample, self.focal):
+            keep = decide(navigation, x_ample, ctx, self.training)
+            x_ample = ample(x_ample)
+            x_focal = focal(x_focal, keep, sparse=ctx.sparse, dense_above=ctx.dense_above)
+        if self.ample_proj is not None:
+            x_ample = self.ample_proj(x_ample)
+        x_ample = F.interpolate(x_ample, size=x_focal.shape[-2:], mode="nearest")
+        theta = self.fusion(x_ample + x_focal)
+        fused = theta * x_ample + (1 - theta) * x_focal
+        if self.fusion_relu:
+            fused = F.relu(fused)
+        return self.fusion_block(fused)
+
+
+def make_divisible(v: float, divisor: int = 8, min_value: int | None = None) -> int:
+    """Round channel counts to a multiple of 8 (MobileNet convention)."""
+    min_value = min_value or divisor
+    new_v = max(min_value, int(v + divisor / 2) // divisor * divisor)
+    if new_v < 0.9 * v:
+        new_v += divisor
+    return new_v
+
+
+__all__ = [
+    "SELECTIONS", "EXECUTIONS", "TemporalShift", "Navigation", "FusionGate", "ResidualBlock",
+    "AFStage", "SelectionContext", "decide", "gumbel_keep", "fixed_policy_mask", "gather_frames",
+    "scatter_frames_", "check_ratio", "make_divisible", "is_channels_last",
+]

@@ -1,0 +1,109 @@
+"""Model registry: two-line entry points registered by name, one builder per family."""
+from __future__ import annotations
+
+from typing import Callable
+
+from afnet.models.base import VideoModel
+from afnet.models.mobilenetv3 import AFMobileNetV3, MobileNetV3
+from afnet.models.resnet import AFResNet, ResNet
+
+_MODELS: dict[str, Callable[..., VideoModel]] = {}
+
+# The small variant: fewer and narrower blocks, trains on 2 CPU cores in minutes.
+SMALL_LAYERS = (2, 2, 2, 1)
+SMALL_WIDTHS = (16, 32, 64, 128)
+
+
+def register_model(fn: Callable[..., VideoModel]) -> Callable[..., VideoModel]:
+    _MODELS[fn.__name__] = fn
+    return fn
+
+
+def list_models() -> list[str]:
+    """Names accepted by :func:`create_model`."""
+    return sorted(_MODELS)
+
+
+def create_model(name: str, *, num_classes: int, num_frames: int, shift: bool | None = None,
+                 selection: str | None = None, ratio: float | None = None, execution: str = "auto",
+                 dense_above: float | None = None, **kwargs) -> VideoModel:
+    """Build a model of the zoo.
+
+    name: one of :func:`list_models`. shift: temporal shift (TSM) in every block; ``None``
+    takes the model's default (off, except AF-MobileNetV3 whose release always shifts).
+    selection / ratio / execution / dense_above: see :meth:`VideoModel.configure`;
+    ``selection`` defaults to ``navigation`` for AF models, ``all`` for baselines.
+    Other keyword arguments (``dropout``, ...) go to the model's constructor.
+    """
+    if name not in _MODELS:
+        raise ValueError(f"unknown model {name!r}; known models: {', '.join(list_models())}")
+    if shift is not None:
+        kwargs["shift"] = shift
+    model = _MODELS[name](num_classes=num_classes, num_frames=num_frames, **kwargs)
+    if selection is None:
+        selection = "navigation" if model.has_navigation else "all"
+    model.configure(selection=selection, ratio=ratio, execution=execution, dense_above=dense_above)
+    model.arch = name
+    return model
+
+
+# ------------------------------------------------------------------ AF models
+@register_model
+def af_resnet50(**kwargs) -> VideoModel:
+    return AFResNet((3, 4, 6, 3), **kwargs)
+
+
+@register_model
+def af_resnet101(**kwargs) -> VideoModel:
+    return AFResNet((4, 8, 18, 3), **kwargs)
+
+
+@register_model
+def af_resnet_small(**kwargs) -> VideoModel:
+    return AFResNet(SMALL_LAYERS, widths=SMALL_WIDTHS, **kwargs)
+
+
+@register_model
+def af_mobilenetv3(**kwargs) -> VideoModel:
+    return AFMobileNetV3(**kwargs)
+
+
+# ------------------------------------------------------------------ baselines
+@register_model
+def tsn_resnet50(shift: bool = False, **kwargs) -> VideoModel:
+    return ResNet((3, 4, 6, 3), shift=shift, **kwargs)
+
+
+@register_model
+def tsm_resnet50(shift: bool = True, **kwargs) -> VideoModel:
+    return ResNet((3, 4, 6, 3), shift=shift, **kwargs)
+
+
+@register_model
+def tsn_resnet101(shift: bool = False, **kwargs) -> VideoModel:
+    return ResNet((3, 4, 23, 3), shift=shift, **kwargs)
+
+
+@register_model
+def tsm_resnet101(shift: bool = True, **kwargs) -> VideoModel:
+    return ResNet((3, 4, 23, 3), shift=shift, **kwargs)
+
+
+@register_model
+def tsn_resnet_small(shift: bool = False, **kwargs) -> VideoModel:
+    return ResNet(SMALL_LAYERS, widths=SMALL_WIDTHS, shift=shift, **kwargs)
+
+
+@register_model
+def tsm_resnet_small(shift: bool = True, **kwargs) -> VideoModel:
+    return ResNet(SMALL_LAYERS, widths=SMALL_WIDTHS, shift=shift, **kwargs)
+
+
+@register_model
+def tsn_mobilenetv3(shift: bool = False, **kwargs) -> VideoModel:
+    return MobileNetV3(shift=shift, **kwargs)
+
+
+@register_model
+def tsm_mobilenetv3(shift: bool = True, **kwargs) -> VideoModel:
+    return MobileNetV3(shift=shift, **kwargs)

@@ -1,0 +1,167 @@
+"""AF-ResNet (paper §3.1) and the TSN/TSM ResNet baselines.
+
+AF-ResNet replaces stages 1-3 with AF modules; stage 4 is a plain stage. Details from the
+authors' release: bottlenecks stride on the 3x3 conv (ResNet v1.5); the ample branch halves
+the channels (alpha 2) and its first block has stride 2 with a 3x3/2 average pool (plus a
+1x1 conv+BN when channels change) on the shortcut; the focal branch uses groups=2 on all
+three convs at stride 1; the last block of each branch has no final ReLU; after the fusion
+one full bottleneck runs at stride 2 (stages 1, 2) or 1 (stage 3).
+"""
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import nn
+
+from afnet.models.base import VideoModel
+from afnet.models.layers import AFStage, FusionGate, Navigation, ResidualBlock, TemporalShift
+
+
+def _shortcut(in_ch: int, out_ch: int, stride: int, style: str) -> nn.Module:
+    """``avg``: the authors' AvgPool(3, 2, 1) then 1x1 conv+BN when channels change.
+    ``conv``: torchvision's strided 1x1 conv+BN."""
+    layers: list[nn.Module] = []
+    if style == "avg":
+        if stride != 1:
+            layers.append(nn.AvgPool2d(3, stride=2, padding=1))
+        if in_ch != out_ch:
+            layers += [nn.Conv2d(in_ch, out_ch, 1, bias=False), nn.BatchNorm2d(out_ch)]
+    elif stride != 1 or in_ch != out_ch:
+        layers += [nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=False), nn.BatchNorm2d(out_ch)]
+    return nn.Sequential(*layers) if layers else nn.Identity()
+
+
+class Bottleneck(ResidualBlock):
+    """1x1 -> 3x3 (stride) -> 1x1, width ``out_ch // 4``; shift on the input of the first conv."""
+
+    def __init__(self, in_ch: int, out_ch: int, num_frames: int, stride: int = 1, groups: int = 1,
+                 shortcut: str = "avg", shift: bool = False, last_relu: bool = True):
+        super().__init__()
+        mid = out_ch // 4
+        self.conv1 = nn.Conv2d(in_ch, mid, 1, bias=False, groups=groups)
+        self.bn1 = nn.BatchNorm2d(mid)
+        self.conv2 = nn.Conv2d(mid, mid, 3, stride=stride, padding=1, bias=False, groups=groups)
+        self.bn2 = nn.BatchNorm2d(mid)
+        self.conv3 = nn.Conv2d(mid, out_ch, 1, bias=False, groups=groups)
+        self.bn3 = nn.BatchNorm2d(out_ch)
+        self.shortcut = _shortcut(in_ch, out_ch, stride, shortcut)
+        self.shift = TemporalShift(num_frames) if shift else nn.Identity()
+        self.act = nn.ReLU(inplace=True) if last_relu else nn.Identity()
+
+    def body(self, x):
+        x = F.relu(self.bn1(self.conv1(x)))
+        x = F.relu(self.bn2(self.conv2(x)))
+        return self.bn3(self.conv3(x))
+
+
+def _init_resnet(model: nn.Module) -> None:
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+    for m in model.modules():
+        if isinstance(m, Bottleneck) and m.conv1.groups == 1:
+            nn.init.zeros_(m.bn3.weight)  # zero-init the last BN of each full-width residual
+        if isinstance(m, Navigation):
+            m.reset_parameters()
+
+
+class _ResNetHead(VideoModel):
+    """Stem, per-frame head and classifier shared by AF-ResNet and the baselines."""
+
+    def _build_stem(self, width: int) -> None:
+        self.conv1 = nn.Conv2d(3, width, 7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+
+    def _build_head(self, features: int, dropout: float) -> None:
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.fc = nn.Linear(features, self.num_classes)
+
+    def stem(self, x):
+        return F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 3, stride=2, padding=1)
+
+    def forward_head(self, features):
+        return self.fc(self.dropout(F.adaptive_avg_pool2d(features, 1).flatten(1)))
+
+    def classifier(self) -> nn.Linear:
+        return self.fc
+
+
+class AFResNet(_ResNetHead):
+    """AF-ResNet: AF modules in stages 1-3 (``layer1``-``layer3``), plain ``layer4``."""
+
+    has_navigation = True
+
+    def __init__(self, layers: tuple[int, int, int, int], *, num_classes: int, num_frames: int,
+                 widths: tuple[int, int, int, int] = (64, 128, 256, 512), shift: bool = False,
+                 alpha: int = 2, focal_groups: int = 2, dropout: float = 0.5):
+        super().__init__(num_classes, num_frames)
+        if min(layers[:3]) < 2:
+            raise ValueError(f"an AF stage needs at least 2 blocks (one ample/focal pair and the fusion block), got {layers}")
+        self.shift = shift
+        t = num_frames
+        self._build_stem(widths[0])
+        in_ch = widths[0]
+        for i, (blocks, stride) in enumerate(zip(layers[:3], (2, 2, 1))):
+            out_ch = widths[i] * 4
+            setattr(self, f"layer{i + 1}", self._af_stage(in_ch, out_ch, blocks, stride, t, shift, alpha, focal_groups))
+            in_ch = out_ch
+        out_ch = widths[3] * 4
+        self.layer4 = nn.ModuleList(
+            Bottleneck(in_ch if j == 0 else out_ch, out_ch, t, stride=2 if j == 0 else 1, shift=shift)
+            for j in range(layers[3]))
+        self._build_head(out_ch, dropout)
+        _init_resnet(self)
+
+    @staticmethod
+    def _af_stage(in_ch, out_ch, blocks, stride, t, shift, alpha, groups) -> AFStage:
+        n = blocks - 1
+        thin = out_ch // alpha
+        navigation = [Navigation(in_ch if j == 0 else thin, t) for j in range(n)]
+        ample = [Bottleneck(in_ch if j == 0 else thin, thin, t, stride=2 if j == 0 else 1, shift=shift,
+                            last_relu=j < n - 1) for j in range(n)]
+        focal = [Bottleneck(in_ch if j == 0 else out_ch, out_ch, t, groups=groups, shortcut="conv", shift=shift,
+                            last_relu=j < n - 1) for j in range(n)]
+        ample_proj = None
+        if alpha != 1:
+            ample_proj = nn.Sequential(nn.Conv2d(thin, out_ch, 1, bias=False), nn.BatchNorm2d(out_ch))
+        return AFStage(navigation, ample, focal, FusionGate(out_ch, 16, bias=False),
+                       Bottleneck(out_ch, out_ch, t, stride=stride, shift=shift), ample_proj, fusion_relu=True)
+
+    def forward_features(self, x, ctx):
+        x = self.stem(x)
+        x = self.layer3(self.layer2(self.layer1(x, ctx), ctx), ctx)
+        for block in self.layer4:
+            x = block(x)
+        return x
+
+
+class ResNet(_ResNetHead):
+    """TSN (``shift=False``) / TSM (``shift=True``) ResNet: torchvision's ResNet v1.5 run per
+    frame, the temporal shift on the input of every block's first conv (residual unshifted)."""
+
+    def __init__(self, layers: tuple[int, int, int, int], *, num_classes: int, num_frames: int,
+                 widths: tuple[int, int, int, int] = (64, 128, 256, 512), shift: bool = False,
+                 dropout: float = 0.5):
+        super().__init__(num_classes, num_frames)
+        self.shift = shift
+        self._build_stem(widths[0])
+        in_ch = widths[0]
+        for i, (blocks, stride) in enumerate(zip(layers, (1, 2, 2, 2))):
+            out_ch = widths[i] * 4
+            stage = nn.ModuleList(
+                Bottleneck(in_ch if j == 0 else out_ch, out_ch, num_frames, stride=stride if j == 0 else 1,
+                           shortcut="conv", shift=shift)
+                for j in range(blocks))
+            setattr(self, f"layer{i + 1}", stage)
+            in_ch = out_ch
+        self._build_head(in_ch, dropout)
+        _init_resnet(self)
+
+    def forward_features(self, x, ctx):
+        x = self.stem(x)
+        for stage in (self.layer1, self.layer2, self.layer3, self.layer4):
+            for block in stage:
+                x = block(x)
+        return x
