@@ -58,9 +58,11 @@ class VideoModel(nn.Module):
         ``sparse`` (eval only) or ``masked`` (every frame computed, as the authors' code).
         dense_above: in sparse execution, compute densely when at least this fraction of
         the batch's frames is kept (gather and scatter then cost more than they save).
+        Arguments left out keep their current value.
         """
         selection = self.selection if selection is None else selection
         execution = self.execution if execution is None else execution
+        ratio = self.ratio if ratio is None else ratio
         if selection not in SELECTIONS:
             raise ValueError(f"unknown selection {selection!r}; expected one of {', '.join(SELECTIONS)}")
         if execution not in EXECUTIONS:
