@@ -1,0 +1,155 @@
+"""Checkpoints: round trip, the authors' released layouts, and errors that name the key."""
+import os
+
+import pytest
+import torch
+
+import afnet
+from afnet.checkpoint import CheckpointError, translate_authors_key
+from authors_reference import af_resnet_forward
+from conftest import randomize
+
+# layout name -> (model, classes, frames)
+LAYOUT_MODELS = {
+    "imagenet_AF-ResNet50": ("af_resnet50", 1000, 1),
+    "imagenet_AF-ResNet101": ("af_resnet101", 1000, 1),
+    "imagenet_AF-MobileNetV3": ("af_mobilenetv3", 1000, 1),
+    "sthv1_AF_resnet50_T8": ("af_resnet50", 174, 8),
+    "sthv1_AF_resnet50_T12": ("af_resnet50", 174, 12),
+    "sthv1_AF_resnet101_T12": ("af_resnet101", 174, 12),
+    "sthv1_AF_mobilenetv3_T12": ("af_mobilenetv3", 174, 12),
+}
+
+
+def synthetic_state(layout: dict, seed: int = 0) -> dict:
+    """Tensors of the documented shapes with values that make BN and navigation non-trivial."""
+    g = torch.Generator().manual_seed(seed)
+    state = {}
+    for key, shape in layout.items():
+        if key.endswith("running_var"):
+            v = torch.rand(shape, generator=g) + 0.5
+        elif key.endswith("running_mean"):
+            v = torch.randn(shape, generator=g) * 0.1
+        elif key.endswith("conv_gs.bias"):
+            v = torch.randn(shape, generator=g)
+        elif len(shape) == 1:
+            v = torch.randn(shape, generator=g) * 0.1 + (1.0 if key.endswith("weight") else 0.0)
+        else:
+            fan_in = 1
+            for s in shape[1:]:
+                fan_in *= s
+            v = torch.randn(shape, generator=g) * fan_in ** -0.5
+        state[key] = v
+    return state
+
+
+@pytest.mark.parametrize("layout_name", sorted(LAYOUT_MODELS))
+def test_authors_layout_maps_exactly(layouts, layout_name):
+    name, classes, frames = LAYOUT_MODELS[layout_name]
+    model = afnet.create_model(name, num_classes=classes, num_frames=frames)
+    ours = {k: tuple(v.shape) for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
+    theirs = {translate_authors_key(k): tuple(s) for k, s in layouts[layout_name].items()}
+    assert len(theirs) == len(layouts[layout_name])  # the renaming is one-to-one
+    assert ours == theirs
+
+
+@pytest.mark.parametrize("shift", [False, True])
+def test_authors_video_checkpoint_computes_what_their_code_computes(layouts, tmp_path, shift):
+    state = synthetic_state(layouts["sthv1_AF_resnet50_T8"])
+    path = tmp_path / "sthv1_AF_resnet50_T8.pth.tar"
+    torch.save({"state_dict": state, "epoch": 40, "best_prec1": 48.1}, path)
+    model = afnet.create_model("af_resnet50", num_classes=174, num_frames=8, shift=shift).eval()
+    report = afnet.load_checkpoint(model, path)
+    assert report.source == "authors' video" and report.loaded == 513 and not report.skipped
+    assert report.meta["epoch"] == 40
+    video = torch.randn(2, 8, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ref_logits, ref_masks = af_resnet_forward(state, video, shift)
+        out = model(video)
+    kept = torch.stack([m.mean() for m in ref_masks])
+    assert (kept > 0).any() and (kept < 1).any()
+    for a, b in zip(ref_masks, out.masks):
+        assert torch.equal(a, b)
+    torch.testing.assert_close(out.logits, ref_logits, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("layout_name", ["imagenet_AF-ResNet50", "imagenet_AF-MobileNetV3"])
+def test_imagenet_backbone_leaves_navigation_and_classifier_fresh(layouts, tmp_path, layout_name):
+    name = LAYOUT_MODELS[layout_name][0]
+    state = synthetic_state(layouts[layout_name])
+    # the released files may hold the navigation at another T: here T=1, model T=8
+    path = tmp_path / "backbone.pth.tar"
+    torch.save({"state_dict": state}, path)
+    model = afnet.create_model(name, num_classes=174, num_frames=8)
+    report = afnet.load_checkpoint(model, path)
+    assert report.source == "authors' ImageNet"
+    skipped = set(report.skipped)
+    assert any(".navigation." in k for k in skipped)
+    assert any(k.startswith("fc.") for k in skipped)
+    assert all(".navigation." in k or k.startswith("fc.") for k in skipped)
+    assert "navigation" in str(report) and "classifier" in str(report)
+    # the backbone itself was copied
+    key = "conv1.weight" if name.startswith("af_resnet") else "conv.weight"
+    assert torch.equal(model.state_dict()[key], state["module." + key])
+
+
+def test_round_trip(tmp_path):
+    model = randomize(afnet.create_model("af_resnet_small", num_classes=6, num_frames=4, shift=True)).eval()
+    path = tmp_path / "run" / "last.pt"
+    afnet.save_checkpoint(path, model, epoch=3, config={"lr": 0.01})
+    assert os.listdir(path.parent) == ["last.pt"]  # no temporary file left behind
+    fresh = afnet.create_model("af_resnet_small", num_classes=6, num_frames=4, shift=True).eval()
+    report = afnet.load_checkpoint(fresh, path)
+    assert report.source == "afnet" and report.meta["epoch"] == 3 and report.meta["arch"] == "af_resnet_small"
+    video = torch.randn(2, 4, 3, 64, 64)
+    with torch.no_grad():
+        a, b = model(video), fresh(video)
+    assert torch.equal(a.logits, b.logits)
+
+
+def test_frame_count_mismatch_is_named(layouts, tmp_path):
+    path = tmp_path / "t12.pth.tar"
+    torch.save({"state_dict": synthetic_state(layouts["sthv1_AF_resnet50_T12"])}, path)
+    model = afnet.create_model("af_resnet50", num_classes=174, num_frames=8)
+    with pytest.raises(CheckpointError, match=r"layer1\.navigation\.0\.conv2\.weight.*checkpoint T=12, model T=8"):
+        afnet.load_checkpoint(model, path)
+
+
+def test_classifier_size_mismatch_and_skip(tmp_path):
+    src = afnet.create_model("af_resnet_small", num_classes=6, num_frames=4)
+    path = tmp_path / "six.pt"
+    afnet.save_checkpoint(path, src)
+    other = afnet.create_model("af_resnet_small", num_classes=9, num_frames=4)
+    with pytest.raises(CheckpointError, match="checkpoint has 6 classes, model 9"):
+        afnet.load_checkpoint(other, path)
+    report = afnet.load_checkpoint(other, path, skip_classifier=True)
+    assert set(report.skipped) == {"fc.weight", "fc.bias"}
+
+
+def test_missing_and_unexpected_keys_are_named(tmp_path):
+    state = afnet.create_model("af_resnet_small", num_classes=6, num_frames=4).state_dict()
+    state.pop("layer2.fusion.fc.0.weight")
+    state["layer9.extra.weight"] = torch.zeros(3)
+    path = tmp_path / "bad.pt"
+    torch.save({"state_dict": state}, path)
+    with pytest.raises(CheckpointError) as err:
+        afnet.load_checkpoint(afnet.create_model("af_resnet_small", num_classes=6, num_frames=4), path)
+    assert "missing key layer2.fusion.fc.0.weight" in str(err.value)
+    assert "unexpected key layer9.extra.weight" in str(err.value)
+
+
+class _Payload:
+    def __reduce__(self):
+        return (os.system, ("echo pwned",))
+
+
+def test_checkpoint_never_executes_code(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"state_dict": {}, "payload": _Payload()}, path)
+    with pytest.raises(CheckpointError, match="weights-only"):
+        afnet.load_checkpoint(afnet.create_model("af_resnet_small", num_classes=6, num_frames=4), path)
+
+
+def test_missing_file_names_the_path(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.pt"):
+        afnet.load_checkpoint(afnet.create_model("af_resnet_small", num_classes=6, num_frames=4), tmp_path / "nope.pt")
