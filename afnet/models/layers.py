@@ -54,8 +54,26 @@ class TemporalShift(nn.Module):
         out[:, :, 2 * fold:] = x5[:, :, 2 * fold:]
         return out.view(nt, c, h, w)
 
+    def gather(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """``forward(x)[index]``, computing the shift only for the gathered frames."""
+        t = self.num_frames
+        fold = x.shape[1] // self.fold_div
+        out = gather_frames(x, index)
+        if fold == 0:
+            return out
+        pos = index % t
+        for channels, step, valid in ((slice(0, fold), 1, pos < t - 1), (slice(fold, 2 * fold), -1, pos > 0)):
+            src = x[:, channels].index_select(0, torch.where(valid, index + step, index))
+            out[:, channels] = src * valid.view(-1, 1, 1, 1).to(src.dtype)
+        return out
+
     def extra_repr(self) -> str:
         return f"num_frames={self.num_frames}, fold_div={self.fold_div}"
+
+
+def gather_shifted(shift: nn.Module, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``shift(x)[index]`` for a :class:`TemporalShift` or an identity."""
+    return shift.gather(x, index) if isinstance(shift, TemporalShift) else gather_frames(x, index)
 
 
 # ----------------------------------------------------------------------------- frame gather / scatter
@@ -66,18 +84,24 @@ def is_channels_last(x: torch.Tensor) -> bool:
 def gather_frames(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """``x[index]`` along dim 0, keeping the memory format.
 
-    A channels-last tensor is gathered through its NHWC view, where a frame is one
-    contiguous block (``index_select`` on the NCHW-strided view is several times slower).
+    A channels-last frame is one contiguous block of its NHWC storage, so the gather is a
+    row gather of the ``(N, H*W*C)`` view (``index_select`` on the NCHW-strided view is
+    several times slower).
     """
     if is_channels_last(x):
-        return x.permute(0, 2, 3, 1).index_select(0, index).permute(0, 3, 1, 2)
+        n, c, h, w = x.shape
+        rows = x.permute(0, 2, 3, 1).reshape(n, h * w * c).index_select(0, index)
+        return rows.view(-1, h, w, c).permute(0, 3, 1, 2)
     return x.index_select(0, index)
 
 
 def scatter_frames_(out: torch.Tensor, index: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-    """``out[index] = values`` along dim 0, in place (through the NHWC view if channels-last)."""
+    """``out[index] = values`` along dim 0, in place (row copies of the NHWC view if
+    channels-last)."""
     if is_channels_last(out):
-        out.permute(0, 2, 3, 1).index_copy_(0, index, values.permute(0, 2, 3, 1))
+        n, c, h, w = out.shape
+        rows = values.permute(0, 2, 3, 1).reshape(values.shape[0], h * w * c)
+        out.permute(0, 2, 3, 1).view(n, h * w * c).index_copy_(0, index, rows)
     else:
         out.index_copy_(0, index, values)
     return out
@@ -205,9 +229,11 @@ class FusionGate(nn.Module):
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, c = x.shape[:2]
-        return self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1)).view(b, c, 1, 1)
+    def forward(self, ample: torch.Tensor, focal: torch.Tensor) -> torch.Tensor:
+        """theta (N, C, 1, 1); avgpool(ample + focal) is taken as the sum of the two pools."""
+        b, c = focal.shape[:2]
+        pooled = F.adaptive_avg_pool2d(ample, 1) + F.adaptive_avg_pool2d(focal, 1)
+        return self.fc(pooled.flatten(1)).view(b, c, 1, 1)
 
 
 # ----------------------------------------------------------------------------- residual block
@@ -235,32 +261,32 @@ class ResidualBlock(nn.Module):
     def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None, sparse: bool = False,
                 dense_above: float = 1.0) -> torch.Tensor:
         residual = None if self.shortcut is None else self.shortcut(x)
-        h = self.shift(x)
         if keep is None:
-            out = self.body(h)
+            out = self.body(self.shift(x))
         else:
             keep = keep.reshape(-1)
-            if sparse and (keep.sum() < dense_above * keep.numel() or keep.numel() == 0):
-                return self.act(self._sparse(h, keep, residual))
-            out = self.body(h * keep.view(-1, 1, 1, 1).to(h.dtype))
+            if sparse and keep.sum() < dense_above * keep.numel():
+                return self.act(self._sparse(x, keep, residual))
+            out = self.body(self.shift(x) * keep.view(-1, 1, 1, 1).to(x.dtype))
         if residual is not None:
-            out = out + residual
+            out += residual
         return self.act(out)
 
-    def _sparse(self, h: torch.Tensor, keep: torch.Tensor, residual: torch.Tensor | None) -> torch.Tensor:
+    def _sparse(self, x: torch.Tensor, keep: torch.Tensor, residual: torch.Tensor | None) -> torch.Tensor:
         index = keep.nonzero().flatten()
-        base = self.zero_response(h)
-        out = base.expand(h.shape[0], *base.shape[1:]) if residual is None else residual + base
-        out = out.contiguous(memory_format=_memory_format(h))
+        base = self.zero_response(x)
+        out = base.expand(x.shape[0], *base.shape[1:]) if residual is None else residual + base
+        out = out.contiguous(memory_format=_memory_format(x))
         if index.numel():
-            y = self.body(gather_frames(h, index))
+            y = self.body(gather_shifted(self.shift, x, index))
             if residual is not None:
-                y = y + gather_frames(residual, index)
+                y += gather_frames(residual, index)
             scatter_frames_(out, index, y)
         return out
 
     def zero_response(self, h: torch.Tensor) -> torch.Tensor:
-        """``body(0)`` for one frame of ``h``'s shape, cached until a weight changes."""
+        """``body(0)`` for one frame of ``h``'s shape, cached until a weight changes
+        (the shift of zeros is zeros, so it does not enter)."""
         tensors = [*self.parameters(), *self.buffers()]
         key = (tuple(h.shape[1:]), h.dtype, h.device, _memory_format(h),
                tuple((t.data_ptr(), t._version) for t in tensors))
@@ -314,10 +340,10 @@ class AFStage(nn.Module):
         if self.ample_proj is not None:
             x_ample = self.ample_proj(x_ample)
         x_ample = F.interpolate(x_ample, size=x_focal.shape[-2:], mode="nearest")
-        theta = self.fusion(x_ample + x_focal)
-        fused = theta * x_ample + (1 - theta) * x_focal
+        theta = self.fusion(x_ample, x_focal)
+        fused = torch.addcmul(x_focal, theta, x_ample - x_focal)  # theta*ample + (1-theta)*focal
         if self.fusion_relu:
-            fused = F.relu(fused)
+            fused = F.relu(fused, inplace=True)
         return self.fusion_block(fused)
 
 
@@ -333,5 +359,5 @@ def make_divisible(v: float, divisor: int = 8, min_value: int | None = None) -> 
 __all__ = [
     "SELECTIONS", "EXECUTIONS", "TemporalShift", "Navigation", "FusionGate", "ResidualBlock",
     "AFStage", "SelectionContext", "decide", "gumbel_keep", "fixed_policy_mask", "gather_frames",
-    "scatter_frames_", "check_ratio", "make_divisible", "is_channels_last",
+    "scatter_frames_", "gather_shifted", "check_ratio", "make_divisible", "is_channels_last",
 ]

@@ -48,8 +48,8 @@ class Bottleneck(ResidualBlock):
         self.act = nn.ReLU(inplace=True) if last_relu else nn.Identity()
 
     def body(self, x):
-        x = F.relu(self.bn1(self.conv1(x)))
-        x = F.relu(self.bn2(self.conv2(x)))
+        x = F.relu(self.bn1(self.conv1(x)), inplace=True)
+        x = F.relu(self.bn2(self.conv2(x)), inplace=True)
         return self.bn3(self.conv3(x))
 
 
