@@ -1,0 +1,98 @@
+"""The ``afnet`` command line: one command, several subcommands.
+
+    afnet zoo        the model zoo at work (params, GFLOPs, latency, sparse vs masked)
+    afnet flops      GFLOPs per video and parameter count of one configuration
+
+User errors end in a one-line message and exit status 2, not a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import torch
+
+
+def _cmd_flops(args) -> int:
+    from afnet.flops import count_flops, count_params
+    from afnet.models import create_model
+
+    selection = args.selection
+    if selection is None:
+        selection = "uniform" if args.ratio is not None else None
+    model = create_model(args.model, num_classes=args.classes, num_frames=args.frames, shift=args.shift,
+                         selection=selection, ratio=args.ratio, execution=args.execution).eval()
+    video = torch.zeros(1, args.frames, 3, args.size, args.size)
+    result = {"model": args.model, "frames": args.frames, "size": args.size, "classes": args.classes,
+              "shift": bool(model.shift), "selection": model.selection, "ratio": model.ratio,
+              "execution": "masked" if args.execution == "masked" else "sparse",
+              "gflops_per_video": round(count_flops(model, video), 4),
+              "params": count_params(model)}
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"{args.model}: {result['gflops_per_video']:.3f} GFLOPs per video "
+              f"({args.frames} frames, {args.size}x{args.size}, {args.classes} classes, selection={model.selection}"
+              f"{'' if model.ratio is None else f', ratio={model.ratio}'}), {result['params'] / 1e6:.2f} M parameters")
+    return 0
+
+
+def _cmd_zoo(args) -> int:
+    from afnet.zoo import DEFAULT_ZOO, measure_zoo, rows_as_dicts, zoo_table
+
+    entries = DEFAULT_ZOO if not args.models else [e for e in DEFAULT_ZOO if e[0] in args.models]
+    unknown = set(args.models or ()) - {e[0] for e in DEFAULT_ZOO}
+    if unknown:
+        raise ValueError(f"--models: not in the zoo table: {', '.join(sorted(unknown))}; "
+                         f"choose from {', '.join(e[0] for e in DEFAULT_ZOO)}")
+    torch.set_num_threads(args.threads)
+    print(f"afnet model zoo on this CPU ({args.threads} threads), batch 1, {args.size}x{args.size}; "
+          f"AF models keep {args.ratio:.0%} of frames at every focal block (uniform policy)", file=sys.stderr)
+    rows = measure_zoo(entries, size=args.size, ratio=args.ratio, rounds=args.rounds,
+                       progress=lambda msg: print(f"  {msg}", file=sys.stderr, flush=True))
+    print(json.dumps(rows_as_dicts(rows), indent=1) if args.json else zoo_table(rows, args.ratio))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from afnet.models import list_models
+
+    parser = argparse.ArgumentParser(prog="afnet", description="AFNet: efficient video recognition")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("flops", help="GFLOPs per video and parameters of a model configuration")
+    p.add_argument("model", choices=list_models(), metavar="NAME", help=f"one of: {', '.join(list_models())}")
+    p.add_argument("--frames", type=int, default=8)
+    p.add_argument("--size", type=int, default=224)
+    p.add_argument("--classes", type=int, default=174)
+    p.add_argument("--shift", action="store_true", default=None, help="temporal shift (TSM) in every block")
+    p.add_argument("--selection", choices=["navigation", "all", "uniform", "random", "normal", "soft"])
+    p.add_argument("--ratio", type=float, help="share of frames kept by a fixed policy, in (0, 1]")
+    p.add_argument("--execution", choices=["sparse", "masked"], default="sparse")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_flops)
+
+    p = sub.add_parser("zoo", help="params, GFLOPs and measured CPU latency per video, sparse vs masked")
+    p.add_argument("--models", nargs="+", metavar="NAME")
+    p.add_argument("--size", type=int, default=224)
+    p.add_argument("--ratio", type=float, default=0.4)
+    p.add_argument("--rounds", type=int, default=3, help="timed calls per configuration (median reported)")
+    p.add_argument("--threads", type=int, default=max(1, min(2, torch.get_num_threads())))
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_zoo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"afnet {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

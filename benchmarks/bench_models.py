@@ -1,0 +1,161 @@
+"""Wall-clock benchmark of the model zoo on this CPU; prints Markdown tables.
+
+Everything is measured side by side in one run (configurations interleaved round-robin,
+medians compared), because these machines are noisy:
+
+1. Sparse vs masked execution of AF-ResNet50-TSM (12 frames, 224) at ratios 1.0 ... 0.25,
+   each latency ratio set against its FLOPs ratio, at batch 1 and batch 8.
+2. "More is less" in wall-clock: AF-ResNet50-TSM, 12 frames at ratio 0.4, against
+   TSM-ResNet50 with 8 frames (sparse, and the authors' masked execution).
+3. What each CPU inference step gives (channels-last, BN folding, allocator, bf16).
+4. bf16 autocast: its effect on logits and on frame choices.
+
+Usage: python benchmarks/bench_models.py [--rounds 3] [--batches 1 8] [--quick]
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from afnet import count_flops, create_model  # noqa: E402
+from afnet.benchmark import markdown_table, time_round_robin  # noqa: E402
+from afnet.models.layers import Navigation  # noqa: E402
+from afnet.runtime import fold_batchnorm, keep_allocations, prepare_for_inference  # noqa: E402
+
+RATIOS = (1.0, 0.75, 0.5, 0.4, 0.25)
+
+
+def af_tsm(frames=12, ratio=0.4, classes=174):
+    return create_model("af_resnet50", num_classes=classes, num_frames=frames, shift=True,
+                        selection="uniform", ratio=ratio).eval()
+
+
+def video(batch, frames, size, seed=0):
+    return torch.randn(batch, frames, 3, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+def steps_table(size, rounds):
+    """Each inference step, added one at a time (batch 1, ratio 0.4, sparse)."""
+    v = video(1, 12, size)
+    base = af_tsm()
+    eager = copy.deepcopy(base)
+    cl = copy.deepcopy(base).to(memory_format=torch.channels_last)
+    folded = copy.deepcopy(base)
+    fold_batchnorm(folded)
+    folded.to(memory_format=torch.channels_last)
+    tsm = create_model("tsm_resnet50", num_classes=174, num_frames=8).eval()
+    v8 = video(1, 8, size)
+    before = time_round_robin({"eager": lambda: eager(v), "cl": lambda: cl(v), "folded": lambda: folded(v),
+                               "tsm": lambda: tsm(v8)}, rounds=rounds)
+    keep_allocations()  # process-wide from here on
+    bf16 = copy.deepcopy(folded)
+    bf16.autocast_dtype = torch.bfloat16
+    after = time_round_robin({"folded": lambda: folded(v), "bf16": lambda: bf16(v)}, rounds=rounds)
+    rows = [
+        ["NCHW, eager BN", before["eager"] * 1e3, 1.0],
+        ["+ channels-last", before["cl"] * 1e3, before["eager"] / before["cl"]],
+        ["+ BN folded into convs", before["folded"] * 1e3, before["cl"] / before["folded"]],
+        ["+ allocator keeps freed blocks (no re-mmap)", after["folded"] * 1e3, before["folded"] / after["folded"]],
+        ["+ bf16 autocast", after["bf16"] * 1e3, after["folded"] / after["bf16"]],
+    ]
+    return markdown_table(["AF-ResNet50-TSM, 12 frames, r=0.4, batch 1", "ms/video", "gain vs previous row"], rows)
+
+
+def sparse_vs_masked(batch, size, rounds):
+    v = video(batch, 12, size)
+    rows = []
+    for ratio in RATIOS:
+        sparse = prepare_for_inference(af_tsm(ratio=ratio).configure(execution="sparse"))
+        masked = copy.deepcopy(sparse).configure(execution="masked")
+        gf_s, gf_m = count_flops(sparse, v), count_flops(masked, v)
+        t = time_round_robin({"sparse": lambda: sparse(v), "masked": lambda: masked(v)}, rounds=rounds)
+        flops_ratio, lat_ratio = gf_s / gf_m, t["sparse"] / t["masked"]
+        rows.append([batch, ratio, round(gf_s, 2), round(gf_m, 2), round(flops_ratio, 3),
+                     round(t["sparse"] * 1e3 / batch, 1), round(t["masked"] * 1e3 / batch, 1), round(lat_ratio, 3),
+                     f"{(lat_ratio / flops_ratio - 1) * 100:+.1f}%"])
+    return rows
+
+
+def more_is_less(batch, size, rounds):
+    v12, v8 = video(batch, 12, size), video(batch, 8, size)
+    af = prepare_for_inference(af_tsm(ratio=0.4).configure(execution="sparse"))
+    af_masked = copy.deepcopy(af).configure(execution="masked")
+    tsm = prepare_for_inference(create_model("tsm_resnet50", num_classes=174, num_frames=8))
+    gf = {"af": count_flops(af, v12), "masked": count_flops(af_masked, v12), "tsm": count_flops(tsm, v8)}
+    t = time_round_robin({"af": lambda: af(v12), "masked": lambda: af_masked(v12), "tsm": lambda: tsm(v8)},
+                         rounds=rounds)
+    return [[batch, "AF-ResNet50-TSM 12f r=0.4, sparse", round(gf["af"], 2), round(gf["af"] / gf["tsm"], 3),
+             round(t["af"] * 1e3 / batch, 1), round(t["af"] / t["tsm"], 3)],
+            [batch, "AF-ResNet50-TSM 12f r=0.4, masked (authors')", round(gf["masked"], 2),
+             round(gf["masked"] / gf["tsm"], 3), round(t["masked"] * 1e3 / batch, 1), round(t["masked"] / t["tsm"], 3)],
+            [batch, "TSM-ResNet50 8f", round(gf["tsm"], 2), 1.0, round(t["tsm"] * 1e3 / batch, 1), 1.0]]
+
+
+def bf16_effect(size, rounds, videos=8):
+    """Navigation with random weights (trained ones are not available here), so that some
+    frames are kept and some skipped; compare fp32 and bf16 on the same inputs."""
+    torch.manual_seed(0)
+    model = create_model("af_resnet50", num_classes=174, num_frames=12, shift=True).eval()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, Navigation):
+                m.conv2.weight.normal_(0, 2.0)
+                m.conv2.bias.zero_()
+    fp32 = prepare_for_inference(model)
+    bf16 = copy.deepcopy(fp32)
+    bf16.autocast_dtype = torch.bfloat16
+    v = video(videos, 12, size, seed=1)
+    with torch.inference_mode():
+        a, b = fp32(v), bf16(v)
+    agree = torch.cat([(x == y).float().flatten() for x, y in zip(a.masks, b.masks)]).mean().item()
+    kept = torch.cat([x.flatten() for x in a.masks]).mean().item()
+    diff = (a.logits - b.logits).abs().max().item()
+    scale = a.logits.abs().max().item()
+    top1 = (a.logits.argmax(1) == b.logits.argmax(1)).float().mean().item()
+    v1 = v[:1]
+    t = time_round_robin({"fp32": lambda: fp32(v1), "bf16": lambda: bf16(v1)}, rounds=rounds)
+    return markdown_table(
+        ["videos", "frames kept (fp32)", "frame choices equal", "max |logit diff|", "max |logit|",
+         "same top-1", "latency fp32 / bf16 (batch 1)"],
+        [[videos, f"{kept:.0%}", f"{agree:.1%}", f"{diff:.3g}", f"{scale:.3g}", f"{top1:.0%}",
+          round(t["fp32"] / t["bf16"], 2)]])
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="112x112, batch 1, 2 rounds: a smoke run")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.size, args.batches, args.rounds = 112, [1], 2
+    torch.set_num_threads(args.threads)
+    start = time.time()
+    print(f"# afnet model benchmark: {torch.get_num_threads()} threads, torch {torch.__version__}, "
+          f"{args.size}x{args.size}, medians of {args.rounds} interleaved rounds\n")
+    print("## Inference steps\n")
+    print(steps_table(args.size, args.rounds), "\n", flush=True)
+    print("## Sparse vs masked, AF-ResNet50-TSM, 12 frames\n")
+    rows = [r for b in args.batches for r in sparse_vs_masked(b, args.size, args.rounds)]
+    print(markdown_table(["batch", "ratio", "GFLOPs sparse", "GFLOPs masked", "FLOPs ratio", "ms/video sparse",
+                          "ms/video masked", "latency ratio", "latency vs FLOPs ratio"], rows), "\n", flush=True)
+    print("## More is less: 12 frames at r=0.4 vs TSM with 8 frames\n")
+    rows = [r for b in args.batches for r in more_is_less(b, args.size, args.rounds)]
+    print(markdown_table(["batch", "model", "GFLOPs/video", "FLOPs ratio", "ms/video", "latency ratio"], rows),
+          "\n", flush=True)
+    print("## bf16 autocast\n")
+    print(bf16_effect(args.size, args.rounds), "\n")
+    print(f"(total {time.time() - start:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
