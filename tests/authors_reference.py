@@ -96,3 +96,95 @@ def af_resnet_forward(sd: dict, video: torch.Tensor, shift: bool):
     x = F.adaptive_avg_pool2d(x, 1).flatten(1)
     logits = F.linear(x, sd["new_fc.weight"], sd["new_fc.bias"])
     return logits.view(b, t, -1).mean(1), masks
+
+
+# ----------------------------------------------------------------------------- AF-MobileNetV3
+# (stride, h-swish) per block, from the release's configuration table; kernel sizes, channel
+# counts and SE come from the tensors themselves.
+_MBV3_ROWS = {
+    "features_head": [(1, False)],
+    "features_stage1": [(2, False), (2, False)],
+    "features_stage2_base": [(2, False), (1, False)],
+    "features_stage2_refine": [(1, False), (1, False)],
+    "features_stage2_fuse": [(2, False)],
+    "features_stage3_base": [(2, True), (1, True), (1, True)],
+    "features_stage3_refine": [(1, True), (1, True), (1, True)],
+    "features_stage3_fuse": [(1, True)],
+    "features_stage4": [(1, True), (1, True)],
+    "features_stage5": [(2, True), (1, True), (1, True)],
+}
+
+
+def _hswish(x):
+    return x * F.relu6(x + 3) / 6
+
+
+def _ir(x, sd, p, t, stride, hs, mask=None):
+    """``InvertedResidual_ample`` (mask None) / ``InvertedResidual_focal`` of the release."""
+    act = _hswish if hs else F.relu
+    inp = x.shape[1]
+
+    def conv(y, name, s=1):
+        w = sd[f"{p}.{name}.weight"]
+        return F.conv2d(y, w, stride=s, padding=(w.shape[-1] - 1) // 2, groups=y.shape[1] // w.shape[1])
+
+    def se(y):
+        if f"{p}.se.fc.0.weight" not in sd:
+            return y
+        z = F.adaptive_avg_pool2d(y, 1).flatten(1)
+        z = F.relu(F.linear(z, sd[f"{p}.se.fc.0.weight"], sd[f"{p}.se.fc.0.bias"]))
+        z = F.relu6(F.linear(z, sd[f"{p}.se.fc.2.weight"], sd[f"{p}.se.fc.2.bias"]) + 3) / 6
+        return y * z[:, :, None, None]
+
+    out = _shift(x, t)
+    if mask is not None:
+        out = out * mask
+    if f"{p}.conv3.weight" in sd:  # expansion
+        out = act(_bn(conv(out, "conv1"), sd, p + ".bn1"))
+        out = act(se(_bn(conv(out, "conv2", stride), sd, p + ".bn2")))
+        out = _bn(conv(out, "conv3"), sd, p + ".bn3")
+    else:
+        out = se(act(_bn(conv(out, "conv1", stride), sd, p + ".bn1")))
+        out = _bn(conv(out, "conv2"), sd, p + ".bn2")
+    identity = stride == 1 and inp == out.shape[1]
+    if identity:
+        return out + x
+    if f"{p}.res_connect.0.weight" in sd:
+        w = sd[f"{p}.res_connect.0.weight"]
+        return out + _bn(F.conv2d(x, w, stride=stride, groups=inp // w.shape[1]), sd, p + ".res_connect.1")
+    return out
+
+
+def af_mobilenetv3_forward(sd: dict, video: torch.Tensor):
+    """Logits (B, K) and keep-masks of the authors' AF-MobileNetV3 video model (shift always on)."""
+    b, t = video.shape[:2]
+    sd = {k[len("module.base_model."):]: v for k, v in sd.items()}
+    x = video.reshape(b * t, *video.shape[2:])
+    x = _hswish(_bn(F.conv2d(x, sd["conv.weight"], stride=2, padding=1), sd, "bn"))
+    for name in ("features_head", "features_stage1"):
+        for i, (s, hs) in enumerate(_MBV3_ROWS[name]):
+            x = _ir(x, sd, f"{name}.{i}", t, s, hs)
+    masks = []
+    for stage in (2, 3):
+        base, refine = x, x
+        for i, ((sb, hs), (sr, _)) in enumerate(zip(_MBV3_ROWS[f"features_stage{stage}_base"],
+                                                    _MBV3_ROWS[f"features_stage{stage}_refine"])):
+            mask, keep = _navigation(base, sd, f"list_gen{stage}.{i}", t)
+            masks.append(keep)
+            base = _ir(base, sd, f"features_stage{stage}_base.{i}", t, sb, hs)
+            refine = _ir(refine, sd, f"features_stage{stage}_refine.{i}", t, sr, hs, mask=mask)
+        base = F.interpolate(base, size=refine.shape[-2:])
+        y = F.adaptive_avg_pool2d(base + refine, 1).flatten(1)
+        g = f"att_gen{stage}.fc"
+        att = torch.sigmoid(F.linear(F.relu(F.linear(y, sd[g + ".0.weight"], sd[g + ".0.bias"])),
+                                     sd[g + ".2.weight"], sd[g + ".2.bias"]))[:, :, None, None]
+        (s, hs), = _MBV3_ROWS[f"features_stage{stage}_fuse"]
+        x = _ir(att * base + (1 - att) * refine, sd, f"features_stage{stage}_fuse.0", t, s, hs)
+    for name in ("features_stage4", "features_stage5"):
+        for i, (s, hs) in enumerate(_MBV3_ROWS[name]):
+            x = _ir(x, sd, f"{name}.{i}", t, s, hs)
+    x = _hswish(_bn(F.conv2d(x, sd["conv_last.weight"]), sd, "bn_last"))
+    x = F.adaptive_avg_pool2d(x, 1).flatten(1)
+    x = _hswish(F.linear(x, sd["fc.0.weight"], sd["fc.0.bias"]))
+    logits = F.linear(x, sd["fc.3.weight"], sd["fc.3.bias"])
+    return logits.view(b, t, -1).mean(1), masks

@@ -6,7 +6,7 @@ import torch
 
 import afnet
 from afnet.checkpoint import CheckpointError, translate_authors_key
-from authors_reference import af_resnet_forward
+from authors_reference import af_mobilenetv3_forward, af_resnet_forward
 from conftest import randomize
 
 # layout name -> (model, classes, frames)
@@ -65,6 +65,23 @@ def test_authors_video_checkpoint_computes_what_their_code_computes(layouts, tmp
     video = torch.randn(2, 8, 3, 64, 64, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         ref_logits, ref_masks = af_resnet_forward(state, video, shift)
+        out = model(video)
+    kept = torch.stack([m.mean() for m in ref_masks])
+    assert (kept > 0).any() and (kept < 1).any()
+    for a, b in zip(ref_masks, out.masks):
+        assert torch.equal(a, b)
+    torch.testing.assert_close(out.logits, ref_logits, rtol=1e-4, atol=1e-5)
+
+
+def test_authors_mobilenet_checkpoint_computes_what_their_code_computes(layouts, tmp_path):
+    state = synthetic_state(layouts["sthv1_AF_mobilenetv3_T12"], seed=3)
+    path = tmp_path / "sthv1_AF_mobilenetv3_T12.pth.tar"
+    torch.save({"state_dict": state}, path)
+    model = afnet.create_model("af_mobilenetv3", num_classes=174, num_frames=12).eval()
+    assert afnet.load_checkpoint(model, path).loaded == 402
+    video = torch.randn(2, 12, 3, 96, 96, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        ref_logits, ref_masks = af_mobilenetv3_forward(state, video)
         out = model(video)
     kept = torch.stack([m.mean() for m in ref_masks])
     assert (kept > 0).any() and (kept < 1).any()
