@@ -4,10 +4,12 @@ Every function returns 0-based frame indices (sorted, in ``[0, num_frames)``)
 as a ``torch.long`` tensor; randomness comes only from the ``generator``
 argument (see :func:`sample_generator`), never from a global RNG.
 
-* TSN segments: the video is cut into ``T`` equal segments (real-valued
-  boundaries ``i * n / T``); training picks a uniform random frame inside each
-  segment, evaluation the segment centre. When ``n < T`` segments are shorter
-  than a frame, so indices repeat (never wrap, never invent frames).
+* TSN segments: the video is cut into ``T`` equal segments (boundaries
+  ``floor(i * n / T)``); training picks a uniform random frame inside each
+  segment (distinct frames when ``n >= T``), evaluation the segment centre
+  ``int(n / T * (i + 0.5))`` (the TSN/TSM test formula). When ``n < T``
+  segments are shorter than a frame, so indices repeat (never wrap, never
+  invent frames).
 * Dense: ``T`` frames ``stride`` apart; random start in training, centred in
   evaluation. When the span ``(T - 1) * stride + 1`` exceeds the video the
   stride shrinks to spread ``T`` frames evenly over the whole video (repeating
@@ -50,14 +52,19 @@ def segment_indices(num_frames: int, clip_len: int, *, train: bool,
     (0.5 = centre) of each segment in evaluation)."""
     _check(num_frames, clip_len)
     seg = num_frames / clip_len
-    starts = torch.arange(clip_len, dtype=torch.float64) * seg
+    steps = torch.arange(clip_len, dtype=torch.float64)
     if train:
         if generator is None:
             raise ValueError("segment_indices(train=True) needs a generator")
-        offsets = _uniform(clip_len, generator)
-    else:
-        offsets = torch.full((clip_len,), float(position), dtype=torch.float64)
-    idx = torch.floor(starts + offsets * seg).long()
+        u = _uniform(clip_len, generator)
+        if num_frames >= clip_len:  # integer boundaries: distinct frames
+            bounds = torch.floor(torch.arange(clip_len + 1, dtype=torch.float64) * seg).long()
+            lengths = bounds[1:] - bounds[:-1]
+            idx = bounds[:-1] + torch.floor(u * lengths).long()
+        else:
+            idx = torch.floor((steps + u) * seg).long()
+    else:  # TSN/TSM test-time formula: int(tick * position + tick * i)
+        idx = torch.floor(seg * position + seg * steps).long()
     return idx.clamp_(0, num_frames - 1)
 
 
