@@ -152,3 +152,11 @@ def test_other_backends_return_same_frames(tmp_path, data_video_writer, backend,
     # Same frames; colour conversion may differ by rounding between libraries.
     assert (a.int() - b.int()).abs().float().mean() < 2.0
     assert data_frame_ids(b) == idx
+
+
+def test_torchcodec_rotation_agrees(tmp_path, data_video_writer):
+    if "torchcodec" not in available_backends():
+        pytest.skip("torchcodec not installed")
+    path = data_video_writer(tmp_path / "rot.mp4", 4, rotation=90)
+    with open_video(path, "pyav") as a, open_video(path, "torchcodec") as b:
+        assert torch.equal(a.get_frames([1]), b.get_frames([1]))

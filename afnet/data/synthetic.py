@@ -165,15 +165,20 @@ def write_frames(folder: Path, video: np.ndarray, encoder) -> None:
 
 
 def write_mp4(path: Path, video: np.ndarray, fps: int = 12) -> None:
-    """H.264 (yuv420p) mp4, single-threaded encoder (deterministic)."""
+    """H.264 (yuv420p) mp4, deterministic encoder settings."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), "w", format="mp4") as container:
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height = video.shape[2], video.shape[1]
         stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": "18", "preset": "veryfast", "threads": "1", "g": "8"}
-        for rgb in video:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+        # One thread and no B-frames: x264's output is then the same on every run.
+        stream.thread_count = 1
+        stream.options = {"crf": "18", "preset": "veryfast", "g": "8",
+                          "x264-params": "threads=1:lookahead-threads=1:bframes=0"}
+        for t, rgb in enumerate(video):
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame.pts = t
+            for packet in stream.encode(frame):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
