@@ -12,7 +12,8 @@ PyAV reader (default), for one call of :meth:`PyAVReader.get_frames`::
     v
     for each needed frame, in order:
         nearest keyframe at or before it is past the decoder position? -> seek there
-        decode forward, converting only the needed frames to RGB (rotation applied)
+        decode forward (non-reference frames nobody needs are skipped by the
+        decoder), converting only the needed frames to RGB (rotation applied)
 
 Frame ``i`` is the ``i``-th frame in presentation (pts) order, so containers
 without a stored frame count (webm, mkv) and variable frame rate work alike;
@@ -110,12 +111,14 @@ class PyAVReader:
     """Random access to the frames of one video file with PyAV.
 
     ``frames_decoded`` counts decoded frames (to check that sparse sampling
-    does not decode the whole video).
+    does not decode the whole video). ``skip_unneeded``: let the decoder drop
+    non-reference frames that are not requested (see :meth:`_decode`).
     """
 
-    def __init__(self, path: str, threads: int = 1):
+    def __init__(self, path: str, threads: int = 1, skip_unneeded: bool = True):
         self.path = str(path)
         self.frames_decoded = 0
+        self.skip_unneeded = skip_unneeded
         if not os.path.isfile(self.path):
             raise DecodeError(f"{self.path}: video file not found")
         try:
@@ -156,22 +159,36 @@ class PyAVReader:
         self.close()
 
     def _seek(self, frame_index: int):
+        """Position the demuxer on the keyframe at or before ``frame_index``."""
         self._container.seek(int(self.table.pts[frame_index]), stream=self._stream,
                              backward=True, any_frame=False)
-        return self._container.decode(self._stream)
+        self._stream.codec_context.flush_buffers()
+        return self._container.demux(self._stream)
+
+    def _decode(self, packets, wanted_pts: set):
+        """Decode ``packets``; packets of frames nobody asked for are decoded with
+        ``skip_frame="NONREF"``: if no other frame references them the decoder
+        drops them (B-frames), saving time; reference frames are decoded as usual."""
+        ctx = self._stream.codec_context
+        for packet in packets:
+            ts = packet.pts if packet.pts is not None else packet.dts
+            if self.skip_unneeded:
+                ctx.skip_frame = "DEFAULT" if ts is None or ts in wanted_pts else "NONREF"
+            yield from ctx.decode(packet)
 
     def get_frames(self, indices) -> torch.Tensor:
         """Frames at ``indices`` (presentation order), uint8 ``(N, 3, H, W)``."""
         wanted_list = _as_list(indices)
         _check_indices(self.path, wanted_list, self.num_frames)
         wanted = sorted(set(wanted_list))
+        wanted_pts = {int(self.table.pts[i]) for i in wanted}
         got: dict[int, np.ndarray] = {}
         pos, current, frames = 0, None, None
         try:
             while pos < len(wanted):
                 key = self.table.keyframe_before(wanted[pos])
                 if current is None or key > current or wanted[pos] <= current:
-                    frames = self._seek(key)
+                    frames = self._decode(self._seek(key), wanted_pts)
                 current = None
                 for frame in frames:
                     self.frames_decoded += 1
@@ -212,8 +229,12 @@ def _same_size(frames: list[np.ndarray], path: str) -> list[np.ndarray]:
 _IMAGE_CODECS = {".jpg": "mjpeg", ".jpeg": "mjpeg", ".png": "png", ".bmp": "bmp"}
 
 
-def decode_image(path: str) -> np.ndarray:
-    """Decode one image file (JPEG, PNG, BMP) to RGB ``(H, W, 3)`` with PyAV."""
+def decode_image(path: str, decoders: dict | None = None) -> np.ndarray:
+    """Decode one image file (JPEG, PNG, BMP) to RGB ``(H, W, 3)`` with PyAV.
+
+    ``decoders``: a dict owned by the caller in which codec contexts are kept
+    for reuse between images (saves creating one per image).
+    """
     codec = _IMAGE_CODECS.get(os.path.splitext(path)[1].lower())
     try:
         with open(path, "rb") as fh:
@@ -225,9 +246,14 @@ def decode_image(path: str) -> np.ndarray:
             with av.open(path) as container:
                 frames = list(container.decode(video=0))
         else:
-            ctx = av.CodecContext.create(codec, "r")
-            frames = ctx.decode(av.Packet(data)) + ctx.decode(None)
+            decoders = {} if decoders is None else decoders
+            ctx = decoders.get(codec)
+            if ctx is None:
+                ctx = decoders[codec] = av.CodecContext.create(codec, "r")
+            frames = ctx.decode(av.Packet(data))
     except av.FFmpegError as exc:
+        if decoders is not None:
+            decoders.pop(codec, None)  # do not reuse a decoder in an error state
         raise DecodeError(f"{path}: cannot decode image ({exc})") from exc
     if not frames:
         raise DecodeError(f"{path}: cannot decode image (no picture in file)")
@@ -240,6 +266,7 @@ class FrameFolderReader:
     def __init__(self, path: str, template: str = "{:05d}.jpg", num_frames: int | None = None):
         self.path = str(path)
         self.template = template
+        self._decoders: dict = {}
         if not os.path.isdir(self.path):
             raise DecodeError(f"{self.path}: frame folder not found")
         self.num_frames = num_frames if num_frames is not None else count_frames(path, template)
@@ -255,7 +282,8 @@ class FrameFolderReader:
     def get_frames(self, indices) -> torch.Tensor:
         wanted_list = _as_list(indices)
         _check_indices(self.path, wanted_list, self.num_frames)
-        got = {i: decode_image(self.frame_path(i)) for i in sorted(set(wanted_list))}
+        got = {i: decode_image(self.frame_path(i), self._decoders)
+               for i in sorted(set(wanted_list))}
         return _stack(_same_size([got[i] for i in wanted_list], self.path))
 
     def close(self) -> None:
