@@ -1,7 +1,9 @@
 """The ``afnet`` command line: one command, several subcommands.
 
-    afnet zoo        the model zoo at work (params, GFLOPs, latency, sparse vs masked)
-    afnet flops      GFLOPs per video and parameter count of one configuration
+    afnet zoo             the model zoo at work (params, GFLOPs, latency, sparse vs masked)
+    afnet flops           GFLOPs per video and parameter count of one configuration
+    afnet check-data      walk a dataset's lists and files and report every problem
+    afnet make-synthetic  write the built-in synthetic dataset (frame folders and mp4)
 
 User errors end in a one-line message and exit status 2, not a traceback.
 """
@@ -81,6 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=max(1, min(2, torch.get_num_threads())))
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_zoo)
+
+    from afnet.data.cli import register as register_data_commands
+
+    register_data_commands(sub)
     return parser
 
 

@@ -1,6 +1,12 @@
+"""Shared fixtures and helpers. Data-pipeline fixtures are prefixed ``data_``."""
+from __future__ import annotations
+
 import os
 import sys
+from fractions import Fraction
 
+import av
+import numpy as np
 import pytest
 import torch
 
@@ -37,3 +43,73 @@ def layouts():
 
     with open(LAYOUTS) as f:
         return json.load(f)["layouts"]
+
+
+def _level(i: int) -> int:
+    """Grey level that identifies frame ``i`` (modulo 47) after lossy coding (steps of 5)."""
+    return 16 + 5 * (i % 47)
+
+
+def data_frame_pattern(i: int, height: int, width: int) -> np.ndarray:
+    """Frame ``i``: uniform level ``_level(i)`` with a white top-left quadrant marker."""
+    frame = np.full((height, width, 3), _level(i), dtype=np.uint8)
+    frame[: height // 2, : width // 2] = 255
+    return frame
+
+
+def data_write_video(path, num_frames: int = 24, *, codec: str = "libx264",
+                     pix_fmt: str = "yuv420p", size=(48, 64), rate: int = 25, gop: int | None = None,
+                     rotation: int | None = None, pts=None, fmt: str | None = None,
+                     options: dict | None = None) -> str:
+    """Write a test video whose frame ``i`` is :func:`data_frame_pattern` ``(i)``.
+
+    ``pts``: explicit presentation timestamps (time base 1/1000) for variable
+    frame rate; ``rotation``: display rotation (degrees, counter-clockwise).
+    """
+    height, width = size
+    with av.open(str(path), "w", format=fmt) as container:
+        stream = container.add_stream(codec, rate=rate)
+        stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
+        opts = dict(options or {})
+        if gop:
+            stream.codec_context.gop_size = gop
+            if codec == "libx264":
+                opts.update({"keyint_min": str(gop), "sc_threshold": "0"})
+        stream.options = opts
+        if pts is not None:
+            stream.codec_context.time_base = Fraction(1, 1000)
+            stream.time_base = Fraction(1, 1000)
+        if rotation is not None:
+            stream.set_display_rotation(rotation)
+        for i in range(num_frames):
+            frame = av.VideoFrame.from_ndarray(data_frame_pattern(i, height, width), format="rgb24")
+            if pts is not None:
+                frame.pts = int(pts[i])
+                frame.time_base = Fraction(1, 1000)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return str(path)
+
+
+def data_frame_ids(clip) -> list[int]:
+    """Recover frame numbers (modulo 47) from a decoded uint8 (N, 3, H, W) clip of the pattern."""
+    h, w = clip.shape[2:]
+    levels = clip[:, :, h * 3 // 4, w * 3 // 4].float().mean(dim=1)
+    return [int(round((float(v) - 16) / 5)) for v in levels]
+
+
+@pytest.fixture
+def data_video_writer():
+    return data_write_video
+
+
+@pytest.fixture(scope="session")
+def data_synthetic(tmp_path_factory):
+    """A tiny synthetic dataset (frames + mp4) shared by the data tests."""
+    from afnet.data.synthetic import make_synthetic
+
+    out = tmp_path_factory.mktemp("synthetic")
+    return make_synthetic(out, num_train=16, num_val=8, num_classes=8, num_frames=12, size=32,
+                          seed=3)

@@ -1,0 +1,262 @@
+"""Synthetic video dataset whose classes need temporal reasoning and frame selection.
+
+::
+
+    make_synthetic(out, seed) ─ per video: SeedSequence(seed, split, i) ─> render (T,H,W,3)
+        ├─ frames/<split>/video_NNNNN/00001.jpg ...   + <split>_frames.txt (path T label)
+        ├─ videos/<split>/video_NNNNN.mp4 (H.264)     + <split>_videos.txt (path label)
+        └─ category.txt, synthetic.json (settings)
+
+Classes (the first ``num_classes`` of :data:`CLASSES`, at most 8):
+
+* ``moving left to right`` / ``moving right to left`` / ``moving top to bottom`` /
+  ``moving bottom to top``: the target square travels across the frame;
+* ``red flash then blue flash`` / ``blue flash then red flash``: two brief
+  (1-2 frame) flashes at random times, the target square jitters in place;
+* ``growing`` / ``shrinking``: the target square changes size in place.
+
+Fairness: no single frame identifies a class. The target's position, size and
+colour have the same per-frame distribution in every class (sizes and
+positions are drawn over the same ranges); every video of the non-flash
+classes has, with probability 1/2, one red or blue flash, so a flash frame
+does not reveal the flash classes and its colour not their order; distractor
+squares random-walk in every video; every frame has pixel noise. Telling the
+classes apart needs at least two frames in the right order (direction, size
+change, flash order) and, for flashes, picking the few salient frames.
+``difficulty`` in [0, 1] raises noise, distractor count, and shortens
+motion and flashes.
+
+Deterministic: the same ``seed`` gives the same JPEG bytes and the same decoded
+mp4 pixels.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+CLASSES = (
+    "moving left to right",
+    "moving right to left",
+    "red flash then blue flash",
+    "blue flash then red flash",
+    "moving top to bottom",
+    "moving bottom to top",
+    "growing",
+    "shrinking",
+)
+RED = np.array([225.0, 30.0, 30.0])
+BLUE = np.array([30.0, 40.0, 225.0])
+# Target and distractor colours: neither red nor blue.
+PALETTE = np.array([[230, 220, 40], [40, 210, 90], [40, 210, 210], [220, 60, 220],
+                    [235, 235, 235], [240, 140, 30]], dtype=np.float64)
+SPLITS = ("train", "val")
+
+
+@dataclass(frozen=True)
+class SyntheticDataset:
+    """Paths written by :func:`make_synthetic`."""
+
+    root: Path
+    category_file: Path
+    frame_lists: dict  # split -> list file (frame folders)
+    video_lists: dict  # split -> list file (mp4)
+    num_classes: int
+    num_frames: int
+    size: int
+
+
+def _square(frame, cy, cx, side, colour, alpha=1.0):
+    h, w = frame.shape[:2]
+    half = side / 2
+    y0, y1 = int(round(max(cy - half, 0))), int(round(min(cy + half, h)))
+    x0, x1 = int(round(max(cx - half, 0))), int(round(min(cx + half, w)))
+    if y1 > y0 and x1 > x0:
+        frame[y0:y1, x0:x1] = (1 - alpha) * frame[y0:y1, x0:x1] + alpha * colour
+
+
+def render_video(label: int, rng: np.random.Generator, *, size: int = 64, num_frames: int = 16,
+                 difficulty: float = 0.5) -> np.ndarray:
+    """One video of class ``label`` (index into :data:`CLASSES`): uint8 ``(T, H, W, 3)``."""
+    t_count, s = num_frames, size
+    name = CLASSES[label]
+    # Static smooth background texture.
+    coarse = rng.uniform(50, 150, size=(4, 4, 3))
+    ramp = np.linspace(0, 3, s)
+    iy, ix = np.clip(ramp.astype(int), 0, 2), ramp - np.clip(ramp.astype(int), 0, 2)
+    rows = coarse[iy] * (1 - ix)[:, None, None] + coarse[iy + 1] * ix[:, None, None]
+    background = rows[:, iy] * (1 - ix)[None, :, None] + rows[:, iy + 1] * ix[None, :, None]
+    frames = np.repeat(background[None], t_count, axis=0)
+
+    # Distractors: small squares random-walking, palette colours.
+    for _ in range(1 + int(round(3 * difficulty))):
+        pos = rng.uniform(0.1 * s, 0.9 * s, size=2)
+        steps = rng.normal(0, 0.04 * s, size=(t_count, 2)).cumsum(axis=0)
+        colour, side = PALETTE[rng.integers(len(PALETTE))], rng.uniform(0.06, 0.1) * s
+        for t in range(t_count):
+            y, x = np.clip(pos + steps[t], 0, s)
+            _square(frames[t], y, x, side, colour)
+
+    # Target square: sizes in [lo, hi] for every class.
+    lo, hi = 0.14 * s, 0.26 * s
+    side = np.full(t_count, rng.uniform(lo, hi))
+    colour = PALETTE[rng.integers(len(PALETTE))]
+    jitter = rng.normal(0, 0.01 * s, size=(t_count, 2))
+    margin = hi / 2 + 1
+    travel = rng.uniform(0.45, 0.65 - 0.15 * difficulty) * s
+    progress = np.linspace(0, 1, t_count)
+    centre = rng.uniform(margin, s - margin, size=2)[None].repeat(t_count, axis=0)
+    if name.startswith("moving"):
+        axis = 1 if ("left" in name) else 0
+        forward = name in ("moving left to right", "moving top to bottom")
+        start = rng.uniform(margin, s - margin - travel)
+        path = start + travel * (progress if forward else 1 - progress)
+        centre[:, axis] = path
+    elif name in ("growing", "shrinking"):
+        grow = np.linspace(lo, hi, t_count)
+        side = grow if name == "growing" else grow[::-1]
+    centre = np.clip(centre + jitter, margin, s - margin)
+    for t in range(t_count):
+        _square(frames[t], centre[t, 0], centre[t, 1], side[t], colour)
+
+    # Flashes: brief coloured squares at random places.
+    flash_len = 1 if difficulty >= 0.5 else 2
+    flash_side, alpha = 0.3 * s, 1.0 - 0.35 * difficulty
+    if "flash" in name:
+        first, second = (RED, BLUE) if name.startswith("red") else (BLUE, RED)
+        t1 = int(rng.integers(0, t_count // 2 - flash_len + 1))
+        t2 = int(rng.integers(t1 + flash_len + 1, t_count - flash_len + 1))
+        events = [(t1, first), (t2, second)]
+    elif rng.random() < 0.5:
+        events = [(int(rng.integers(0, t_count - flash_len + 1)),
+                   RED if rng.random() < 0.5 else BLUE)]
+    else:
+        events = []
+    for t0, flash_colour in events:
+        y, x = rng.uniform(flash_side / 2, s - flash_side / 2, size=2)
+        for t in range(t0, t0 + flash_len):
+            _square(frames[t], y, x, flash_side, flash_colour, alpha)
+
+    noise = rng.normal(0, 3 + 12 * difficulty, size=frames.shape)
+    return np.clip(np.rint(frames + noise), 0, 255).astype(np.uint8)
+
+
+def _jpeg_encoder(size: int):
+    ctx = av.CodecContext.create("mjpeg", "w")
+    ctx.width = ctx.height = size
+    ctx.pix_fmt = "yuvj420p"
+    ctx.time_base = Fraction(1, 25)
+    ctx.options = {"qmin": "2", "qmax": "3"}
+    ctx.open()
+    return ctx
+
+
+def write_frames(folder: Path, video: np.ndarray, encoder) -> None:
+    """``folder/00001.jpg ...`` (numbered from 1)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for t, rgb in enumerate(video, start=1):
+        packets = encoder.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24"))
+        (folder / f"{t:05d}.jpg").write_bytes(b"".join(bytes(p) for p in packets))
+
+
+def write_mp4(path: Path, video: np.ndarray, fps: int = 12) -> None:
+    """H.264 (yuv420p) mp4, deterministic encoder settings."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height = video.shape[2], video.shape[1]
+        stream.pix_fmt = "yuv420p"
+        # One thread and no B-frames: x264's output is then the same on every run.
+        stream.thread_count = 1
+        stream.options = {"crf": "18", "preset": "veryfast", "g": "8",
+                          "x264-params": "threads=1:lookahead-threads=1:bframes=0"}
+        for t, rgb in enumerate(video):
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame.pts = t
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def make_synthetic(out, *, num_train: int = 320, num_val: int = 96, num_classes: int = 8,
+                   num_frames: int = 16, size: int = 64, difficulty: float = 0.5,
+                   seed: int = 0, frames: bool = True, videos: bool = True) -> SyntheticDataset:
+    """Write the synthetic dataset under ``out`` (see module docstring)."""
+    if not 2 <= num_classes <= len(CLASSES):
+        raise ValueError(f"num_classes={num_classes}; accepted: 2..{len(CLASSES)}")
+    if num_frames < 8:
+        raise ValueError(f"num_frames={num_frames}; accepted: >= 8 (flashes need room)")
+    if size < 32:
+        raise ValueError(f"size={size}; accepted: >= 32 pixels")
+    if not 0.0 <= difficulty <= 1.0:
+        raise ValueError(f"difficulty={difficulty}; accepted: 0..1")
+    root = Path(out)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "category.txt").write_text("\n".join(CLASSES[:num_classes]) + "\n")
+    encoder = _jpeg_encoder(size) if frames else None
+    frame_lists, video_lists = {}, {}
+    for split_id, (split, count) in enumerate(zip(SPLITS, (num_train, num_val))):
+        frame_lines, video_lines = [], []
+        for i in range(count):
+            label = i % num_classes
+            rng = np.random.default_rng(np.random.SeedSequence([seed, split_id, i]))
+            video = render_video(label, rng, size=size, num_frames=num_frames,
+                                 difficulty=difficulty)
+            name = f"video_{i:05d}"
+            if frames:
+                write_frames(root / "frames" / split / name, video, encoder)
+                frame_lines.append(f"frames/{split}/{name} {num_frames} {label}")
+            if videos:
+                write_mp4(root / "videos" / split / f"{name}.mp4", video)
+                video_lines.append(f"videos/{split}/{name}.mp4 {label}")
+        if frames:
+            frame_lists[split] = root / f"{split}_frames.txt"
+            frame_lists[split].write_text("\n".join(frame_lines) + "\n")
+        if videos:
+            video_lists[split] = root / f"{split}_videos.txt"
+            video_lists[split].write_text("\n".join(video_lines) + "\n")
+    settings = {"num_classes": num_classes, "num_frames": num_frames, "size": size,
+                "difficulty": difficulty, "seed": seed, "num_train": num_train,
+                "num_val": num_val}
+    (root / "synthetic.json").write_text(json.dumps(settings, indent=1) + "\n")
+    return SyntheticDataset(root, root / "category.txt", frame_lists, video_lists,
+                            num_classes, num_frames, size)
+
+
+def synthetic_config(root, **overrides):
+    """The ``synthetic`` preset adapted to the dataset written under ``root``."""
+    from afnet.data.presets import get_preset
+
+    settings = json.loads((Path(root) / "synthetic.json").read_text())
+    size = settings["size"]
+    defaults = {"num_classes": settings["num_classes"], "scale_size": size,
+                "input_size": size * 7 // 8}
+    defaults.update(overrides)
+    return get_preset("synthetic", **defaults)
+
+
+def synthetic_dataset(root, split: str = "train", *, source: str = "frames",
+                      train: bool | None = None, **kwargs):
+    """Build a :class:`~afnet.data.dataset.VideoDataset` from :func:`make_synthetic`
+    output in one call. ``source`` is ``"frames"`` or ``"videos"``; ``kwargs``
+    go to :func:`~afnet.data.dataset.build_dataset` (``seed``, ``backend``,
+    ``on_error``) or override preset fields."""
+    from afnet.data.dataset import build_dataset
+
+    if split not in SPLITS:
+        raise ValueError(f"split={split!r}; accepted: {', '.join(SPLITS)}")
+    if source not in ("frames", "videos"):
+        raise ValueError(f"source={source!r}; accepted: 'frames', 'videos'")
+    build_keys = {"backend", "seed", "on_error", "threads"}
+    build_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in build_keys}
+    config = synthetic_config(root, **kwargs)
+    list_file = os.path.join(root, f"{split}_{source}.txt")
+    return build_dataset(config, root, list_file, train=split == "train" if train is None else train,
+                         kind=source, class_file=os.path.join(root, "category.txt"),
+                         **build_kwargs)

@@ -1,0 +1,67 @@
+import argparse
+import json
+import os
+import shutil
+
+from afnet.data.check import check_dataset
+from afnet.data.cli import register
+
+
+def run_cli(argv):
+    parser = argparse.ArgumentParser(prog="afnet")
+    register(parser.add_subparsers())
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+def make_broken_dataset(tmp_path, data_synthetic):
+    src = data_synthetic.root
+    shutil.copytree(src / "frames" / "train" / "video_00000", tmp_path / "ok clip")
+    shutil.copytree(src / "frames" / "train" / "video_00001", tmp_path / "short")
+    os.remove(tmp_path / "short" / "00012.jpg")
+    (tmp_path / "frames.txt").write_text(
+        "ok clip 12 0\n"          # 1 fine
+        "short 12 1\n"            # 2 fewer frames on disk
+        "nowhere 12 1\n"          # 3 missing folder
+        "ok 12\n"                 # 4 malformed
+        "ok clip 12 x\n"          # 5 non-numeric label
+        "ok clip 12 8\n")         # 6 out of range (8 classes)
+    shutil.copy(src / "videos" / "train" / "video_00000.mp4", tmp_path / "good.mp4")
+    (tmp_path / "bad.mp4").write_bytes(b"\x00" * 1000)
+    (tmp_path / "videos.txt").write_text("good.mp4 0\nbad.mp4 1\ngone.mp4 2\n")
+
+
+def test_check_dataset_reports_every_problem(tmp_path, data_synthetic):
+    make_broken_dataset(tmp_path, data_synthetic)
+    problems = check_dataset("synthetic", tmp_path,
+                             [tmp_path / "frames.txt", tmp_path / "videos.txt"])
+    where = [(os.path.basename(p.list_file), p.line) for p in problems]
+    assert where == [("frames.txt", 2), ("frames.txt", 3), ("frames.txt", 4), ("frames.txt", 5),
+                     ("frames.txt", 6), ("videos.txt", 2), ("videos.txt", 3)]
+    reasons = [p.reason for p in problems]
+    assert "11 of 12 listed frames on disk" in reasons[0] and "00012.jpg" in reasons[0]
+    assert "frame folder not found" in reasons[1]
+    assert "malformed line" in reasons[2]
+    assert "not an integer" in reasons[3]
+    assert "outside the class range [0, 7]" in reasons[4]
+    assert "cannot decode video" in reasons[5] and "bad.mp4" in reasons[5]
+    assert "video not found" in reasons[6]
+
+
+def test_check_data_cli_json_and_exit_code(tmp_path, data_synthetic, capsys):
+    make_broken_dataset(tmp_path, data_synthetic)
+    code = run_cli(["check-data", str(tmp_path / "frames.txt"), str(tmp_path / "videos.txt"),
+                    "--root", str(tmp_path), "--preset", "synthetic", "--json"])
+    assert code == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] is False and report["num_problems"] == 7
+    assert {"list_file", "line", "path", "reason"} <= set(report["problems"][0])
+    root = data_synthetic.root
+    code = run_cli(["check-data", str(root / "train_frames.txt"), str(root / "val_videos.txt"),
+                    "--root", str(root), "--preset", "synthetic", "--full-decode",
+                    "--classes", str(root / "category.txt")])
+    assert code == 0
+    assert "no problems found" in capsys.readouterr().err
+    code = run_cli(["check-data", str(root / "train_frames.txt"), "--root", str(root),
+                    "--preset", "synthetic", "--set", "num_framez=3"])
+    assert code == 2 and "unknown dataset option(s) 'num_framez'" in capsys.readouterr().err
