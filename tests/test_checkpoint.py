@@ -43,6 +43,15 @@ def synthetic_state(layout: dict, seed: int = 0) -> dict:
     return state
 
 
+def assert_same_as_reference(out, ref_logits, ref_masks):
+    """Identical frame choices (some kept, some skipped) and logits to float tolerance."""
+    kept = torch.stack([m.mean() for m in ref_masks])
+    assert (kept > 0).any() and (kept < 1).any(), "the test needs some frames kept and some skipped"
+    for a, b in zip(ref_masks, out.masks):
+        assert torch.equal(a, b)
+    torch.testing.assert_close(out.logits, ref_logits, rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize("layout_name", sorted(LAYOUT_MODELS))
 def test_authors_layout_maps_exactly(layouts, layout_name):
     name, classes, frames = LAYOUT_MODELS[layout_name]
@@ -66,11 +75,7 @@ def test_authors_video_checkpoint_computes_what_their_code_computes(layouts, tmp
     with torch.no_grad():
         ref_logits, ref_masks = af_resnet_forward(state, video, shift)
         out = model(video)
-    kept = torch.stack([m.mean() for m in ref_masks])
-    assert (kept > 0).any() and (kept < 1).any()
-    for a, b in zip(ref_masks, out.masks):
-        assert torch.equal(a, b)
-    torch.testing.assert_close(out.logits, ref_logits, rtol=1e-4, atol=1e-5)
+    assert_same_as_reference(out, ref_logits, ref_masks)
 
 
 def test_authors_mobilenet_checkpoint_computes_what_their_code_computes(layouts, tmp_path):
@@ -83,11 +88,7 @@ def test_authors_mobilenet_checkpoint_computes_what_their_code_computes(layouts,
     with torch.no_grad():
         ref_logits, ref_masks = af_mobilenetv3_forward(state, video)
         out = model(video)
-    kept = torch.stack([m.mean() for m in ref_masks])
-    assert (kept > 0).any() and (kept < 1).any()
-    for a, b in zip(ref_masks, out.masks):
-        assert torch.equal(a, b)
-    torch.testing.assert_close(out.logits, ref_logits, rtol=1e-4, atol=1e-5)
+    assert_same_as_reference(out, ref_logits, ref_masks)
 
 
 @pytest.mark.parametrize("layout_name", ["imagenet_AF-ResNet50", "imagenet_AF-MobileNetV3"])
