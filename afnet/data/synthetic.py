@@ -257,6 +257,6 @@ def synthetic_dataset(root, split: str = "train", *, source: str = "frames",
     build_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in build_keys}
     config = synthetic_config(root, **kwargs)
     list_file = os.path.join(root, f"{split}_{source}.txt")
-    return build_dataset(config, root, list_file, train=split == "train" if train is None else train,
-                         kind=source, class_file=os.path.join(root, "category.txt"),
-                         **build_kwargs)
+    train = split == "train" if train is None else train
+    return build_dataset(config, root, list_file, train=train, kind=source,
+                         class_file=os.path.join(root, "category.txt"), **build_kwargs)
