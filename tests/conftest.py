@@ -1,4 +1,5 @@
-"""Shared fixtures and helpers. Data-pipeline fixtures are prefixed ``data_``."""
+"""Shared fixtures and helpers. Data-pipeline fixtures are prefixed ``data_``; the helpers
+behind them are private to this file."""
 from __future__ import annotations
 
 import os
@@ -45,23 +46,24 @@ def layouts():
         return json.load(f)["layouts"]
 
 
+
 def _level(i: int) -> int:
     """Grey level that identifies frame ``i`` (modulo 47) after lossy coding (steps of 5)."""
     return 16 + 5 * (i % 47)
 
 
-def data_frame_pattern(i: int, height: int, width: int) -> np.ndarray:
+def frame_pattern(i: int, height: int, width: int) -> np.ndarray:
     """Frame ``i``: uniform level ``_level(i)`` with a white top-left quadrant marker."""
     frame = np.full((height, width, 3), _level(i), dtype=np.uint8)
     frame[: height // 2, : width // 2] = 255
     return frame
 
 
-def data_write_video(path, num_frames: int = 24, *, codec: str = "libx264",
-                     pix_fmt: str = "yuv420p", size=(48, 64), rate: int = 25, gop: int | None = None,
-                     rotation: int | None = None, pts=None, fmt: str | None = None,
-                     options: dict | None = None) -> str:
-    """Write a test video whose frame ``i`` is :func:`data_frame_pattern` ``(i)``.
+def write_video(path, num_frames: int = 24, *, codec: str = "libx264",
+                pix_fmt: str = "yuv420p", size=(48, 64), rate: int = 25, gop: int | None = None,
+                rotation: int | None = None, pts=None, fmt: str | None = None,
+                options: dict | None = None) -> str:
+    """Write a test video whose frame ``i`` is :func:`frame_pattern` ``(i)``.
 
     ``pts``: explicit presentation timestamps (time base 1/1000) for variable
     frame rate; ``rotation``: display rotation (degrees, counter-clockwise).
@@ -82,7 +84,7 @@ def data_write_video(path, num_frames: int = 24, *, codec: str = "libx264",
         if rotation is not None:
             stream.set_display_rotation(rotation)
         for i in range(num_frames):
-            frame = av.VideoFrame.from_ndarray(data_frame_pattern(i, height, width), format="rgb24")
+            frame = av.VideoFrame.from_ndarray(frame_pattern(i, height, width), format="rgb24")
             if pts is not None:
                 frame.pts = int(pts[i])
                 frame.time_base = Fraction(1, 1000)
@@ -93,7 +95,7 @@ def data_write_video(path, num_frames: int = 24, *, codec: str = "libx264",
     return str(path)
 
 
-def data_frame_ids(clip) -> list[int]:
+def frame_ids(clip) -> list[int]:
     """Recover frame numbers (modulo 47) from a decoded uint8 (N, 3, H, W) clip of the pattern."""
     h, w = clip.shape[2:]
     levels = clip[:, :, h * 3 // 4, w * 3 // 4].float().mean(dim=1)
@@ -102,7 +104,20 @@ def data_frame_ids(clip) -> list[int]:
 
 @pytest.fixture
 def data_video_writer():
-    return data_write_video
+    """``write(path, num_frames, codec=..., pix_fmt=..., gop=..., rotation=..., pts=...)``."""
+    return write_video
+
+
+@pytest.fixture
+def data_frame_pattern():
+    """``pattern(i, height, width)``: the RGB frame ``i`` that the video writer writes."""
+    return frame_pattern
+
+
+@pytest.fixture
+def data_frame_ids():
+    """``ids(clip)``: frame numbers (modulo 47) of a decoded clip of the writer's pattern."""
+    return frame_ids
 
 
 @pytest.fixture(scope="session")

@@ -138,3 +138,42 @@ def test_skip_policy_counts_and_logs(tmp_path, data_synthetic, caplog):
     skipped = [s.path for b in batches for s in b.skipped]
     assert any("missing.mp4" in p for p in skipped) and any("bad.mp4" in p for p in skipped)
     assert "missing.mp4" in caplog.text
+
+
+def test_kinetics_csv_and_sthv2_json_end_to_end(tmp_path, data_synthetic):
+    src = data_synthetic.root / "videos" / "train"
+    (tmp_path / "k" / "abseiling").mkdir(parents=True)
+    shutil.copy(src / "video_00000.mp4", tmp_path / "k" / "abseiling" / "AAA_000010_000020.mp4")
+    shutil.copy(src / "video_00001.mp4", tmp_path / "k" / "BBB_000000_000010.mp4")
+    (tmp_path / "k.csv").write_text("label,youtube_id,time_start,time_end,split\n"
+                                    "abseiling,AAA,10,20,train\nzumba,BBB,0,10,train\n")
+    ds = build_dataset("kinetics", tmp_path / "k", tmp_path / "k.csv", train=True,
+                       input_size=28, scale_size=32, scales=(1.0, 0.875))
+    clip, target, _ = ds[1]
+    assert clip.shape == (8, 3, 28, 28) and int(target) == 1
+
+    (tmp_path / "s").mkdir()
+    shutil.copy(src / "video_00002.mp4", tmp_path / "s" / "123.webm")
+    names = [f"class {i}" for i in range(174)]
+    names[5] = "Moving something up"
+    (tmp_path / "labels.json").write_text(
+        "{" + ", ".join(f'"{n}": "{i}"' for i, n in enumerate(names)) + "}")
+    (tmp_path / "train.json").write_text('[{"id": "123", "template": "Moving [something] up"}]')
+    ds = build_dataset("sthv2", tmp_path / "s", tmp_path / "train.json", train=False,
+                       input_size=28, scale_size=32)  # labels.json found next to the JSON
+    clip, target, _ = ds[0]
+    assert clip.shape == (1, 12, 3, 28, 28) and int(target) == 5
+
+
+def test_dense_sampling_dataset(data_synthetic):
+    ds = synthetic_dataset(data_synthetic.root, "train", sampling="dense", stride=1, num_frames=4)
+    assert ds[SampleKey(0, 0)][0].shape == (4, 3, 28, 28)
+
+
+def test_worker_error_names_file(tmp_path, data_synthetic):
+    lst = make_video_list(tmp_path, data_synthetic, [f"{tmp_path}/missing.mp4 1"])
+    cfg = synthetic_config(data_synthetic.root)
+    ds = build_dataset(cfg, "/", lst, train=False, kind="videos")
+    loader = build_dataloader(ds, batch_size=2, num_workers=1)
+    with pytest.raises(DecodeError, match=r"missing.mp4: video file not found"):
+        list(loader)

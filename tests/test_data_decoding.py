@@ -13,7 +13,6 @@ from afnet.data.decoding import (
     available_backends,
     open_video,
 )
-from tests.conftest import data_frame_ids, data_frame_pattern
 
 CASES = [  # (file name, codec, pixel format, container format)
     ("h264.mp4", "libx264", "yuv420p", None),
@@ -29,7 +28,8 @@ CASES = [  # (file name, codec, pixel format, container format)
 
 
 @pytest.mark.parametrize("name, codec, pix_fmt, fmt", CASES, ids=[c[0] for c in CASES])
-def test_codecs_containers_pixel_formats(tmp_path, data_video_writer, name, codec, pix_fmt, fmt):
+def test_codecs_containers_pixel_formats(tmp_path, data_video_writer, data_frame_ids, name, codec,
+                                         pix_fmt, fmt):
     if codec not in av.codecs_available:
         pytest.skip(f"FFmpeg bundled with PyAV has no {codec} encoder")
     opts = {"deadline": "realtime", "cpu-used": "8"} if "vpx" in codec else {}
@@ -51,7 +51,7 @@ def test_codecs_containers_pixel_formats(tmp_path, data_video_writer, name, code
     assert int(clip[0, :, 5, 5].min()) > 200 and int(clip[0, :, 40, 60].max()) < 100
 
 
-def test_sparse_decoding_does_not_decode_whole_video(tmp_path, data_video_writer):
+def test_sparse_decoding_does_not_decode_whole_video(tmp_path, data_video_writer, data_frame_ids):
     path = data_video_writer(tmp_path / "long.mp4", 600, gop=10, size=(32, 32))
     with PyAVReader(path) as reader:
         wanted = [int(i) for i in np.linspace(0, 599, 8)]
@@ -77,7 +77,7 @@ def test_frames_match_sequential_decode(tmp_path, data_video_writer):
             assert all(np.array_equal(clip[k], full[i]) for k, i in enumerate(idx))
 
 
-def test_variable_frame_rate(tmp_path, data_video_writer):
+def test_variable_frame_rate(tmp_path, data_video_writer, data_frame_ids):
     pts = np.cumsum([0, 40, 40, 100, 10, 10, 10, 300, 40, 40, 33, 33, 200, 40, 40, 40])
     path = data_video_writer(tmp_path / "vfr.mkv", len(pts), pts=pts, gop=4)
     with PyAVReader(path) as reader:
@@ -88,7 +88,7 @@ def test_variable_frame_rate(tmp_path, data_video_writer):
 
 
 @pytest.mark.parametrize("rotation", [90, -90, 180])
-def test_rotation_metadata_applied(tmp_path, data_video_writer, rotation):
+def test_rotation_metadata_applied(tmp_path, data_video_writer, rotation, data_frame_pattern):
     path = data_video_writer(tmp_path / f"rot{rotation}.mp4", 4, rotation=rotation)
     with PyAVReader(path) as reader:
         clip = reader.get_frames([0])
@@ -140,7 +140,7 @@ def test_missing_corrupt_truncated_videos(tmp_path, data_video_writer):
                                                ("b.webm", "libvpx-vp9",
                                                 {"deadline": "realtime", "cpu-used": "8"})])
 def test_other_backends_return_same_frames(tmp_path, data_video_writer, backend, name, codec,
-                                           opts):
+                                           opts, data_frame_ids):
     if backend not in available_backends():
         pytest.skip(f"{backend} not installed")
     path = data_video_writer(tmp_path / name, 40, codec=codec, gop=8, options=opts)
@@ -160,3 +160,17 @@ def test_torchcodec_rotation_agrees(tmp_path, data_video_writer):
     path = data_video_writer(tmp_path / "rot.mp4", 4, rotation=90)
     with open_video(path, "pyav") as a, open_video(path, "torchcodec") as b:
         assert torch.equal(a.get_frames([1]), b.get_frames([1]))
+
+
+def test_inaccurate_seek_falls_back_to_decoding_from_start(tmp_path, data_video_writer,
+                                                           data_frame_ids):
+    """A seek that lands after the needed frame must not yield a wrong frame."""
+    path = data_video_writer(tmp_path / "s.mp4", 40, gop=5)
+
+    class LateSeekReader(PyAVReader):
+        def _seek(self, frame_index):
+            late = min(frame_index + 10, self.num_frames - 1)  # lands one GOP or more too late
+            return super()._seek(self.table.keyframe_before(late) if frame_index else 0)
+
+    with LateSeekReader(path) as reader:
+        assert data_frame_ids(reader.get_frames([12, 13, 31])) == [12, 13, 31]

@@ -184,12 +184,15 @@ class PyAVReader:
         wanted_pts = {int(self.table.pts[i]) for i in wanted}
         got: dict[int, np.ndarray] = {}
         pos, current, frames = 0, None, None
+        restarts = 0
         try:
             while pos < len(wanted):
                 key = self.table.keyframe_before(wanted[pos])
-                if current is None or key > current or wanted[pos] <= current:
+                if restarts == 1:  # fallback: decode everything from the first frame
+                    frames, restarts = self._decode(self._seek(0), wanted_pts), 2
+                elif current is None or key > current or wanted[pos] <= current:
                     frames = self._decode(self._seek(key), wanted_pts)
-                current = None
+                current, passed = None, True
                 for frame in frames:
                     self.frames_decoded += 1
                     ts = frame.pts if frame.pts is not None else frame.dts
@@ -201,12 +204,17 @@ class PyAVReader:
                         got[index] = frame_to_rgb(frame)
                     while pos < len(wanted) and wanted[pos] in got:
                         pos += 1
-                    if pos == len(wanted) or self.table.keyframe_before(wanted[pos]) > current:
+                    if pos == len(wanted) or index > wanted[pos]:
+                        # done, or went past a needed frame without seeing it
+                        passed = pos < len(wanted)
                         break
-                else:  # stream ended before the needed frames
-                    break
-                if current is None:
-                    break
+                    if restarts == 0 and self.table.keyframe_before(wanted[pos]) > current:
+                        passed = False
+                        break  # cheaper to seek ahead (never in the fallback)
+                if passed:  # the seek landed late, or the frame never came out
+                    if restarts:
+                        break
+                    restarts, current = 1, None
         except av.FFmpegError as exc:
             raise DecodeError(f"{self.path}: decoding failed near frame "
                               f"{wanted[min(pos, len(wanted) - 1)]} ({exc})") from exc

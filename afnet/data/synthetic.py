@@ -164,6 +164,20 @@ def write_frames(folder: Path, video: np.ndarray, encoder) -> None:
         (folder / f"{t:05d}.jpg").write_bytes(b"".join(bytes(p) for p in packets))
 
 
+def rgb_to_yuv420p(rgb: np.ndarray) -> np.ndarray:
+    """RGB ``(H, W, 3)`` -> planar yuv420p ``(H * 3 // 2, W)`` (BT.601, limited range),
+    computed here rather than by swscale so that the encoder input is exactly reproducible."""
+    x = rgb.astype(np.float64)
+    y = 16 + (65.481 * x[..., 0] + 128.553 * x[..., 1] + 24.966 * x[..., 2]) / 255
+    u = 128 + (-37.797 * x[..., 0] - 74.203 * x[..., 1] + 112.0 * x[..., 2]) / 255
+    v = 128 + (112.0 * x[..., 0] - 93.786 * x[..., 1] - 18.214 * x[..., 2]) / 255
+    h, w = rgb.shape[:2]
+    sub = lambda c: c.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))  # noqa: E731
+    planes = [y.reshape(-1), sub(u).reshape(-1), sub(v).reshape(-1)]
+    out = np.concatenate([np.clip(np.rint(p), 0, 255) for p in planes]).astype(np.uint8)
+    return out.reshape(h * 3 // 2, w)
+
+
 def write_mp4(path: Path, video: np.ndarray, fps: int = 12) -> None:
     """H.264 (yuv420p) mp4, deterministic encoder settings."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -176,7 +190,7 @@ def write_mp4(path: Path, video: np.ndarray, fps: int = 12) -> None:
         stream.options = {"crf": "18", "preset": "veryfast", "g": "8",
                           "x264-params": "threads=1:lookahead-threads=1:bframes=0"}
         for t, rgb in enumerate(video):
-            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame = av.VideoFrame.from_ndarray(rgb_to_yuv420p(rgb), format="yuv420p")
             frame.pts = t
             for packet in stream.encode(frame):
                 container.mux(packet)
@@ -192,8 +206,8 @@ def make_synthetic(out, *, num_train: int = 320, num_val: int = 96, num_classes:
         raise ValueError(f"num_classes={num_classes}; accepted: 2..{len(CLASSES)}")
     if num_frames < 8:
         raise ValueError(f"num_frames={num_frames}; accepted: >= 8 (flashes need room)")
-    if size < 32:
-        raise ValueError(f"size={size}; accepted: >= 32 pixels")
+    if size < 32 or size % 2:
+        raise ValueError(f"size={size}; accepted: an even number of pixels >= 32")
     if not 0.0 <= difficulty <= 1.0:
         raise ValueError(f"difficulty={difficulty}; accepted: 0..1")
     root = Path(out)
@@ -257,6 +271,6 @@ def synthetic_dataset(root, split: str = "train", *, source: str = "frames",
     build_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in build_keys}
     config = synthetic_config(root, **kwargs)
     list_file = os.path.join(root, f"{split}_{source}.txt")
-    return build_dataset(config, root, list_file, train=split == "train" if train is None else train,
-                         kind=source, class_file=os.path.join(root, "category.txt"),
-                         **build_kwargs)
+    train = split == "train" if train is None else train
+    return build_dataset(config, root, list_file, train=train, kind=source,
+                         class_file=os.path.join(root, "category.txt"), **build_kwargs)
