@@ -160,17 +160,24 @@ def write_frames(folder: Path, video: np.ndarray, encoder) -> None:
     """``folder/00001.jpg ...`` (numbered from 1)."""
     folder.mkdir(parents=True, exist_ok=True)
     for t, rgb in enumerate(video, start=1):
-        packets = encoder.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24"))
+        frame = av.VideoFrame.from_ndarray(rgb_to_yuv420p(rgb, full_range=True), format="yuvj420p")
+        packets = encoder.encode(frame)
         (folder / f"{t:05d}.jpg").write_bytes(b"".join(bytes(p) for p in packets))
 
 
-def rgb_to_yuv420p(rgb: np.ndarray) -> np.ndarray:
-    """RGB ``(H, W, 3)`` -> planar yuv420p ``(H * 3 // 2, W)`` (BT.601, limited range),
-    computed here rather than by swscale so that the encoder input is exactly reproducible."""
+def rgb_to_yuv420p(rgb: np.ndarray, full_range: bool = False) -> np.ndarray:
+    """RGB ``(H, W, 3)`` -> planar yuv420p ``(H * 3 // 2, W)`` (BT.601; limited range, or
+    full range for JPEG's yuvj420p), computed here rather than by swscale so that the
+    encoder input is exactly reproducible."""
     x = rgb.astype(np.float64)
-    y = 16 + (65.481 * x[..., 0] + 128.553 * x[..., 1] + 24.966 * x[..., 2]) / 255
-    u = 128 + (-37.797 * x[..., 0] - 74.203 * x[..., 1] + 112.0 * x[..., 2]) / 255
-    v = 128 + (112.0 * x[..., 0] - 93.786 * x[..., 1] - 18.214 * x[..., 2]) / 255
+    if full_range:
+        y = 0.299 * x[..., 0] + 0.587 * x[..., 1] + 0.114 * x[..., 2]
+        u = 128 - 0.168736 * x[..., 0] - 0.331264 * x[..., 1] + 0.5 * x[..., 2]
+        v = 128 + 0.5 * x[..., 0] - 0.418688 * x[..., 1] - 0.081312 * x[..., 2]
+    else:
+        y = 16 + (65.481 * x[..., 0] + 128.553 * x[..., 1] + 24.966 * x[..., 2]) / 255
+        u = 128 + (-37.797 * x[..., 0] - 74.203 * x[..., 1] + 112.0 * x[..., 2]) / 255
+        v = 128 + (112.0 * x[..., 0] - 93.786 * x[..., 1] - 18.214 * x[..., 2]) / 255
     h, w = rgb.shape[:2]
     sub = lambda c: c.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))  # noqa: E731
     planes = [y.reshape(-1), sub(u).reshape(-1), sub(v).reshape(-1)]
