@@ -169,7 +169,8 @@ def _copy_state(model, state, source, path, skip_classifier) -> LoadReport:
     problems = []
 
     def optional(key: str) -> str | None:
-        if key.startswith(head) and (skip_classifier or fresh_ok):
+        """Why ``key`` may stay as initialised when the checkpoint lacks or misfits it."""
+        if key.startswith(head) and fresh_ok:
             return "classifier, freshly initialised"
         if ".navigation." in key and fresh_ok:
             return "navigation, freshly initialised (ImageNet backbone)"
@@ -179,6 +180,9 @@ def _copy_state(model, state, source, path, skip_classifier) -> LoadReport:
         problems.append(f"unexpected key {key} {tuple(state[key].shape)}")
     to_load = {}
     for key, value in own.items():
+        if skip_classifier and key.startswith(head):
+            report.skipped[key] = "classifier, freshly initialised"
+            continue
         reason = optional(key)
         if key not in state:
             if reason:
@@ -191,9 +195,6 @@ def _copy_state(model, state, source, path, skip_classifier) -> LoadReport:
                 report.skipped[key] = f"{reason}; checkpoint shape {tuple(state[key].shape)}"
                 continue
             problems.append(_shape_problem(key, state[key].shape, value.shape, head))
-            continue
-        if skip_classifier and key.startswith(head):
-            report.skipped[key] = "classifier, freshly initialised"
             continue
         to_load[key] = state[key]
     if problems:

@@ -82,8 +82,9 @@ class VideoRecord:
 
 
 # ----------------------------------------------------------------------- labels
-def parse_labels(token: str, num_classes: int | None) -> tuple[int, ...]:
-    """``"3"`` -> ``(3,)``; ``"3,17"`` -> ``(3, 17)``; raises ValueError with the reason."""
+def parse_labels(token: str, num_classes: int | None, multi_label: bool = True) -> tuple[int, ...]:
+    """``"3"`` -> ``(3,)``; ``"3,17"`` -> ``(3, 17)`` (only when ``multi_label``); raises
+    ValueError with the reason."""
     parts = token.split(",")
     try:
         labels = tuple(int(p) for p in parts)
@@ -100,14 +101,10 @@ def parse_labels(token: str, num_classes: int | None) -> tuple[int, ...]:
             )
     if len(set(labels)) != len(labels):
         raise ValueError(f"label {token!r} repeats a class")
-    return labels
-
-
-def _label_problem(labels: tuple[int, ...], multi_label: bool) -> str | None:
     if len(labels) > 1 and not multi_label:
-        return (f"several labels {','.join(map(str, labels))} in a single-label dataset "
-                "(set multi_label=True, as the activitynet preset does)")
-    return None
+        raise ValueError(f"several labels {','.join(map(str, labels))} in a single-label dataset "
+                         "(set multi_label=True, as the activitynet preset does)")
+    return labels
 
 
 def _lines(list_file: Path):
@@ -142,13 +139,9 @@ def parse_frame_list(list_file, root, num_classes=None, multi_label=False):
                                     "(expected '<path> <num_frames> <label>')", path))
             continue
         try:
-            labels = parse_labels(label_tok, num_classes)
+            labels = parse_labels(label_tok, num_classes, multi_label)
         except ValueError as exc:
             problems.append(Problem(str(list_file), number, str(exc), path))
-            continue
-        reason = _label_problem(labels, multi_label)
-        if reason:
-            problems.append(Problem(str(list_file), number, reason, path))
             continue
         records.append(VideoRecord(path, labels, num_frames, str(list_file), number))
     return records, problems
@@ -167,13 +160,9 @@ def parse_video_list(list_file, root, num_classes=None, multi_label=False):
         rel, label_tok = " ".join(tokens[:-1]), tokens[-1]
         path = os.path.join(root, rel)
         try:
-            labels = parse_labels(label_tok, num_classes)
+            labels = parse_labels(label_tok, num_classes, multi_label)
         except ValueError as exc:
             problems.append(Problem(str(list_file), number, str(exc), path))
-            continue
-        reason = _label_problem(labels, multi_label)
-        if reason:
-            problems.append(Problem(str(list_file), number, reason, path))
             continue
         records.append(VideoRecord(path, labels, None, str(list_file), number))
     return records, problems

@@ -107,7 +107,34 @@ def build_frame_table(container, stream) -> FrameTable:
     return FrameTable(pts, keyframes or [0])
 
 
-class PyAVReader:
+class _Reader:
+    """What every frame reader shares: ``len()``, ``close()`` and use as a context manager.
+    Subclasses set ``path`` and ``num_frames`` and implement ``get_frames(indices)``."""
+
+    path: str
+    num_frames: int
+
+    def __len__(self) -> int:
+        return self.num_frames
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _require_video_file(path: str) -> str:
+    path = str(path)
+    if not os.path.isfile(path):
+        raise DecodeError(f"{path}: video file not found")
+    return path
+
+
+class PyAVReader(_Reader):
     """Random access to the frames of one video file with PyAV.
 
     ``frames_decoded`` counts decoded frames (to check that sparse sampling
@@ -116,11 +143,9 @@ class PyAVReader:
     """
 
     def __init__(self, path: str, threads: int = 1, skip_unneeded: bool = True):
-        self.path = str(path)
+        self.path = _require_video_file(path)
         self.frames_decoded = 0
         self.skip_unneeded = skip_unneeded
-        if not os.path.isfile(self.path):
-            raise DecodeError(f"{self.path}: video file not found")
         try:
             self._container = av.open(self.path)
         except (av.FFmpegError, OSError, ValueError) as exc:
@@ -146,17 +171,8 @@ class PyAVReader:
     def num_frames(self) -> int:
         return self.table.num_frames
 
-    def __len__(self) -> int:
-        return self.num_frames
-
     def close(self) -> None:
         self._container.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     def _seek(self, frame_index: int):
         """Position the demuxer on the keyframe at or before ``frame_index``."""
@@ -268,7 +284,7 @@ def decode_image(path: str, decoders: dict | None = None) -> np.ndarray:
     return frames[0].to_ndarray(format="rgb24")
 
 
-class FrameFolderReader:
+class FrameFolderReader(_Reader):
     """Frames stored as images ``folder/template.format(i + 1)``, numbered from 1."""
 
     def __init__(self, path: str, template: str = "{:05d}.jpg", num_frames: int | None = None):
@@ -281,9 +297,6 @@ class FrameFolderReader:
         if self.num_frames < 1:
             raise DecodeError(f"{self.path}: no frames named like {template!r}")
 
-    def __len__(self) -> int:
-        return self.num_frames
-
     def frame_path(self, index: int) -> str:
         return os.path.join(self.path, self.template.format(index + 1))
 
@@ -293,15 +306,6 @@ class FrameFolderReader:
         got = {i: decode_image(self.frame_path(i), self._decoders)
                for i in sorted(set(wanted_list))}
         return _stack(_same_size([got[i] for i in wanted_list], self.path))
-
-    def close(self) -> None:
-        pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        pass
 
 
 def count_frames(folder: str, template: str) -> int:
@@ -314,23 +318,18 @@ def count_frames(folder: str, template: str) -> int:
 
 
 # ------------------------------------------------------------ other backends
-class DecordReader:
+class DecordReader(_Reader):
     """``decord.VideoReader`` behind the reader interface (no rotation support)."""
 
     def __init__(self, path: str, threads: int = 1):
         import decord
 
-        self.path = str(path)
-        if not os.path.isfile(self.path):
-            raise DecodeError(f"{self.path}: video file not found")
+        self.path = _require_video_file(path)
         try:
             self._vr = decord.VideoReader(self.path, ctx=decord.cpu(0), num_threads=threads)
         except decord.DECORDError as exc:
             raise DecodeError(f"{self.path}: cannot open video ({exc})") from exc
         self.num_frames = len(self._vr)
-
-    def __len__(self) -> int:
-        return self.num_frames
 
     def get_frames(self, indices) -> torch.Tensor:
         import decord
@@ -346,31 +345,20 @@ class DecordReader:
     def close(self) -> None:
         self._vr = None
 
-    def __enter__(self):
-        return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
-class TorchCodecReader:
+class TorchCodecReader(_Reader):
     """``torchcodec.decoders.VideoDecoder`` (exact seek mode) behind the reader interface."""
 
     def __init__(self, path: str, threads: int = 1):
         from torchcodec.decoders import VideoDecoder
 
-        self.path = str(path)
-        if not os.path.isfile(self.path):
-            raise DecodeError(f"{self.path}: video file not found")
+        self.path = _require_video_file(path)
         try:
             self._dec = VideoDecoder(self.path, seek_mode="exact", dimension_order="NHWC",
                                      num_ffmpeg_threads=threads)
         except (RuntimeError, ValueError) as exc:
             raise DecodeError(f"{self.path}: cannot open video ({exc})") from exc
         self.num_frames = int(self._dec.metadata.num_frames)
-
-    def __len__(self) -> int:
-        return self.num_frames
 
     def get_frames(self, indices) -> torch.Tensor:
         wanted = _as_list(indices)
@@ -383,12 +371,6 @@ class TorchCodecReader:
 
     def close(self) -> None:
         self._dec = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 def available_backends() -> list[str]:

@@ -11,7 +11,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from afnet.models.layers import EXECUTIONS, SELECTIONS, SelectionContext, check_ratio, is_channels_last
+from afnet.models.layers import EXECUTIONS, SELECTIONS, Navigation, SelectionContext, check_ratio, is_channels_last
 
 
 class VideoOutput(NamedTuple):
@@ -130,7 +130,6 @@ class VideoModel(nn.Module):
         raise NotImplementedError  # pragma: no cover
 
     def navigation_parameters(self) -> list[nn.Parameter]:
-        from afnet.models.layers import Navigation
         return [p for m in self.modules() if isinstance(m, Navigation) for p in m.parameters()]
 
     def extra_repr(self) -> str:
