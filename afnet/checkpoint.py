@@ -151,7 +151,9 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike, *, skip_classifie
         source = "plain state_dict"
     report = _copy_state(model, state, source, path, skip_classifier)
     report.meta = {k: v for k, v in ckpt.items() if k != "state_dict"}
-    log.info("%s", report)
+    # Entries left as initialised are worth a user's attention (logging's default handler
+    # prints warnings to stderr); a complete load is only informational.
+    log.log(logging.WARNING if report.skipped else logging.INFO, "%s: %s", path, report)
     return report
 
 

@@ -92,7 +92,7 @@ def test_authors_mobilenet_checkpoint_computes_what_their_code_computes(layouts,
 
 
 @pytest.mark.parametrize("layout_name", ["imagenet_AF-ResNet50", "imagenet_AF-MobileNetV3"])
-def test_imagenet_backbone_leaves_navigation_and_classifier_fresh(layouts, tmp_path, layout_name):
+def test_imagenet_backbone_leaves_navigation_and_classifier_fresh(layouts, tmp_path, layout_name, caplog):
     name = LAYOUT_MODELS[layout_name][0]
     state = synthetic_state(layouts[layout_name])
     # the released files may hold the navigation at another T: here T=1, model T=8
@@ -106,6 +106,8 @@ def test_imagenet_backbone_leaves_navigation_and_classifier_fresh(layouts, tmp_p
     assert any(k.startswith("fc.") for k in skipped)
     assert all(".navigation." in k or k.startswith("fc.") for k in skipped)
     assert "navigation" in str(report) and "classifier" in str(report)
+    warned = [r for r in caplog.records if r.levelname == "WARNING" and r.name == "afnet"]
+    assert warned and "left initialised" in warned[0].getMessage()
     # the backbone itself was copied
     key = "conv1.weight" if name.startswith("af_resnet") else "conv.weight"
     assert torch.equal(model.state_dict()[key], state["module." + key])
