@@ -1,0 +1,228 @@
+"""The end-to-end demo: the paper's two central claims checked at small scale, on this CPU.
+
+    make_synthetic ─► train {TSN, AFNet RT=0.5, AFNet uniform 0.5} x seeds ─► evaluate
+    ─► top-1, GFLOPs/video, latency/video, kept ratio ─► table (Markdown, JSON), figures
+
+All three models use the small ResNet backbone and 8 frames. The synthetic classes need
+temporal reasoning (motion direction, order of two flashes, growing vs shrinking), and no
+class can be told from one frame's appearance (``afnet.data.synthetic``), so neither model
+family wins by construction. Whatever the numbers show is reported.
+"""
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import yaml
+
+# label -> config overrides; all else shared
+RUNS = (
+    ("TSN", {"model.name": "tsn_resnet_small"}),
+    ("AFNet RT=0.5", {"model.name": "af_resnet_small", "model.selection": "navigation",
+                      "objective.target_ratio": 0.5}),
+    ("AFNet uniform 0.5", {"model.name": "af_resnet_small", "model.selection": "uniform", "model.ratio": 0.5}),
+)
+
+
+@dataclass(frozen=True)
+class DemoSize:
+    num_train: int
+    num_val: int
+    size: int
+    video_frames: int
+    epochs: int
+    lr_steps: tuple
+    rt_begin: int
+    rt_end: int
+    t_end: int
+    batch_size: int = 16
+
+
+FULL = DemoSize(num_train=320, num_val=96, size=64, video_frames=16, epochs=12, lr_steps=(9,), rt_begin=2,
+                rt_end=5, t_end=10)
+QUICK = DemoSize(num_train=32, num_val=16, size=32, video_frames=12, epochs=2, lr_steps=(), rt_begin=0,
+                 rt_end=1, t_end=2, batch_size=8)
+
+
+@dataclass
+class RunResult:
+    label: str
+    seed: int
+    top1: float
+    gflops_per_video: float
+    latency_ms: float
+    kept_ratio: float | None
+    kept_ratio_per_point: list = field(default_factory=list)
+    checkpoint: str = ""
+    train_seconds: float = 0.0
+
+
+def demo_config(out: Path, data_root: Path, sz: DemoSize, seed: int, overrides: dict) -> dict:
+    """The engine configuration of one demo run (a plain dict, saved beside its results)."""
+    cfg = {
+        "seed": seed,
+        "run_dir": str(out / "runs" / f"{overrides['model.name']}-{_slug(overrides)}-seed{seed}"),
+        "model": {"name": "af_resnet_small"},
+        "data": {"preset": "synthetic", "root": str(data_root), "num_frames": 8, "input_size": sz.size,
+                 "scale_size": sz.size, "batch_size": sz.batch_size, "num_workers": 0},
+        "objective": {"target_ratio": 1.0, "ratio_weight": 0.5, "rt_begin": sz.rt_begin, "rt_end": sz.rt_end,
+                      "t_end": sz.t_end},
+        "optim": {"epochs": sz.epochs, "lr": 0.02, "lr_steps": list(sz.lr_steps)},
+        "trainer": {"accelerator": "cpu", "devices": 1, "progress_bar": False, "log_every_n_steps": 5},
+        "eval": {"plot": True},
+    }
+    for dotted, value in overrides.items():
+        node = cfg
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    return cfg
+
+
+def _slug(overrides: dict) -> str:
+    sel = overrides.get("model.selection", "all")
+    ratio = overrides.get("model.ratio", overrides.get("objective.target_ratio"))
+    return sel if ratio is None else f"{sel}{ratio}"
+
+
+def measure_latency(checkpoint: Path, selection: str | None, ratio: float | None, video: torch.Tensor,
+                    rounds: int = 5) -> float:
+    """Median ms per video of the trained model, prepared for inference, one video per call."""
+    from afnet.benchmark import time_round_robin
+    from afnet.checkpoint import load_checkpoint, read_checkpoint
+    from afnet.models import create_model
+    from afnet.runtime import prepare_for_inference
+
+    ckpt = read_checkpoint(checkpoint)
+    model = create_model(ckpt["arch"], **ckpt["model_args"])
+    load_checkpoint(model, checkpoint)
+    if model.has_navigation:
+        model.configure(selection=selection or "navigation", ratio=ratio)
+    prepare_for_inference(model)
+    return time_round_robin({"m": lambda: model(video)}, rounds=rounds)["m"] * 1e3
+
+
+def run_demo(out: str | Path = "results/demo", *, quick: bool = False, seeds=(0,), progress=print) -> dict:
+    """Generate the data, train and evaluate the three models for each seed, write the table
+    (``table.md``, ``results.json``) and figures into ``out``; return the results dict."""
+    from afnet.data import make_synthetic
+    from afnet.data.dataset import build_dataset
+    from afnet.engine import evaluate, load_config, train
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    sz = QUICK if quick else FULL
+    start = time.time()
+    progress(f"[demo] writing the synthetic dataset ({sz.num_train} train / {sz.num_val} val videos, "
+             f"{sz.size}x{sz.size}) to {out / 'data'}")
+    data = make_synthetic(out / "data", num_train=sz.num_train, num_val=sz.num_val, num_frames=sz.video_frames,
+                          size=sz.size, seed=0)
+    val = build_dataset("synthetic", data.root, data.frame_lists["val"], train=False, num_frames=8,
+                        input_size=sz.size, scale_size=sz.size)
+    sample = val[0][0][:1]  # one view (1, T, 3, S, S): the latency probe
+    results: list[RunResult] = []
+    total = len(seeds) * len(RUNS)
+    for seed in seeds:
+        for label, overrides in RUNS:
+            k = len(results) + 1
+            progress(f"[demo {k}/{total}] training {label} (seed {seed}, {sz.epochs} epochs) "
+                     f"- {time.time() - start:.0f} s elapsed")
+            cfg_dict = demo_config(out, data.root, sz, seed, overrides)
+            cfg_path = out / "configs" / f"{Path(cfg_dict['run_dir']).name}.yaml"
+            cfg_path.parent.mkdir(parents=True, exist_ok=True)
+            cfg_path.write_text(yaml.safe_dump(cfg_dict, sort_keys=False))
+            cfg = load_config(cfg_path)
+            t0 = time.time()
+            trained = train(cfg)
+            train_seconds = time.time() - t0
+            metrics = evaluate(cfg, trained.best_checkpoint)
+            latency = measure_latency(Path(trained.best_checkpoint), overrides.get("model.selection"),
+                                      overrides.get("model.ratio"), sample)
+            kept = metrics.get("kept_ratio") or []
+            results.append(RunResult(label, seed, float(metrics["top1"]), float(metrics["gflops_per_video"]),
+                                     round(latency, 2), float(metrics["mean_kept_ratio"]) if kept else None,
+                                     [round(float(r), 3) for r in kept], str(trained.best_checkpoint),
+                                     round(train_seconds, 1)))
+            progress(f"[demo {k}/{total}] {label}: top-1 {results[-1].top1:.1%}, "
+                     f"{results[-1].gflops_per_video:.3f} GFLOPs, {latency:.1f} ms/video")
+    summary = summarise(results)
+    figures = _figures(out, data, results, quick)
+    report = {"quick": quick, "seeds": list(seeds), "size": asdict(sz), "runs": [asdict(r) for r in results],
+              "summary": summary, "claims": claims(summary), "figures": figures,
+              "seconds": round(time.time() - start, 1)}
+    (out / "results.json").write_text(json.dumps(report, indent=1))
+    (out / "table.md").write_text(markdown(summary, report["claims"], seeds) + "\n")
+    progress(f"[demo] done in {report['seconds']:.0f} s; table, JSON and figures in {out}")
+    return report
+
+
+def summarise(results: list[RunResult]) -> list[dict]:
+    rows = []
+    for label, _ in RUNS:
+        runs = [r for r in results if r.label == label]
+        if not runs:
+            continue
+
+        def stat(values):
+            values = [v for v in values if v is not None]
+            if not values:
+                return None, None
+            return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+        rows.append({"model": label, "n": len(runs),
+                     "top1": stat([r.top1 for r in runs]),
+                     "gflops_per_video": stat([r.gflops_per_video for r in runs]),
+                     "latency_ms": stat([r.latency_ms for r in runs]),
+                     "kept_ratio": stat([r.kept_ratio for r in runs])})
+    return rows
+
+
+def claims(summary: list[dict]) -> dict:
+    by = {row["model"]: row["top1"][0] for row in summary}
+    tsn, af, uniform = by.get("TSN"), by.get("AFNet RT=0.5"), by.get("AFNet uniform 0.5")
+    return {
+        "less_is_more (AFNet RT=0.5 top-1 > TSN)": None if None in (tsn, af) else af > tsn,
+        "navigation_beats_fixed (AFNet RT=0.5 > uniform 0.5)": None if None in (af, uniform) else af > uniform,
+    }
+
+
+def markdown(summary: list[dict], claim: dict, seeds) -> str:
+    def fmt(pair, scale=1.0, digits=1, pct=False):
+        mean, std = pair
+        if mean is None:
+            return "-"
+        if pct:
+            return f"{mean * 100:.{digits}f} ± {std * 100:.{digits}f}%"
+        return f"{mean * scale:.{digits}f} ± {std * scale:.{digits}f}"
+
+    lines = [f"Mean ± std over {len(seeds)} seed(s) ({', '.join(map(str, seeds))}); 8 frames per video.", "",
+             "| model | top-1 | GFLOPs/video | ms/video (CPU) | kept ratio |", "|---|---|---|---|---|"]
+    for row in summary:
+        lines.append(f"| {row['model']} | {fmt(row['top1'], pct=True)} | {fmt(row['gflops_per_video'], digits=3)} | "
+                     f"{fmt(row['latency_ms'])} | {fmt(row['kept_ratio'], digits=2)} |")
+    lines += ["", *[f"- {name}: {'yes' if ok else 'no' if ok is not None else 'n/a'}" for name, ok in claim.items()]]
+    return "\n".join(lines)
+
+
+def _figures(out: Path, data, results: list[RunResult], quick: bool) -> dict:
+    """Fig. 5 plots come from ``evaluate`` (in each run dir); Fig. 6 from ``afnet explain``."""
+    figures = {"kept_ratio_plots": sorted(str(p) for p in (out / "runs").rglob("*.png"))}
+    af = next((r for r in results if r.label == "AFNet RT=0.5"), None)
+    try:
+        from afnet.inference import explain_video  # noqa: F401
+    except ImportError:
+        return figures
+    if af is not None:
+        from afnet.inference.cli import explain_to_png
+
+        video = sorted((data.root / "videos" / "val").glob("*.mp4"))[0]
+        path = out / "figures" / "explain_afnet.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        explain_to_png(af.checkpoint, video, path)
+        figures["explain"] = str(path)
+    return figures
