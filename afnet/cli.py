@@ -87,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     from afnet.data.cli import register as register_data_commands
 
     register_data_commands(sub)
+    from afnet.inference.cli import register as register_inference_commands
+
+    register_inference_commands(sub)
     return parser
 
 

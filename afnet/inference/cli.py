@@ -1,0 +1,120 @@
+"""Inference subcommands of the ``afnet`` CLI: ``predict`` and ``explain``.
+
+``predict`` exit status: 0 all videos predicted, 1 some video failed (each failure is
+reported with its path and reason; the others are still processed), 2 user error.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+import torch
+
+from afnet.data.decoding import DecodeError
+from afnet.data.presets import PRESETS
+
+
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    from afnet.models import list_models
+
+    g = p.add_argument_group("model")
+    g.add_argument("--checkpoint", required=True,
+                   help="project checkpoint (enough alone), or the authors' (then also --model, "
+                        "--frames, --classes, --labels)")
+    g.add_argument("--model", choices=list_models(), metavar="NAME",
+                   help=f"architecture of an authors' checkpoint: {', '.join(list_models())}")
+    g.add_argument("--frames", type=int, help="frames per video T the model was trained with")
+    g.add_argument("--classes", type=int, help="number of classes")
+    g.add_argument("--labels", help="class names: category.txt, classInd.txt or labels.json")
+    g.add_argument("--shift", action="store_true", default=None,
+                   help="temporal shift (authors' checkpoints; default: the model's)")
+    g.add_argument("--preset", choices=sorted(PRESETS),
+                   help="evaluation sampling and transforms (default: the checkpoint's config, else sthv2)")
+    g.add_argument("--size", type=int, help="crop side in pixels (default: checkpoint config, else preset)")
+    g.add_argument("--backend", default="pyav", help="video decoder: pyav (default), decord, torchcodec")
+    g.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    g.add_argument("--top-k", type=int, default=5, help="classes shown per video (default 5)")
+
+
+def register(subparsers) -> None:
+    """Add ``predict`` and ``explain`` to an argparse subparsers object."""
+    p = subparsers.add_parser(
+        "predict", help="classify videos; show frames kept, GFLOPs and latency per video",
+        description="Classify video files, frame folders or folders of videos (searched recursively). "
+                    "Exit 1 if some video failed (each named with its reason), 2 on user errors.")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="video file, frame folder or folder of videos")
+    _add_model_options(p)
+    p.add_argument("--json", action="store_true", help="JSON Lines on stdout, one object per video")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bar on stderr (default: when several videos and stderr is a terminal)")
+    p.add_argument("--no-flops", dest="flops", action="store_false",
+                   help="skip the GFLOPs count (a second, untimed model call per video)")
+    p.set_defaults(func=run_predict)
+
+    e = subparsers.add_parser(
+        "explain", help="draw the sampled frames and which ones the focal branch computed (PNG)",
+        description="One row of sampled frames, then one row per navigation point with skipped "
+                    "frames greyed out and crossed (paper Fig. 6).")
+    e.add_argument("video", help="video file or frame folder")
+    e.add_argument("--out", required=True, help="output image (.png)")
+    _add_model_options(e)
+    e.set_defaults(func=run_explain)
+
+
+def _load(args):
+    from afnet.inference.model import load_model_for_inference
+
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"--threads must be positive, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    if args.top_k < 1:
+        raise ValueError(f"--top-k must be positive, got {args.top_k}")
+    return load_model_for_inference(args.checkpoint, args.model, args.frames, args.classes, args.labels,
+                                    preset=args.preset, size=args.size, shift=args.shift)
+
+
+def run_predict(args) -> int:
+    from tqdm import tqdm
+
+    from afnet.inference.predict import find_videos, predict_video
+    from afnet.inference.report import format_prediction, to_json_line
+
+    im = _load(args)
+    videos = find_videos(args.paths, im.config.frame_template)
+    show = args.progress if args.progress is not None else (len(videos) > 1 and sys.stderr.isatty())
+    if not args.json:
+        c = im.config
+        print(f"{im.arch} ({im.source} checkpoint {im.checkpoint}): {im.num_frames} frames, "
+              f"{c.input_size}x{c.input_size}, preset {c.name}, {len(videos)} video(s)", file=sys.stderr)
+    failed = 0
+    bar = tqdm(videos, desc="predict", unit="video", file=sys.stderr, disable=not show)
+    for path in bar:
+        result = predict_video(path, im, top_k=args.top_k, flops=args.flops, backend=args.backend)
+        failed += not result.ok
+        text = to_json_line(result) if args.json else format_prediction(result)
+        if show:
+            bar.write(text, file=sys.stdout)
+        else:
+            print(text, flush=True)
+        if not result.ok and args.json:
+            print(f"afnet predict: {result.path}: {result.error}", file=sys.stderr)
+    bar.close()
+    if failed:
+        print(f"afnet predict: {failed} of {len(videos)} video(s) failed", file=sys.stderr)
+        return 1
+    return 0
+
+
+def run_explain(args) -> int:
+    from afnet.inference.explain import draw_explanation, explain_video
+
+    im = _load(args)
+    try:
+        explanation = explain_video(args.video, im, top_k=args.top_k, backend=args.backend)
+    except DecodeError as exc:
+        print(f"afnet explain: error: {exc}", file=sys.stderr)
+        return 1
+    layout = draw_explanation(explanation, args.out)
+    print(f"{layout.path}: {layout.title}; {layout.rows - 1} navigation point(s) x {layout.cols} frames")
+    return 0

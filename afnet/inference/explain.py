@@ -1,0 +1,99 @@
+"""Which frames the focal branch computed, drawn as in the paper's Fig. 6.
+
+:func:`explain_video` runs one video (same path as ``afnet predict``) and keeps the raw
+sampled frames; :func:`draw_explanation` draws a grid of ``1 + P`` rows by ``T`` columns:
+row 0 the sampled frames (titled by frame index), then one row per navigation point
+(labelled e.g. ``layer1.0``) where skipped frames are greyed out and crossed, kept ones
+framed in green. The title gives the top-1 prediction. matplotlib runs with the Agg backend.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from afnet.inference.model import InferenceModel
+from afnet.inference.predict import VideoPrediction, predict_video, read_sample
+
+
+@dataclass
+class Explanation:
+    """``prediction`` as ``afnet predict`` reports it, plus ``frames``: the sampled frames
+    of the first clip as uint8 ``(T, H, W, 3)``, in the order of ``prediction.masks``."""
+
+    prediction: VideoPrediction
+    frames: np.ndarray
+
+
+@dataclass
+class FigureLayout:
+    """What :func:`draw_explanation` drew: a ``rows`` x ``cols`` grid of axes."""
+
+    path: str
+    rows: int
+    cols: int
+    row_labels: list[str]
+    col_labels: list[str]
+    title: str
+    size_px: tuple[int, int]  # (width, height) of the PNG
+
+
+def explain_video(path, im: InferenceModel, *, top_k: int = 5, backend: str = "pyav",
+                  threads: int = 1) -> Explanation:
+    """Predict ``path`` and keep its sampled frames. Raises :class:`DecodeError` (naming the
+    file) when it cannot be read."""
+    sample = read_sample(str(path), im, backend=backend, threads=threads)
+    prediction = predict_video(path, im, top_k=top_k, sample=sample)
+    t = im.num_frames
+    frames = sample.frames[:t].permute(0, 2, 3, 1).contiguous().numpy()
+    return Explanation(prediction, frames)
+
+
+def draw_explanation(explanation: Explanation, out, *, dpi: int = 100, thumb_inches: float = 1.2) -> FigureLayout:
+    """Write the figure to ``out`` (format from the extension, e.g. ``.png``)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    from matplotlib import pyplot as plt
+    from matplotlib.lines import Line2D
+
+    p = explanation.prediction
+    frames = explanation.frames
+    t, h, w = frames.shape[:3]
+    rows = 1 + len(p.masks)
+    row_labels = ["frames"] + list(p.point_names)
+    col_labels = [f"#{i}" for i in p.frame_indices]
+    c, name, score = p.top[0]
+    title = f"{os.path.basename(p.path)}: {name if name is not None else f'class {c}'} ({score:.1%})"
+    if p.gflops is not None:
+        title += f", {p.gflops:.3f} GFLOPs"
+
+    aspect = h / w
+    fig, axes = plt.subplots(rows, t, figsize=(thumb_inches * t + 0.9, thumb_inches * aspect * rows + 0.7),
+                             squeeze=False, dpi=dpi)
+    grey = (frames.astype(np.float32) * 0.25 + 255 * 0.75).astype(np.uint8)
+    for r in range(rows):
+        for j in range(t):
+            ax = axes[r][j]
+            kept = r == 0 or bool(p.masks[r - 1][j])
+            ax.imshow(frames[j] if kept else grey[j], interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(col_labels[j], fontsize=8)
+            elif kept:
+                for spine in ax.spines.values():
+                    spine.set_edgecolor("tab:green")
+                    spine.set_linewidth(2)
+            else:
+                for xs, ys in (((0, 1), (0, 1)), ((0, 1), (1, 0))):
+                    ax.add_line(Line2D(xs, ys, transform=ax.transAxes, color="tab:red", linewidth=1.5))
+            if j == 0:
+                ax.set_ylabel(row_labels[r], fontsize=8, rotation=0, ha="right", va="center")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out, dpi=dpi)
+    size = tuple(int(round(v)) for v in fig.get_size_inches() * dpi)
+    plt.close(fig)
+    return FigureLayout(str(out), rows, t, row_labels, col_labels, title, size)

@@ -1,0 +1,159 @@
+"""A model ready for inference: rebuilt from a checkpoint, prepared once, with its class
+names, navigation-point names and the evaluation preset its inputs are read with.
+
+Two kinds of checkpoint:
+
+- project checkpoints (``afnet.save_checkpoint``: ``format: "afnet"``): the architecture
+  and its arguments are stored, so the file alone suffices. ``class_names`` and a
+  ``config`` dict are used when present (see :func:`checkpoint_defaults`).
+- the authors' released checkpoints: no architecture is stored, so ``model``, ``frames``,
+  ``classes`` and ``labels`` (a class-name file) must be given.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from torch import nn
+
+from afnet.checkpoint import FORMAT, load_checkpoint, read_checkpoint
+from afnet.data.annotations import load_class_names
+from afnet.data.presets import DatasetConfig, get_preset
+from afnet.models import create_model
+from afnet.models.layers import Navigation
+from afnet.runtime import prepare_for_inference
+
+DEFAULT_PRESET = "sthv2"
+_PRESET_KEYS = ("preset", "dataset")
+_SIZE_KEYS = ("input_size", "size", "crop_size")
+
+
+@dataclass
+class InferenceModel:
+    """A prepared model (eval mode, BN folded, channels-last) and what describes its output.
+
+    ``point_names``: one name per navigation point, in the order of ``VideoOutput.masks``
+    (e.g. ``layer1.0``); empty for the TSN/TSM baselines. ``config``: the evaluation
+    preset (sampling, resize, crop, normalisation) with ``num_frames`` set to the model's.
+    """
+
+    model: nn.Module
+    arch: str
+    class_names: list[str] | None
+    config: DatasetConfig
+    point_names: list[str]
+    checkpoint: str = ""
+    source: str = ""
+    warmed: set = field(default_factory=set)
+
+    @property
+    def num_frames(self) -> int:
+        return self.model.num_frames
+
+    @property
+    def num_classes(self) -> int:
+        return self.model.num_classes
+
+    def class_name(self, index: int) -> str | None:
+        return None if self.class_names is None else self.class_names[index]
+
+
+def navigation_point_names(model: nn.Module) -> list[str]:
+    """``layer1.navigation.0`` -> ``layer1.0``: one name per navigation point, network order."""
+    names = []
+    for name, module in model.named_modules():
+        if isinstance(module, Navigation):
+            stage, _, index = name.rpartition(".navigation.")
+            names.append(f"{stage}.{index}" if stage else name)
+    return names
+
+
+def _find(config: dict, keys: tuple[str, ...]):
+    """First of ``keys`` in ``config`` or in one of its nested dicts (e.g. ``config["data"]``)."""
+    for key in keys:
+        if config.get(key) is not None:
+            return config[key]
+    for value in config.values():
+        if isinstance(value, dict):
+            found = _find(value, keys)
+            if found is not None:
+                return found
+    return None
+
+
+def checkpoint_defaults(ckpt: dict) -> tuple[str | None, int | None]:
+    """(preset name, input size) stored in a checkpoint's ``config`` dict, if any: keys
+    ``preset``/``dataset`` and ``input_size``/``size``/``crop_size``, at the top level of
+    ``config`` or one level down (``config["data"]["preset"]``)."""
+    config = ckpt.get("config")
+    if not isinstance(config, dict):
+        return None, None
+    preset, size = _find(config, _PRESET_KEYS), _find(config, _SIZE_KEYS)
+    return (preset if isinstance(preset, str) else None), (int(size) if isinstance(size, int) else None)
+
+
+def eval_config(preset: str | DatasetConfig, num_frames: int, num_classes: int,
+                size: int | None = None) -> DatasetConfig:
+    """The preset's evaluation transforms for a model of ``num_frames`` frames; ``size``
+    sets the crop (the resized short side keeps the preset's crop/resize ratio, 224/256)."""
+    config = get_preset(preset)
+    overrides = {"num_frames": num_frames, "num_classes": num_classes}
+    if size is not None:
+        if size < 1:
+            raise ValueError(f"--size must be a positive integer, got {size}")
+        overrides["input_size"] = size
+        overrides["scale_size"] = max(size, round(size * config.scale_size / config.input_size))
+    return get_preset(config, **overrides)
+
+
+def load_model_for_inference(checkpoint: str | os.PathLike, model: str | None = None,
+                             frames: int | None = None, classes: int | None = None,
+                             labels: str | os.PathLike | None = None, *, preset: str | None = None,
+                             size: int | None = None, shift: bool | None = None) -> InferenceModel:
+    """Rebuild, load and prepare a model for inference (once per model).
+
+    Project checkpoint: ``model``/``frames``/``classes`` may be omitted (they must agree
+    with the checkpoint if given); ``labels`` overrides stored ``class_names``.
+    Authors' checkpoint: ``model``, ``frames``, ``classes`` and ``labels`` are required.
+    ``preset`` (evaluation transforms) defaults to the checkpoint's config, else ``sthv2``;
+    ``size`` (crop side) to the checkpoint's config, else the preset's.
+    Raises FileNotFoundError / ValueError with a one-line message on user errors.
+    """
+    path = str(checkpoint)
+    ckpt = read_checkpoint(path)
+    stored_preset, stored_size = checkpoint_defaults(ckpt)
+    if ckpt.get("format") == FORMAT:
+        arch, args = ckpt.get("arch"), dict(ckpt.get("model_args") or {})
+        if not isinstance(arch, str) or "num_classes" not in args or "num_frames" not in args:
+            raise ValueError(f"{path}: project checkpoint lacks 'arch' or 'model_args'")
+        for flag, given, stored in (("--model", model, arch), ("--frames", frames, args["num_frames"]),
+                                    ("--classes", classes, args["num_classes"])):
+            if given is not None and given != stored:
+                raise ValueError(f"{flag} {given} contradicts the checkpoint {path} ({stored})")
+        class_names = ckpt.get("class_names")
+        source = "afnet"
+    else:
+        missing = [flag for flag, value in (("--model", model), ("--frames", frames),
+                                            ("--classes", classes), ("--labels", labels)) if value is None]
+        if missing:
+            raise ValueError(f"{path} is not a project checkpoint (no architecture stored): "
+                             f"give {', '.join(missing)}")
+        arch, args = model, {"num_classes": classes, "num_frames": frames, "shift": shift}
+        class_names = None
+        source = "authors'"
+    if labels is not None:
+        if not os.path.isfile(labels):
+            raise FileNotFoundError(f"class-name file not found: {labels}")
+        class_names = load_class_names(labels)
+    if class_names is not None:
+        class_names = [str(name) for name in class_names]
+        if len(class_names) != args["num_classes"]:
+            raise ValueError(f"{len(class_names)} class names{f' in {labels}' if labels else ''} "
+                             f"but the model has {args['num_classes']} classes")
+    net = create_model(arch, **args)
+    load_checkpoint(net, path)
+    points = navigation_point_names(net)
+    prepare_for_inference(net)
+    config = eval_config(preset or stored_preset or DEFAULT_PRESET, net.num_frames, net.num_classes,
+                         size if size is not None else stored_size)
+    return InferenceModel(net, arch, class_names, config, points, path, source)

@@ -1,0 +1,167 @@
+"""Per-video inference: file -> frame indices -> frames -> transforms -> model -> prediction.
+
+Sampling, decoding and transforms are the data pipeline's evaluation path
+(:func:`afnet.data.dataset.clip_indices`, ``reader.get_frames``,
+:func:`afnet.data.dataset.eval_views`); nothing is re-implemented here.
+
+Latency is the wall-clock of the model call alone (``model(clip)`` under
+``torch.no_grad`` on the already decoded and transformed clip, all views of one video in
+one call); decoding and transforms are reported apart (``decode_ms``). The first call at a
+new input shape is preceded by an untimed warm-up call. GFLOPs (multiply-accumulates, as
+in the paper) are counted by ``FlopCounterMode`` around a second, untimed call on the same
+clip: eval mode is deterministic, so it executes the same operations.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from afnet.data.dataset import average_views, clip_indices, eval_views
+from afnet.data.decoding import DecodeError, count_frames, open_reader
+from afnet.inference.model import InferenceModel
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".flv",
+                    ".wmv", ".3gp", ".ts", ".ogv")
+
+
+@dataclass
+class Sample:
+    """One video read for evaluation: ``indices`` ``(num_clips, T)`` (0-based, presentation
+    order), the decoded ``frames`` uint8 ``(num_clips * T, 3, H, W)`` and the model input
+    ``clip`` float ``(V, T, 3, S, S)``."""
+
+    indices: torch.Tensor
+    frames: torch.Tensor
+    clip: torch.Tensor
+    decode_ms: float
+
+
+@dataclass
+class VideoPrediction:
+    """What ``afnet predict`` reports for one video (see ``report.JSON_FIELDS``).
+
+    ``top``: ``(class index, class name or None, probability)``, best first.
+    ``masks``: per navigation point, the T keep flags of the first view (1 = focal branch
+    computed that frame). ``error``: why the video failed (``ok`` is then False).
+    """
+
+    path: str
+    ok: bool
+    top: list[tuple[int, str | None, float]] = field(default_factory=list)
+    frame_indices: list[int] = field(default_factory=list)
+    point_names: list[str] = field(default_factory=list)
+    masks: list[list[int]] = field(default_factory=list)
+    gflops: float | None = None
+    latency_ms: float | None = None
+    decode_ms: float | None = None
+    num_views: int = 0
+    error: str | None = None
+
+    @property
+    def kept_ratio(self) -> list[float]:
+        return [sum(m) / len(m) for m in self.masks if m]
+
+
+def _is_frame_folder(path: str, template: str) -> bool:
+    return os.path.isdir(path) and count_frames(path, template) > 0
+
+
+def find_videos(paths, template: str = "{:05d}.jpg") -> list[str]:
+    """Expand ``paths`` into videos, in the order given (folders sorted by name).
+
+    A file is taken as a video whatever its extension. A folder holding frames named
+    like ``template`` (the preset's ``frame_template``) is one video (a frame folder);
+    any other folder is searched recursively for files with :data:`VIDEO_EXTENSIONS`
+    and for frame folders. Paths that do not exist, and folders with nothing found, are
+    kept as they are so that prediction reports them as failures.
+    """
+    found: list[str] = []
+    for path in map(str, paths):
+        if not os.path.isdir(path) or _is_frame_folder(path, template):
+            found.append(path)
+            continue
+        inside = []
+        for root, dirs, files in os.walk(path):
+            dirs.sort()
+            for d in list(dirs):
+                if _is_frame_folder(os.path.join(root, d), template):
+                    inside.append(os.path.join(root, d))
+                    dirs.remove(d)
+            inside += [os.path.join(root, f) for f in sorted(files)
+                       if f.lower().endswith(VIDEO_EXTENSIONS)]
+        found += sorted(inside) if inside else [path]
+    return found
+
+
+def read_sample(path: str, im: InferenceModel, *, backend: str = "pyav", threads: int = 1) -> Sample:
+    """Sample, decode and transform ``path`` as in evaluation. Raises :class:`DecodeError`."""
+    config = im.config
+    start = time.perf_counter()
+    if os.path.isdir(path) and not _is_frame_folder(path, config.frame_template):
+        raise DecodeError(f"{path}: folder holds no video files and no frames named like "
+                          f"{config.frame_template!r}")
+    with open_reader(path, template=config.frame_template, backend=backend, threads=threads) as reader:
+        indices = clip_indices(len(reader), config, train=False)
+        frames = reader.get_frames(indices.flatten())
+    clip = eval_views(frames, config)
+    return Sample(indices, frames, clip, (time.perf_counter() - start) * 1e3)
+
+
+def run_model(im: InferenceModel, clip: torch.Tensor, *, flops: bool = True):
+    """One video (its ``V`` views as one batch) through the prepared model.
+
+    Returns ``(probabilities (K,), masks list of (V, T), latency_ms, gflops or None)``;
+    probabilities are softmax outputs averaged over views.
+    """
+    model = im.model
+    with torch.no_grad():
+        if tuple(clip.shape) not in im.warmed:  # oneDNN primitives, focal-branch caches
+            model(clip)
+            im.warmed.add(tuple(clip.shape))
+        start = time.perf_counter()
+        out = model(clip)
+        latency_ms = (time.perf_counter() - start) * 1e3
+        gflops = None
+        if flops:
+            with FlopCounterMode(display=False) as counter:
+                model(clip)
+            gflops = counter.get_total_flops() / 2 / 1e9
+    probs = average_views(out.logits, clip.shape[0], softmax=True)[0]
+    return probs, [m.detach() for m in out.masks], latency_ms, gflops
+
+
+def _reason(path: str, exc: Exception) -> str:
+    message = str(exc)
+    prefix = f"{path}: "
+    return message[len(prefix):] if message.startswith(prefix) else message
+
+
+def predict_video(path, im: InferenceModel, *, top_k: int = 5, flops: bool = True,
+                  backend: str = "pyav", threads: int = 1, sample: Sample | None = None) -> VideoPrediction:
+    """Predict one video; a file that cannot be decoded gives ``ok=False`` and the reason."""
+    path = str(path)
+    try:
+        if sample is None:
+            sample = read_sample(path, im, backend=backend, threads=threads)
+    except DecodeError as exc:
+        return VideoPrediction(path, ok=False, error=_reason(path, exc))
+    except Exception as exc:  # noqa: BLE001 - any failure to read one file is that file's failure
+        return VideoPrediction(path, ok=False, error=f"{type(exc).__name__}: {_reason(path, exc)}")
+    probs, masks, latency_ms, gflops = run_model(im, sample.clip, flops=flops)
+    k = max(1, min(top_k, probs.numel()))
+    scores, classes = probs.topk(k)
+    top = [(int(c), im.class_name(int(c)), float(s)) for s, c in zip(scores, classes)]
+    names = im.point_names if len(im.point_names) == len(masks) else [f"point{i}" for i in range(len(masks))]
+    return VideoPrediction(
+        path, ok=True, top=top, frame_indices=[int(i) for i in sample.indices[0]], point_names=names,
+        masks=[[int(round(float(v))) for v in m[0]] for m in masks], gflops=gflops,
+        latency_ms=latency_ms, decode_ms=sample.decode_ms, num_views=int(sample.clip.shape[0]))
+
+
+def predict_videos(paths, im: InferenceModel, **kwargs) -> list[VideoPrediction]:
+    """:func:`predict_video` for every video of :func:`find_videos` ``(paths)``."""
+    return [predict_video(p, im, **kwargs) for p in find_videos(paths, im.config.frame_template)]

@@ -1,0 +1,243 @@
+"""``afnet predict`` / ``afnet explain`` end to end on small videos and a small model."""
+from __future__ import annotations
+
+import json
+import os
+import struct
+
+import av
+import pytest
+import torch
+
+import afnet
+from afnet.cli import main
+from afnet.inference import (
+    JSON_FIELDS,
+    draw_explanation,
+    explain_video,
+    find_videos,
+    load_model_for_inference,
+    predict_videos,
+    read_sample,
+)
+from conftest import randomize, write_video
+
+T, K = 8, 4
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    """A synthetic dataset: its category.txt (K names) and frame folders."""
+    out = tmp_path_factory.mktemp("synth")
+    return afnet.data.make_synthetic(out, num_train=1, num_val=1, num_classes=K, num_frames=10,
+                                     size=32, seed=1, videos=False)
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory, synth):
+    """A project checkpoint of af_resnet_small (T=8, K=4) whose navigation skips some frames;
+    its config asks for the synthetic preset at 48 pixels."""
+    path = tmp_path_factory.mktemp("ckpt") / "small.pt"
+    model = randomize(afnet.create_model("af_resnet_small", num_classes=K, num_frames=T), seed=1)
+    names = afnet.data.load_class_names(synth.category_file)
+    afnet.save_checkpoint(path, model, class_names=names,
+                          config={"data": {"preset": "synthetic", "input_size": 48}})
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+    """Videos of several codecs and containers; one in a subfolder; a non-video file beside."""
+    root = tmp_path_factory.mktemp("videos")
+    os.makedirs(root / "sub")
+    made = [write_video(root / "a_h264.mp4", 20, gop=6),
+            write_video(root / "b_mpeg4.avi", 14, codec="mpeg4"),
+            write_video(root / "sub" / "c_h264.mkv", 12)]
+    if "libvpx-vp9" in av.codecs_available:
+        made.append(write_video(root / "d_vp9.webm", 10, codec="libvpx-vp9"))
+    (root / "notes.txt").write_text("not a video, and not a video extension")
+    return root, sorted(made)
+
+
+@pytest.fixture(scope="module")
+def im(ckpt):
+    return load_model_for_inference(ckpt)
+
+
+def _run(capsys, *argv):
+    rc = main(["predict", *map(str, argv)])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def _json_lines(out: str) -> list[dict]:
+    return [json.loads(line) for line in out.splitlines()]
+
+
+def test_predict_codecs_and_containers(capsys, ckpt, videos):
+    root, made = videos
+    rc, out, err = _run(capsys, root, "--checkpoint", ckpt, "--json", "--top-k", "2")
+    rows = _json_lines(out)
+    assert rc == 0, err
+    assert [r["path"] for r in rows] == made  # recursive, sorted, .txt ignored
+    assert all(r["ok"] and len(r["top"]) == 2 for r in rows)
+    assert rows[0]["frame_indices"] != rows[1]["frame_indices"]  # sampled per video length
+
+
+def test_json_schema(capsys, ckpt, videos, synth):
+    _, made = videos
+    rc, out, _ = _run(capsys, made[0], "--checkpoint", ckpt, "--json", "--top-k", "10")
+    assert rc == 0
+    (row,) = _json_lines(out)
+    assert tuple(row) == JSON_FIELDS
+    assert row["ok"] is True and row["error"] is None and row["views"] == 1
+    names = afnet.data.load_class_names(synth.category_file)
+    assert len(row["top"]) == K  # top-k capped at the number of classes
+    assert [set(t) for t in row["top"]] == [{"class", "name", "score"}] * K
+    assert all(t["name"] == names[t["class"]] for t in row["top"])
+    scores = [t["score"] for t in row["top"]]
+    assert scores == sorted(scores, reverse=True) and sum(scores) == pytest.approx(1, abs=1e-4)
+    assert row["points"] == ["layer1.0", "layer2.0", "layer3.0"]
+    assert len(row["masks"]) == 3 and all(len(m) == T and set(m) <= {0, 1} for m in row["masks"])
+    assert 0 in sum(row["masks"], [])  # randomized navigation skips some frames
+    assert row["kept_ratio"] == [pytest.approx(sum(m) / T) for m in row["masks"]]
+    assert len(row["frame_indices"]) == T and all(0 <= i < 20 for i in row["frame_indices"])
+    assert row["gflops"] > 0 and row["latency_ms"] > 0 and row["decode_ms"] > 0
+
+
+def test_gflops_are_those_of_the_executed_video(im, videos):
+    """GFLOPs reported per video = count_flops on that video's clip (sparse: depends on masks)."""
+    _, made = videos
+    (result,) = predict_videos([made[0]], im)
+    clip = read_sample(made[0], im).clip
+    assert result.gflops == pytest.approx(afnet.count_flops(im.model, clip), rel=1e-6)
+    dense = afnet.create_model("af_resnet_small", num_classes=K, num_frames=T, selection="all").eval()
+    assert result.gflops < afnet.count_flops(dense, clip)
+
+
+def test_text_output(capsys, ckpt, videos):
+    _, made = videos
+    rc, out, err = _run(capsys, made[0], "--checkpoint", ckpt, "--top-k", "3")
+    assert rc == 0
+    lines = out.splitlines()
+    assert lines[0] == made[0] and lines[1].lstrip().startswith("1.")
+    point_rows = [line.split() for line in lines if line.strip().startswith("layer")]
+    assert len(point_rows) == 3
+    assert all(len(r[1]) == T and set(r[1]) <= {"#", "."} for r in point_rows)
+    assert "GFLOPs" in lines[-1] and "ms model call" in lines[-1]
+    assert "af_resnet_small" in err and "48x48" in err
+
+
+def test_bad_files_are_reported_and_the_others_processed(capsys, ckpt, videos, tmp_path):
+    _, made = videos
+    not_video = tmp_path / "text.mp4"
+    not_video.write_text("hello")
+    empty = tmp_path / "empty.avi"
+    empty.write_bytes(b"")
+    long = write_video(tmp_path / "long.mp4", 40)
+    truncated = tmp_path / "truncated.mp4"  # interrupted download
+    truncated.write_bytes(open(long, "rb").read()[: os.path.getsize(long) // 2])
+    bad = [str(not_video), str(empty), str(truncated), str(tmp_path / "missing.mp4")]
+    rc, out, err = _run(capsys, made[0], *bad, made[1], "--checkpoint", ckpt, "--json")
+    rows = _json_lines(out)
+    assert rc == 1
+    assert [r["path"] for r in rows] == [made[0], *bad, made[1]]
+    assert [r["ok"] for r in rows] == [True, False, False, False, False, True]
+    for r in rows[1:5]:
+        assert r["error"] and r["top"] == [] and r["gflops"] is None
+        assert f"{r['path']}: {r['error']}" in err
+    assert "not found" in rows[4]["error"]
+    assert "4 of 6 video(s) failed" in err
+    rc, out, _ = _run(capsys, made[0], not_video, "--checkpoint", ckpt)
+    assert rc == 1 and f"{not_video}: FAILED: " in out
+
+
+def test_frame_folder_is_one_video(capsys, ckpt, synth):
+    folder = next(root for root, _, files in os.walk(synth.root) if "00001.jpg" in files)
+    assert find_videos([folder], "{:05d}.jpg") == [folder]
+    rc, out, _ = _run(capsys, folder, "--checkpoint", ckpt, "--json")
+    (row,) = _json_lines(out)
+    assert rc == 0 and row["ok"] and row["path"] == folder
+
+
+def test_progress_bar_goes_to_stderr_only(capsys, ckpt, videos):
+    _, made = videos
+    rc, out, err = _run(capsys, *made[:2], "--checkpoint", ckpt, "--json", "--progress", "--no-flops")
+    assert rc == 0
+    rows = _json_lines(out)  # every stdout line is JSON
+    assert len(rows) == 2 and all(r["gflops"] is None for r in rows)
+    assert "predict" in err and "2/2" in err
+
+
+def test_user_errors_are_one_line(capsys, ckpt, videos, tmp_path, synth):
+    _, made = videos
+    rc, out, err = _run(capsys, made[0], "--checkpoint", tmp_path / "nope.pt")
+    assert rc == 2 and out == ""
+    assert err.strip().count("\n") == 0 and "checkpoint not found" in err and "Traceback" not in err
+
+    authors = tmp_path / "authors.pth.tar"  # no architecture stored
+    model = afnet.create_model("af_resnet_small", num_classes=K, num_frames=T)
+    torch.save({"state_dict": {f"module.base_model.{k}": v for k, v in model.state_dict().items()}}, authors)
+    rc, _, err = _run(capsys, made[0], "--checkpoint", authors, "--model", "af_resnet_small")
+    assert rc == 2 and err.count("\n") == 1
+    assert "--frames, --classes, --labels" in err
+
+    rc, _, err = _run(capsys, made[0], "--checkpoint", ckpt, "--frames", "16")
+    assert rc == 2 and "--frames 16 contradicts" in err
+
+    with pytest.raises(SystemExit) as exc:  # argparse: unknown model name
+        main(["predict", made[0], "--checkpoint", ckpt, "--model", "af_nope"])
+    assert exc.value.code == 2
+
+
+def test_authors_checkpoint_with_labels(capsys, videos, tmp_path, synth):
+    _, made = videos
+    authors = tmp_path / "authors.pth.tar"
+    model = randomize(afnet.create_model("af_resnet_small", num_classes=K, num_frames=T), seed=2)
+    torch.save({"state_dict": {f"module.base_model.{k}": v for k, v in model.state_dict().items()
+                               if not k.startswith("fc.")}
+                | {f"module.new_fc.{k[3:]}": v for k, v in model.state_dict().items() if k.startswith("fc.")}},
+               authors)
+    rc, out, err = _run(capsys, made[0], "--checkpoint", authors, "--model", "af_resnet_small",
+                        "--frames", T, "--classes", K, "--labels", synth.category_file,
+                        "--preset", "synthetic", "--size", 32, "--json")
+    assert rc == 0, err
+    (row,) = _json_lines(out)
+    names = afnet.data.load_class_names(synth.category_file)
+    assert row["top"][0]["name"] == names[row["top"][0]["class"]]
+
+
+def test_config_defaults_and_size_override(ckpt):
+    im = load_model_for_inference(ckpt)
+    assert (im.config.name, im.config.input_size, im.config.num_frames) == ("synthetic", 48, T)
+    im = load_model_for_inference(ckpt, preset="kinetics", size=64)
+    assert (im.config.name, im.config.input_size, im.config.scale_size) == ("kinetics", 64, 73)
+
+
+def _png_size(path) -> tuple[int, int]:
+    with open(path, "rb") as f:
+        head = f.read(24)
+    assert head[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", head[16:24])
+
+
+def test_explain_draws_the_grid(capsys, ckpt, im, videos, tmp_path):
+    _, made = videos
+    explanation = explain_video(made[0], im)
+    assert explanation.frames.shape[0] == T and explanation.frames.dtype.name == "uint8"
+    layout = draw_explanation(explanation, tmp_path / "api.png")
+    assert (layout.rows, layout.cols) == (1 + 3, T)
+    assert layout.row_labels == ["frames", "layer1.0", "layer2.0", "layer3.0"]
+    assert layout.col_labels == [f"#{i}" for i in explanation.prediction.frame_indices]
+    assert explanation.prediction.top[0][1] in layout.title
+    assert _png_size(layout.path) == layout.size_px
+
+    out = tmp_path / "cli.png"
+    rc = main(["explain", made[0], "--checkpoint", ckpt, "--out", str(out)])
+    stdout, _ = capsys.readouterr()
+    assert rc == 0 and _png_size(out) == layout.size_px
+    assert "3 navigation point(s) x 8 frames" in stdout
+
+    rc = main(["explain", str(tmp_path / "missing.mp4"), "--checkpoint", ckpt, "--out", str(out)])
+    _, err = capsys.readouterr()
+    assert rc == 1 and "missing.mp4" in err and err.count("\n") == 1
