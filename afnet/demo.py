@@ -213,16 +213,13 @@ def _figures(out: Path, data, results: list[RunResult], quick: bool) -> dict:
     """Fig. 5 plots come from ``evaluate`` (in each run dir); Fig. 6 from ``afnet explain``."""
     figures = {"kept_ratio_plots": sorted(str(p) for p in (out / "runs").rglob("*.png"))}
     af = next((r for r in results if r.label == "AFNet RT=0.5"), None)
-    try:
-        from afnet.inference import explain_video  # noqa: F401
-    except ImportError:
-        return figures
     if af is not None:
-        from afnet.inference.cli import explain_to_png
+        from afnet.inference import draw_explanation, explain_video, load_model_for_inference
 
-        video = sorted((data.root / "videos" / "val").glob("*.mp4"))[0]
+        model = load_model_for_inference(af.checkpoint)
+        video = sorted((data.root / "videos" / "val").rglob("*.mp4"))[0]
         path = out / "figures" / "explain_afnet.png"
         path.parent.mkdir(parents=True, exist_ok=True)
-        explain_to_png(af.checkpoint, video, path)
+        draw_explanation(explain_video(video, model), path)
         figures["explain"] = str(path)
     return figures
