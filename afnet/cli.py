@@ -1,5 +1,6 @@
 """The ``afnet`` command line: one command, several subcommands.
 
+    afnet demo            end-to-end demo: synthetic data, train, evaluate, table and figures
     afnet zoo             the model zoo at work (params, GFLOPs, latency, sparse vs masked)
     afnet flops           GFLOPs per video and parameter count of one configuration
     afnet check-data      walk a dataset's lists and files and report every problem
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 import torch
 
@@ -57,6 +59,16 @@ def _cmd_zoo(args) -> int:
     return 0
 
 
+def _cmd_demo(args) -> int:
+    from afnet.demo import run_demo
+
+    torch.set_num_threads(args.threads)
+    report = run_demo(args.out, quick=args.quick, seeds=tuple(args.seeds),
+                      progress=lambda msg: print(msg, file=sys.stderr, flush=True))
+    print((Path(args.out) / "table.md").read_text())
+    return 0 if report["runs"] else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     from afnet.models import list_models
 
@@ -83,6 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=max(1, min(2, torch.get_num_threads())))
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_zoo)
+
+    p = sub.add_parser("demo", help="end-to-end demo on synthetic data: TSN vs AFNet vs a fixed policy")
+    p.add_argument("--out", default="results/demo", help="results folder (table, JSON, figures, checkpoints)")
+    p.add_argument("--quick", action="store_true", help="a one-minute version for smoke tests")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--threads", type=int, default=max(1, min(2, torch.get_num_threads())))
+    p.set_defaults(func=_cmd_demo)
 
     from afnet.data.cli import register as register_data_commands
 
