@@ -11,6 +11,7 @@ family wins by construction. Whatever the numbers show is reported.
 from __future__ import annotations
 
 import json
+import logging
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
@@ -44,7 +45,7 @@ class DemoSize:
 
 FULL = DemoSize(num_train=320, num_val=96, size=64, video_frames=16, epochs=12, lr_steps=(9,), rt_begin=2,
                 rt_end=5, t_end=10)
-QUICK = DemoSize(num_train=32, num_val=16, size=32, video_frames=12, epochs=2, lr_steps=(), rt_begin=0,
+QUICK = DemoSize(num_train=24, num_val=16, size=32, video_frames=12, epochs=2, lr_steps=(), rt_begin=0,
                  rt_end=1, t_end=2, batch_size=8)
 
 
@@ -117,6 +118,8 @@ def run_demo(out: str | Path = "results/demo", *, quick: bool = False, seeds=(0,
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     sz = QUICK if quick else FULL
+    # the demo prints its own progress; Lightning's per-run banners would bury it
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     start = time.time()
     progress(f"[demo] writing the synthetic dataset ({sz.num_train} train / {sz.num_val} val videos, "
              f"{sz.size}x{sz.size}) to {out / 'data'}")
