@@ -87,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     from afnet.data.cli import register as register_data_commands
 
     register_data_commands(sub)
+    from afnet.engine.cli import register as register_engine_commands
+    register_engine_commands(sub)
     return parser
 
 

@@ -269,7 +269,7 @@ def resolve_data(cfg: dict) -> None:
     d = cfg["data"]
     if d["preset"] in PRESET_EXTRA:
         from afnet.engine.images import image_config
-        preset = image_config(d)
+        preset = _named(lambda: image_config(d))
     elif d["preset"] not in PRESETS:
         raise ConfigError(f"data.preset={d['preset']!r}: unknown dataset preset; accepted: "
                           f"{', '.join(list(PRESETS) + list(PRESET_EXTRA))}")

@@ -83,6 +83,8 @@ def build_model(cfg: dict, checkpoint=None):
                             ("checkpoint", checkpoint, False)):
         if path is None:
             continue
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"{key}={str(path)!r}: checkpoint not found")
         _checkpoint_frames(path, key, d["num_frames"], model)
         try:
             report = load_checkpoint(model, path, skip_classifier=skip)
