@@ -129,7 +129,7 @@ def read_config_file(path, _seen: tuple = ()) -> dict:
 
 
 def apply_override(cfg: dict, item: str) -> None:
-    """``"optim.lr=0.02"``: set a dotted key to a YAML-parsed value."""
+    """``"optim.lr=0.02"``: set a dotted key to a YAML-parsed value (numbers like ``2e-2`` too)."""
     key, sep, text = item.partition("=")
     if not sep or not key:
         raise ConfigError(f"override {item!r}: expected KEY=VALUE with a dotted key, e.g. optim.lr=0.02")
@@ -137,6 +137,11 @@ def apply_override(cfg: dict, item: str) -> None:
         value = yaml.safe_load(text) if text.strip() else None
     except yaml.YAMLError as exc:
         raise ConfigError(f"override {item!r}: value is not valid YAML ({exc})") from None
+    if isinstance(value, str):  # YAML 1.1 reads "2e-2" as a string
+        try:
+            value = float(value)
+        except ValueError:
+            pass
     parts = key.strip().split(".")
     node = cfg
     for part in parts[:-1]:
