@@ -42,9 +42,9 @@ def test_paper_experiments_carry_the_paper_hyperparameters(name, frames, rt, mod
 
 def test_overrides_are_dotted_and_yaml_parsed(tmp_path):
     cfg = load_config(SYNTHETIC_CONFIG, ["optim.lr=2e-2", "optim.lr_steps=[3, 5]", "model.selection=uniform",
-                                         "model.ratio=0.5", "data.num_frames=4", "trainer.sync_batchnorm=true"])
+                                         "model.ratio=0.5", "data.num_frames=4", "trainer.precision=bf16-mixed"])
     assert cfg["optim"]["lr"] == 0.02 and cfg["optim"]["lr_steps"] == [3, 5]
-    assert cfg["model"]["ratio"] == 0.5 and cfg["data"]["num_frames"] == 4 and cfg["trainer"]["sync_batchnorm"] is True
+    assert cfg["model"]["ratio"] == 0.5 and cfg["data"]["num_frames"] == 4 and cfg["trainer"]["precision"] == "bf16-mixed"
     dump_config(cfg, tmp_path / "config.yaml")      # the saved config loads back unchanged
     assert load_config(tmp_path / "config.yaml") == cfg
 
@@ -68,6 +68,7 @@ def test_base_chain_is_relative_to_the_file(tmp_path):
     ("optim.epochs=0", "optim.epochs=0"),
     ("data.batch_size=abc", "'data.batch_size': expected int"),
     ("eval.num_crops=2", "eval.num_crops=2"),
+    ("trainer.sync_batchnorm=true", "trainer.sync_batchnorm=true needs GPUs"),
 ])
 def test_bad_values_are_rejected_naming_the_key(override, words):
     with pytest.raises(ConfigError, match=None) as info:

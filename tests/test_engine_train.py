@@ -33,22 +33,23 @@ def test_short_training_lowers_the_loss_and_moves_the_kept_ratio_toward_rt(synth
 
     cfg = load_config(SYNTHETIC_CONFIG, tiny_overrides(synth, tmp_path, **{
         "objective.target_ratio": 0.25, "objective.rt_begin": 0, "objective.rt_end": 0, "objective.ratio_weight": 2.0,
-        "optim.lr": 0.01, "optim.epochs": 3, "optim.navigation_lr_mult": 50.0, "model.dropout": 0.0}))
+        "optim.lr": 0.01, "optim.navigation_lr_mult": 50.0, "model.dropout": 0.0, "trainer.limit_val_batches": 1}))
     torch.manual_seed(0)
     model, _ = build_model(cfg)
     with torch.no_grad():  # a navigation past its all-keep start (keep logit 2 over skip 0: ~85% kept)
         for m in model.modules():
             if isinstance(m, Navigation):
                 m.conv2.bias[0::2], m.conv2.bias[1::2] = 0.0, 2.0
-    trainer = _trainer(cfg, max_epochs=3, logger=CSVLogger(tmp_path, name="csv", version=""),
+    trainer = _trainer(cfg, max_epochs=2, logger=CSVLogger(tmp_path, name="csv", version=""),
                        enable_checkpointing=False, log_every_n_steps=1, gradient_clip_val=20.0)
     trainer.fit(AFNetModule(model, cfg), datamodule=VideoDataModule(cfg))
     rows = [r for r in csv.DictReader(open(tmp_path / "csv" / "metrics.csv")) if r.get("train/loss")]
     loss = [float(r["train/loss"]) for r in rows]
     kept = [float(r["train/kept_ratio"]) for r in rows]
-    assert len(rows) == 18
-    assert sum(loss[-4:]) / 4 < sum(loss[:4]) / 4
-    assert sum(kept[-4:]) / 4 < sum(kept[:4]) / 4 - 0.05      # toward RT = 0.25
+    assert len(rows) == 12
+    print(f"loss {loss[0]:.3f} -> {loss[-1]:.3f}, kept {kept[0]:.3f} -> {kept[-1]:.3f}")
+    assert sum(loss[-3:]) / 3 < sum(loss[:3]) / 3
+    assert sum(kept[-3:]) / 3 < sum(kept[:3]) / 3 - 0.04      # toward RT = 0.25
 
 
 def test_train_and_evaluate_api(trained):

@@ -252,6 +252,9 @@ def check_config(cfg: dict, *, resolve: bool = True) -> dict:
     if e["num_crops"] not in (1, 3) or not isinstance(e["num_clips"], int) or e["num_clips"] < 1:
         problems.append(f"eval.num_clips={e['num_clips']!r}, eval.num_crops={e['num_crops']!r}; "
                         "accepted: clips >= 1, crops 1 or 3")
+    if cfg["trainer"]["sync_batchnorm"] and cfg["trainer"]["accelerator"] == "cpu":
+        problems.append("trainer.sync_batchnorm=true needs GPUs (torch's SyncBatchNorm has no CPU kernel); "
+                        "set it false with trainer.accelerator=cpu")
     if problems:
         raise ConfigError("\n".join(problems))
     if resolve:

@@ -6,7 +6,7 @@ Sharding: each process builds its own :class:`~afnet.data.VideoLoader` with
 wrapping so all ranks see as many batches). The trainer runs with
 ``use_distributed_sampler=False``: a VideoLoader is not a plain DataLoader, and its sampler
 yields (index, epoch) keys that drive augmentation. Lightning sees an :class:`EpochLoader`
-(a sized iterable) that sets the trainer's current epoch on the loader each time an epoch
+(a sized iterable) that sets the index of the epoch in progress on the loader each time an epoch
 starts iterating, so a resumed run sees the same order and augmentation.
 """
 from __future__ import annotations
@@ -59,6 +59,12 @@ def build_split(cfg: dict, split: str, *, num_clips: int = 1, num_crops: int = 1
                          seed=cfg["seed"], on_error=d["on_error"])
 
 
+def epoch_in_progress(trainer) -> int:
+    """The index of the epoch being run. Lightning's ``current_epoch`` counts completed epochs and
+    still reads the previous one when a resumed run starts; its epoch progress does not."""
+    return trainer.fit_loop.epoch_progress.current.processed
+
+
 class EpochLoader:
     """A :class:`~afnet.data.VideoLoader` as a sized iterable that selects the trainer's epoch."""
 
@@ -69,7 +75,7 @@ class EpochLoader:
         return len(self.loader)
 
     def __iter__(self):
-        self.loader.set_epoch(self.trainer.current_epoch)
+        self.loader.set_epoch(epoch_in_progress(self.trainer))
         return iter(self.loader)
 
 

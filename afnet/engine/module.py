@@ -15,6 +15,7 @@ import torch
 from afnet.checkpoint import FORMAT, model_args
 from afnet.data import average_views
 from afnet.engine import schedules
+from afnet.engine.datamodule import epoch_in_progress
 from afnet.engine.metrics import VideoMetrics
 from afnet.engine.objective import afnet_loss
 from afnet.engine.optim import build_optimizer, set_lr
@@ -39,6 +40,10 @@ class AFNetModule(L.LightningModule):
         self.cfg = cfg
         self.classifier_lr_mult = tuple(classifier_lr_mult)
         self.with_ratio = model.has_navigation and model.selection == "navigation"
+        if model.selection not in ("navigation", "soft"):
+            # fixed policies and "all" never run the navigation: frozen, so DDP waits for no gradient
+            for p in model.navigation_parameters():
+                p.requires_grad_(False)
         self.metrics = VideoMetrics(model.num_classes, num_navigation_points(model), multi_label)
         self.val_results: dict = {}
         self.flops_clip: torch.Tensor | None = None
@@ -68,7 +73,7 @@ class AFNetModule(L.LightningModule):
 
     def on_train_epoch_start(self) -> None:
         # Gumbel noise and dropout from (seed, epoch, rank): a resumed epoch draws the same.
-        state = np.random.SeedSequence([self.cfg["seed"], self.current_epoch, self.global_rank])
+        state = np.random.SeedSequence([self.cfg["seed"], epoch_in_progress(self.trainer), self.global_rank])
         torch.manual_seed(int(state.generate_state(1)[0]))
 
     def on_train_batch_start(self, batch, batch_idx) -> None:

@@ -125,16 +125,20 @@ def train(cfg: dict) -> TrainResult:
     cfg = check_config(copy.deepcopy(cfg))
     data_paths(cfg)
     resume = _resume_path(cfg)
+    L.seed_everything(cfg["seed"], verbose=False)   # model initialisation
     model, mult = build_model(cfg)
     run_dir = Path(cfg["run_dir"])
     multi_label = dataset_preset(cfg).multi_label
     module = AFNetModule(model, cfg, multi_label=multi_label, classifier_lr_mult=mult)
     ckpt_dir = run_dir / "checkpoints"
-    checkpointing = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/mAP" if multi_label else "val/top1",
-                                    mode="max", save_top_k=1, save_last=True, every_n_epochs=1,
-                                    enable_version_counter=False, auto_insert_metric_name=False)
+    # best first, then last: last.ckpt then holds the best-tracking state of this epoch too.
+    # (Lightning's save_last writes only when the top-k file changed, not every epoch.)
+    best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/mAP" if multi_label else "val/top1",
+                           mode="max", save_top_k=1, enable_version_counter=False, auto_insert_metric_name=False)
+    last = ModelCheckpoint(dirpath=ckpt_dir, filename="last", monitor=None, save_top_k=1, every_n_epochs=1,
+                           enable_version_counter=False)
     t = cfg["trainer"]
-    trainer = _trainer(cfg, max_epochs=cfg["optim"]["epochs"], callbacks=[checkpointing],
+    trainer = _trainer(cfg, max_epochs=cfg["optim"]["epochs"], callbacks=[best, last],
                        gradient_clip_val=cfg["optim"]["clip_grad"], gradient_clip_algorithm="norm",
                        logger=[TensorBoardLogger(run_dir, name="tensorboard", version=""),
                                CSVLogger(run_dir, name="csv", version="")],
