@@ -68,6 +68,7 @@ def test_base_chain_is_relative_to_the_file(tmp_path):
     ("optim.epochs=0", "optim.epochs=0"),
     ("data.batch_size=abc", "'data.batch_size': expected int"),
     ("eval.num_crops=2", "eval.num_crops=2"),
+    ("data.num_frames=eight", "'data.num_frames': expected int or null"),
     ("trainer.sync_batchnorm=true", "trainer.sync_batchnorm=true needs GPUs"),
 ])
 def test_bad_values_are_rejected_naming_the_key(override, words):

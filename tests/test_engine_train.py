@@ -124,3 +124,21 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(synth, tmp_p
     ckpt = read_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
     assert ckpt["epoch"] == 0 and ckpt["step"] == 6
     assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point())
+
+
+def test_image_folder_pretraining_runs_with_one_frame(synth, tmp_path):
+    import shutil
+
+    for split, videos in (("train", range(0, 8)), ("val", range(8, 12))):
+        for i in videos:
+            label = ("left", "right")[i % 2]
+            (tmp_path / "images" / split / label).mkdir(parents=True, exist_ok=True)
+            shutil.copy(synth / "frames" / "train" / f"video_{i:05d}" / "00001.jpg",
+                        tmp_path / "images" / split / label / f"{i}.jpg")
+    cfg = load_config(SYNTHETIC_CONFIG, tiny_overrides(tmp_path / "images", tmp_path / "run", **{
+        "data.preset": "imagefolder", "data.train_list": "train", "data.val_list": "val", "data.num_frames": "null",
+        "data.num_classes": 2, "data.input_size": 28, "data.scale_size": 32, "model.selection": "all",
+        "optim.epochs": 1, "data.batch_size": 4}))
+    assert cfg["data"]["num_frames"] == 1
+    result = train(cfg)
+    assert result.metrics["top1"] >= 0 and read_checkpoint(result.last_checkpoint)["model_args"]["num_frames"] == 1

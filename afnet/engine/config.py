@@ -87,6 +87,16 @@ DEFAULTS: dict = {
     },
 }
 
+# The kinds of the keys whose default is null (unset).
+_PATH = (str, os.PathLike)
+NULLABLE = {
+    "resume": _PATH, "model.shift": bool, "model.selection": str, "model.ratio": float, "model.pretrained": _PATH,
+    "data.root": _PATH, "data.train_list": _PATH, "data.val_list": _PATH, "data.class_file": _PATH,
+    "data.num_frames": int, "data.input_size": int, "data.scale_size": int, "data.num_classes": int,
+    "data.val_batch_size": int, "optim.classifier_lr_mult": list, "trainer.limit_train_batches": float,
+    "trainer.limit_val_batches": float,
+}
+
 SCHEDULES = ("step", "cosine")
 PRESET_EXTRA = ("imagefolder",)
 
@@ -183,8 +193,14 @@ def _check_keys(cfg: dict, defaults: dict, prefix: str = "") -> list[str]:
                 problems.append(f"config key {name!r} is a section; got {value!r}")
             else:
                 problems += _check_keys(value, default, name + ".")
-        elif default is not None and value is not None and not _same_kind(value, default):
+        elif value is None:
+            continue
+        elif default is not None and not _same_kind(value, default):
             problems.append(f"config key {name!r}: expected {type(default).__name__}, got {value!r}")
+        elif default is None and not _of_kind(value, NULLABLE.get(name, object)):
+            kind = NULLABLE[name]
+            kind = "path" if kind is _PATH else kind.__name__
+            problems.append(f"config key {name!r}: expected {kind} or null, got {value!r}")
     return problems
 
 
@@ -196,6 +212,14 @@ def _same_kind(value, default) -> bool:
     if isinstance(default, str):  # "auto" defaults accept numbers too (devices=2)
         return isinstance(value, (str, int)) and not isinstance(value, bool)
     return isinstance(value, type(default))
+
+
+def _of_kind(value, kind) -> bool:
+    if isinstance(value, bool):
+        return kind in (bool, object)
+    if kind is float:
+        return isinstance(value, (int, float))
+    return isinstance(value, kind)
 
 
 def _in_unit(x) -> bool:
