@@ -48,6 +48,7 @@ class AFNetModule(L.LightningModule):
         self.val_results: dict = {}
         self.flops_clip: torch.Tensor | None = None
         self.num_views = 1
+        self.current_schedule: dict = {}
 
     # ------------------------------------------------------------ schedules
     def schedule(self, step: int | None = None, steps_per_epoch: int | None = None) -> dict:

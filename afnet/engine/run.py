@@ -58,7 +58,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 # ------------------------------------------------------------------ building
-def _checkpoint_frames(path, key: str, num_frames: int, model) -> dict:
+def _checkpoint_frames(path, key: str, num_frames: int, model) -> None:
     """Read an afnet checkpoint and reject a frame count the navigation cannot take."""
     ckpt = read_checkpoint(path)
     theirs = (ckpt.get("model_args") or {}).get("num_frames")
@@ -66,7 +66,6 @@ def _checkpoint_frames(path, key: str, num_frames: int, model) -> dict:
         raise ConfigError(f"data.num_frames={num_frames} does not match {key}={str(path)!r}, trained with "
                           f"num_frames={theirs} (the navigation is sized by the frame count); "
                           f"set data.num_frames={theirs}")
-    return ckpt
 
 
 def build_model(cfg: dict, checkpoint=None):
