@@ -18,9 +18,10 @@ def plot_kept_ratio(kept: list, path, *, title: str = "") -> Path:
     ax = fig.add_subplot()
     ax.plot(blocks, kept, "o-", label="kept ratio")
     if len(kept) >= 2:
-        coef = np.polyfit(blocks, kept, deg=min(3, len(kept) - 1))
+        deg = min(3, len(kept) - 1)  # cubic as in the paper; lower with fewer than 4 points
+        coef = np.polyfit(blocks, kept, deg=deg)
         fine = np.linspace(1, len(kept), 100)
-        ax.plot(fine, np.polyval(coef, fine), "--", label="cubic trend")
+        ax.plot(fine, np.polyval(coef, fine), "--", label="cubic trend" if deg == 3 else f"degree-{deg} trend")
     ax.set(xlabel="block (navigation point)", ylabel="ratio of frames kept", ylim=(0, 1.05), title=title)
     ax.set_xticks(blocks)
     ax.legend(loc="lower left")
