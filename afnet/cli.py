@@ -109,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     from afnet.inference.cli import register as register_inference_commands
 
     register_inference_commands(sub)
+
+    from afnet.engine.cli import register as register_engine_commands
+    register_engine_commands(sub)
     return parser
 
 

@@ -1,0 +1,23 @@
+"""Training and evaluation engine (Lightning): configs, objective, schedules, metrics.
+
+    from afnet.engine import load_config, train, evaluate
+    cfg = load_config("configs/synthetic_afnet.yaml", overrides=["data.root=/tmp/synth"])
+    result = train(cfg)                       # TrainResult(run_dir, best_checkpoint, last_checkpoint, metrics)
+    metrics = evaluate(cfg, result.best_checkpoint)
+
+    config.py      YAML configs: base chain, dotted overrides, checks naming the key
+    schedules.py   target ratio, Gumbel temperature, learning rate: pure functions of (epoch, step)
+    objective.py   Eq. 16: cross-entropy (BCE multi-label) + lambda * mean (r_n - RT)^2
+    optim.py       SGD parameter groups (no decay on BN/bias; navigation 10x; classifier 5x/10x)
+    metrics.py     top-1/top-5/class-mean accuracy, mAP, kept ratio (torchmetrics)
+    module.py      AFNetModule: the thin LightningModule
+    datamodule.py  VideoDataModule: afnet.data behind a LightningDataModule, per-rank sharding
+    images.py      image-folder dataset (T=1) for ImageNet pre-training
+    run.py         train, evaluate, TrainResult
+    plot.py        kept ratio per block with a cubic trend (paper Fig. 5)
+    cli.py         ``afnet train``, ``afnet eval``
+"""
+from afnet.engine.config import ConfigError, load_config
+from afnet.engine.run import TrainResult, evaluate, train
+
+__all__ = ["ConfigError", "load_config", "train", "evaluate", "TrainResult"]

@@ -1,0 +1,177 @@
+"""``train(cfg)`` and ``evaluate(cfg, checkpoint)``: build the model, data and Lightning trainer
+from a config; everything is checked before the first step.
+
+Run directory (``run_dir``)::
+
+    config.yaml              the resolved config (rank 0)
+    checkpoints/last.ckpt    every epoch, written atomically (temp file, then rename)
+    checkpoints/best.ckpt    best validation top-1 (mAP for multi-label)
+    tensorboard/, csv/       logs (train loss, schedules, val metrics, GFLOPs, kept ratios)
+    eval/                    ``evaluate``: metrics.json, kept_ratio.png
+
+Both ``.ckpt`` files are Lightning checkpoints (``--resume`` continues from them) that also
+carry the afnet format's keys: pass either to ``afnet eval``/``afnet predict`` or
+``afnet.load_checkpoint``.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from afnet.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
+from afnet.engine.config import ConfigError, check_config, dataset_preset, dump_config
+from afnet.engine.datamodule import VideoDataModule, data_paths
+from afnet.engine.module import AFNetModule
+from afnet.models import create_model
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    best_checkpoint: Path
+    last_checkpoint: Path
+    metrics: dict = field(default_factory=dict)   # final validation metrics (see evaluate)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """torch.save to a temporary file in the same folder, then rename over the target."""
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        try:
+            torch.save(checkpoint, tmp)
+            os.replace(tmp, path)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+
+
+# ------------------------------------------------------------------ building
+def _checkpoint_frames(path, key: str, num_frames: int, model) -> None:
+    """Read an afnet checkpoint and reject a frame count the navigation cannot take."""
+    ckpt = read_checkpoint(path)
+    theirs = (ckpt.get("model_args") or {}).get("num_frames")
+    if ckpt.get("format") == "afnet" and model.has_navigation and theirs not in (None, num_frames):
+        raise ConfigError(f"data.num_frames={num_frames} does not match {key}={str(path)!r}, trained with "
+                          f"num_frames={theirs} (the navigation is sized by the frame count); "
+                          f"set data.num_frames={theirs}")
+
+
+def build_model(cfg: dict, checkpoint=None):
+    """The model a config describes, with ``model.pretrained`` (or ``checkpoint``) loaded.
+    Returns ``(model, classifier_lr_mult)``."""
+    m, d = cfg["model"], cfg["data"]
+    try:
+        model = create_model(m["name"], num_classes=d["num_classes"], num_frames=d["num_frames"], shift=m["shift"],
+                             selection=m["selection"], ratio=m["ratio"], dropout=m["dropout"])
+    except ValueError as exc:
+        raise ConfigError(f"model ({m['name']}): {exc}") from None
+    imagenet = False
+    for key, path, skip in (("model.pretrained", m["pretrained"], m["skip_classifier"]),
+                            ("checkpoint", checkpoint, False)):
+        if path is None:
+            continue
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"{key}={str(path)!r}: checkpoint not found")
+        _checkpoint_frames(path, key, d["num_frames"], model)
+        try:
+            report = load_checkpoint(model, path, skip_classifier=skip)
+        except CheckpointError as exc:
+            raise ConfigError(f"{key}: {exc}") from None
+        imagenet = imagenet or report.source == "authors' ImageNet"
+    mult = cfg["optim"]["classifier_lr_mult"] or ([5.0, 10.0] if imagenet else [1.0, 1.0])
+    return model, mult
+
+
+def _resume_path(cfg: dict):
+    resume = cfg["resume"]
+    if resume is None:
+        return None
+    path = Path(cfg["run_dir"]) / "checkpoints" / "last.ckpt" if resume == "last" else Path(resume)
+    if not path.is_file():
+        raise FileNotFoundError(f"resume={resume!r}: checkpoint not found at {path}")
+    saved = read_checkpoint(path).get("config", {})
+    for section, key in (("model", "name"), ("data", "num_frames"), ("data", "num_classes")):
+        theirs = saved.get(section, {}).get(key)
+        if theirs is not None and theirs != cfg[section][key]:
+            raise ConfigError(f"{section}.{key}={cfg[section][key]!r} does not match the checkpoint "
+                              f"{path} ({theirs!r}); resume with the run's config")
+    return str(path)
+
+
+def _trainer(cfg: dict, **kwargs) -> L.Trainer:
+    t = cfg["trainer"]
+    return L.Trainer(accelerator=t["accelerator"], devices=t["devices"], num_nodes=t["num_nodes"],
+                     strategy=t["strategy"], precision=t["precision"], sync_batchnorm=t["sync_batchnorm"],
+                     enable_progress_bar=t["progress_bar"], limit_val_batches=t["limit_val_batches"],
+                     use_distributed_sampler=False, num_sanity_val_steps=0, enable_model_summary=False,
+                     plugins=[AtomicCheckpointIO()], **kwargs)
+
+
+def train(cfg: dict) -> TrainResult:
+    """Train as ``cfg`` says (see ``docs/training.md``); resume when ``cfg["resume"]`` is set."""
+    cfg = check_config(copy.deepcopy(cfg))
+    data_paths(cfg)
+    resume = _resume_path(cfg)
+    L.seed_everything(cfg["seed"], verbose=False)   # model initialisation
+    model, mult = build_model(cfg)
+    run_dir = Path(cfg["run_dir"])
+    multi_label = dataset_preset(cfg).multi_label
+    module = AFNetModule(model, cfg, multi_label=multi_label, classifier_lr_mult=mult)
+    ckpt_dir = run_dir / "checkpoints"
+    # best first, then last: last.ckpt then holds the best-tracking state of this epoch too.
+    # (Lightning's save_last writes only when the top-k file changed, not every epoch.)
+    best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/mAP" if multi_label else "val/top1",
+                           mode="max", save_top_k=1, enable_version_counter=False, auto_insert_metric_name=False)
+    last = ModelCheckpoint(dirpath=ckpt_dir, filename="last", monitor=None, save_top_k=1, every_n_epochs=1,
+                           enable_version_counter=False)
+    t = cfg["trainer"]
+    trainer = _trainer(cfg, max_epochs=cfg["optim"]["epochs"], callbacks=[best, last],
+                       gradient_clip_val=cfg["optim"]["clip_grad"], gradient_clip_algorithm="norm",
+                       logger=[TensorBoardLogger(run_dir, name="tensorboard", version=""),
+                               CSVLogger(run_dir, name="csv", version="")],
+                       log_every_n_steps=t["log_every_n_steps"], limit_train_batches=t["limit_train_batches"],
+                       default_root_dir=run_dir)
+    if trainer.is_global_zero:
+        dump_config(cfg, run_dir / "config.yaml")
+    trainer.fit(module, datamodule=VideoDataModule(cfg), ckpt_path=resume)
+    return TrainResult(run_dir, ckpt_dir / "best.ckpt", ckpt_dir / "last.ckpt", dict(module.val_results))
+
+
+def evaluate(cfg: dict, checkpoint, *, out_dir=None) -> dict:
+    """Validation-set metrics of ``checkpoint`` (any file ``afnet.load_checkpoint`` reads) with
+    ``eval.num_clips`` x ``eval.num_crops`` views: top1, top5, class_mean_acc (mAP for
+    multi-label), gflops_per_video (all views), kept_ratio (per navigation point; empty for
+    baselines), mean_kept_ratio. Rank 0 writes ``metrics.json`` and ``kept_ratio.png`` to
+    ``out_dir`` (default ``run_dir/eval``)."""
+    cfg = check_config(copy.deepcopy(cfg))
+    data_paths(cfg)
+    cfg["model"]["pretrained"] = None
+    model, _ = build_model(cfg, checkpoint=checkpoint)
+    module = AFNetModule(model, cfg, multi_label=dataset_preset(cfg).multi_label)
+    e = cfg["eval"]
+    trainer = _trainer(cfg, logger=False, enable_checkpointing=False)
+    trainer.validate(module, datamodule=VideoDataModule(cfg, num_clips=e["num_clips"], num_crops=e["num_crops"]),
+                     verbose=False)
+    metrics = {k: v for k, v in module.val_results.items() if k not in ("epoch", "step")}
+    metrics.update(checkpoint=str(checkpoint), num_clips=e["num_clips"], num_crops=e["num_crops"])
+    if trainer.is_global_zero:
+        out = Path(out_dir or Path(cfg["run_dir"]) / "eval")
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+        if e["plot"] and metrics["kept_ratio"]:
+            from afnet.engine.plot import plot_kept_ratio
+            metrics["plot"] = str(plot_kept_ratio(metrics["kept_ratio"], out / "kept_ratio.png",
+                                                  title=f"{cfg['model']['name']}, RT={cfg['objective']['target_ratio']}"))
+    return metrics

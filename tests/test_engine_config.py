@@ -1,0 +1,106 @@
+"""Configs: every experiment file loads and resolves; overrides; errors name the key."""
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+import afnet
+from afnet.engine import ConfigError, load_config, train
+from afnet.engine.config import dump_config
+from engine_fixtures import REPO, SYNTHETIC_CONFIG, tiny_overrides, tiny_synthetic
+
+EXPERIMENTS = sorted(p for p in (REPO / "configs").rglob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: str(p.relative_to(REPO / "configs")))
+def test_every_config_loads_and_resolves(path):
+    cfg = load_config(path)
+    assert cfg["data"]["num_frames"] >= 1 and cfg["data"]["num_classes"] >= 1 and cfg["data"]["input_size"] >= 1
+    assert cfg["model"]["name"] in afnet.list_models()
+
+
+@pytest.mark.parametrize("name, frames, rt, model, selection", [
+    ("sthv1/table1_afnet_rt050.yaml", 8, 0.5, "af_resnet50", None),
+    ("jester/table1_tsn.yaml", 8, 1.0, "tsn_resnet50", None),
+    ("sthv2/table2_afnet_tsm_r101_rt08.yaml", 12, 0.8, "af_resnet101", None),
+    ("activitynet/table5_uniform_r025.yaml", 12, 1.0, "af_resnet50", "uniform"),
+    ("sthv1/table1_afnet_soft.yaml", 8, 1.0, "af_resnet50", "soft"),
+])
+def test_paper_experiments_carry_the_paper_hyperparameters(name, frames, rt, model, selection):
+    cfg = load_config(REPO / "configs" / name)
+    assert (cfg["data"]["num_frames"], cfg["objective"]["target_ratio"]) == (frames, rt)
+    assert (cfg["model"]["name"], cfg["model"]["selection"]) == (model, selection)
+    assert cfg["data"]["batch_size"] == 32 and cfg["optim"]["lr"] == 0.01
+    assert cfg["optim"]["lr_steps"] == [25, 45] and cfg["optim"]["epochs"] == 55
+    o = cfg["objective"]
+    assert (o["rt_begin"], o["rt_end"], o["t_end"], o["ratio_weight"]) == (10, 20, 50, 0.5)
+    assert cfg["optim"]["clip_grad"] == 20 and cfg["optim"]["weight_decay"] == 5e-4
+    assert cfg["model"]["dropout"] == 0.5 and cfg["optim"]["navigation_lr_mult"] == 10
+    assert cfg["eval"]["num_clips"] == 1 and cfg["eval"]["num_crops"] == 1
+
+
+def test_overrides_are_dotted_and_yaml_parsed(tmp_path):
+    cfg = load_config(SYNTHETIC_CONFIG, ["optim.lr=2e-2", "optim.lr_steps=[3, 5]", "model.selection=uniform",
+                                         "model.ratio=0.5", "data.num_frames=4", "trainer.precision=bf16-mixed"])
+    assert cfg["optim"]["lr"] == 0.02 and cfg["optim"]["lr_steps"] == [3, 5]
+    assert cfg["model"]["ratio"] == 0.5 and cfg["data"]["num_frames"] == 4 and cfg["trainer"]["precision"] == "bf16-mixed"
+    dump_config(cfg, tmp_path / "config.yaml")      # the saved config loads back unchanged
+    assert load_config(tmp_path / "config.yaml") == cfg
+
+
+def test_base_chain_is_relative_to_the_file(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "parent.yaml").write_text("optim: {lr: 0.5, epochs: 3}\n")
+    (tmp_path / "child.yaml").write_text("base: a/parent.yaml\noptim: {epochs: 4}\n")
+    cfg = load_config(tmp_path / "child.yaml")
+    assert (cfg["optim"]["lr"], cfg["optim"]["epochs"]) == (0.5, 4)
+
+
+@pytest.mark.parametrize("override, words", [
+    ("optim.lrr=0.1", "'optim.lrr'"),
+    ("objective.target_ratio=1.5", "objective.target_ratio=1.5 is outside (0, 1]"),
+    ("objective.target_ratio=0", "objective.target_ratio=0 is outside (0, 1]"),
+    ("data.preset=sthv3", "data.preset='sthv3': unknown dataset preset"),
+    ("model.name=resnet9000", "model.name='resnet9000'"),
+    ("model.selection=uniform", "needs model.ratio"),
+    ("optim.schedule=linear", "optim.schedule='linear'"),
+    ("optim.epochs=0", "optim.epochs=0"),
+    ("data.batch_size=abc", "'data.batch_size': expected int"),
+    ("eval.num_crops=2", "eval.num_crops=2"),
+    ("data.num_frames=eight", "'data.num_frames': expected int or null"),
+    ("trainer.sync_batchnorm=true", "trainer.sync_batchnorm=true needs GPUs"),
+])
+def test_bad_values_are_rejected_naming_the_key(override, words):
+    with pytest.raises(ConfigError, match=None) as info:
+        load_config(SYNTHETIC_CONFIG, [override])
+    assert words in str(info.value)
+
+
+def test_frame_count_that_does_not_match_the_checkpoint_is_rejected(tmp_path):
+    root = tiny_synthetic(tmp_path)
+    ckpt = tmp_path / "af8.pt"
+    afnet.save_checkpoint(ckpt, afnet.create_model("af_resnet_small", num_classes=8, num_frames=8))
+    cfg = load_config(SYNTHETIC_CONFIG, tiny_overrides(root, tmp_path / "run", **{
+        "data.num_frames": 4, "model.pretrained": ckpt}))
+    with pytest.raises(ConfigError, match="data.num_frames=4 does not match model.pretrained.*num_frames=8"):
+        train(cfg)
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_missing_data_and_checkpoint_are_named(tmp_path):
+    root = tiny_synthetic(tmp_path)
+    with pytest.raises(FileNotFoundError, match="data.root"):
+        train(load_config(SYNTHETIC_CONFIG, tiny_overrides(tmp_path / "nowhere", tmp_path / "run")))
+    with pytest.raises(FileNotFoundError, match="data.train_list='nope.txt'"):
+        train(load_config(SYNTHETIC_CONFIG, tiny_overrides(root, tmp_path / "run", **{"data.train_list": "nope.txt"})))
+    with pytest.raises(FileNotFoundError, match="model.pretrained"):
+        train(load_config(SYNTHETIC_CONFIG, tiny_overrides(root, tmp_path / "run", **{"model.pretrained": "x.pt"})))
+
+
+def test_cli_reports_config_errors_in_one_line(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "afnet.cli", "train", "--config", str(SYNTHETIC_CONFIG),
+                           "objective.target_ratio=2", "bogus=1"], capture_output=True, text=True, cwd=REPO,
+                          env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 2
+    assert "unknown config key 'bogus'" in proc.stderr and "Traceback" not in proc.stderr

@@ -1,0 +1,144 @@
+"""Training on the synthetic dataset: the API the demo calls, checkpoints, fine-tuning, NaN stop."""
+import csv
+
+import pytest
+import torch
+
+import afnet
+from afnet.checkpoint import read_checkpoint
+from afnet.engine import ConfigError, evaluate, load_config, train
+from afnet.engine.datamodule import VideoDataModule
+from afnet.engine.module import AFNetModule, NonFiniteLoss
+from afnet.engine.run import _trainer, build_model
+from afnet.models.layers import Navigation
+from engine_fixtures import SYNTHETIC_CONFIG, tiny_overrides, tiny_synthetic
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    return tiny_synthetic(tmp_path_factory.getbasetemp())
+
+
+@pytest.fixture(scope="module")
+def trained(synth, tmp_path_factory):
+    """One epoch of af_resnet_small with the uniform policy (ratio 0.5), as the demo runs it."""
+    run = tmp_path_factory.mktemp("run")
+    cfg = load_config(SYNTHETIC_CONFIG, tiny_overrides(synth, run, **{
+        "model.selection": "uniform", "model.ratio": 0.5, "optim.epochs": 1, "seed": 1}))
+    return cfg, train(cfg)
+
+
+def test_short_training_lowers_the_loss_and_moves_the_kept_ratio_toward_rt(synth, tmp_path):
+    from lightning.pytorch.loggers import CSVLogger
+
+    cfg = load_config(SYNTHETIC_CONFIG, tiny_overrides(synth, tmp_path, **{
+        "objective.target_ratio": 0.25, "objective.rt_begin": 0, "objective.rt_end": 0, "objective.ratio_weight": 2.0,
+        "optim.lr": 0.01, "optim.navigation_lr_mult": 50.0, "model.dropout": 0.0, "trainer.limit_val_batches": 1}))
+    torch.manual_seed(0)
+    model, _ = build_model(cfg)
+    with torch.no_grad():  # a navigation past its all-keep start (keep logit 2 over skip 0: ~85% kept)
+        for m in model.modules():
+            if isinstance(m, Navigation):
+                m.conv2.bias[0::2], m.conv2.bias[1::2] = 0.0, 2.0
+    trainer = _trainer(cfg, max_epochs=2, logger=CSVLogger(tmp_path, name="csv", version=""),
+                       enable_checkpointing=False, log_every_n_steps=1, gradient_clip_val=20.0)
+    trainer.fit(AFNetModule(model, cfg), datamodule=VideoDataModule(cfg))
+    rows = [r for r in csv.DictReader(open(tmp_path / "csv" / "metrics.csv")) if r.get("train/loss")]
+    loss = [float(r["train/loss"]) for r in rows]
+    kept = [float(r["train/kept_ratio"]) for r in rows]
+    assert len(rows) == 12
+    print(f"loss {loss[0]:.3f} -> {loss[-1]:.3f}, kept {kept[0]:.3f} -> {kept[-1]:.3f}")
+    assert sum(loss[-3:]) / 3 < sum(loss[:3]) / 3
+    assert sum(kept[-3:]) / 3 < sum(kept[:3]) / 3 - 0.04      # toward RT = 0.25
+
+
+def test_train_and_evaluate_api(trained):
+    cfg, result = trained
+    run = result.run_dir
+    assert result.best_checkpoint == run / "checkpoints" / "best.ckpt" and result.best_checkpoint.is_file()
+    assert result.last_checkpoint.is_file() and (run / "config.yaml").is_file()
+    assert (run / "csv" / "metrics.csv").is_file() and any((run / "tensorboard").iterdir())
+    assert load_config(run / "config.yaml") == cfg
+    for key in ("top1", "top5", "class_mean_acc", "gflops_per_video", "kept_ratio", "mean_kept_ratio"):
+        assert key in result.metrics
+    assert result.metrics["kept_ratio"] == pytest.approx([0.5, 0.5, 0.5])   # uniform 4 of 8 frames
+
+    ckpt = read_checkpoint(result.last_checkpoint)     # weights-only readable
+    assert ckpt["format"] == "afnet" and ckpt["arch"] == "af_resnet_small" and ckpt["epoch"] == 0
+    assert ckpt["step"] == 6 and ckpt["optimizer_states"] and ckpt["config"] == cfg
+    assert set(ckpt["schedule"]) == {"lr", "target_ratio", "temperature"} and ckpt["metrics"]["top1"] >= 0
+    model = afnet.create_model("af_resnet_small", num_classes=8, num_frames=8)
+    assert afnet.load_checkpoint(model, result.best_checkpoint).source == "afnet"
+
+    metrics = evaluate(cfg, result.best_checkpoint)
+    assert metrics["top1"] == pytest.approx(result.metrics["top1"])
+    assert metrics["mean_kept_ratio"] == pytest.approx(0.5)
+    assert (run / "eval" / "metrics.json").is_file() and (run / "eval" / "kept_ratio.png").is_file()
+    views = evaluate(load_config(run / "config.yaml", ["eval.num_clips=2", "eval.num_crops=3"]),
+                     result.best_checkpoint)
+    assert views["gflops_per_video"] == pytest.approx(6 * metrics["gflops_per_video"], rel=1e-6)
+
+
+def test_fine_tune_on_another_label_set(trained):
+    cfg, result = trained
+    other = load_config(SYNTHETIC_CONFIG, [f"data.root={cfg['data']['root']}", "data.num_classes=5",
+                                           f"model.pretrained={result.best_checkpoint}"])
+    with pytest.raises(ConfigError, match="skip_classifier"):
+        build_model(other)
+    other["model"]["skip_classifier"] = True
+    model, mult = build_model(other)
+    state = read_checkpoint(result.best_checkpoint)["state_dict"]
+    assert model.classifier().out_features == 5 and mult == [1.0, 1.0]
+    first = next(iter(state))
+    assert torch.equal(model.state_dict()[first], state[first])
+
+
+def test_fine_tune_from_an_imagenet_backbone_uses_classifier_multipliers(tmp_path, synth):
+    backbone = afnet.create_model("af_resnet_small", num_classes=1000, num_frames=8)
+    state = {f"module.{k}": v for k, v in backbone.state_dict().items() if ".navigation." not in k}
+    torch.save({"state_dict": state}, tmp_path / "imagenet.pth.tar")
+    cfg = load_config(SYNTHETIC_CONFIG, [f"data.root={synth}", f"model.pretrained={tmp_path / 'imagenet.pth.tar'}"])
+    model, mult = build_model(cfg)
+    assert mult == [5.0, 10.0] and model.classifier().out_features == 8
+
+
+def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(synth, tmp_path, monkeypatch):
+    import afnet.engine.module as module
+
+    real = module.afnet_loss
+
+    def poisoned(logits, *args, **kwargs):  # NaN from epoch 1 on (6 steps per epoch)
+        loss = real(logits, *args, **kwargs)
+        return loss._replace(total=loss.total * float("nan")) if poisoned.calls >= 6 else loss
+    poisoned.calls = 0
+
+    def counting(*args, **kwargs):
+        out = poisoned(*args, **kwargs)
+        poisoned.calls += 1
+        return out
+
+    monkeypatch.setattr(module, "afnet_loss", counting)
+    cfg = load_config(SYNTHETIC_CONFIG, tiny_overrides(synth, tmp_path))
+    with pytest.raises(NonFiniteLoss, match="non-finite loss .* epoch 1, step 6"):
+        train(cfg)
+    ckpt = read_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
+    assert ckpt["epoch"] == 0 and ckpt["step"] == 6
+    assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point())
+
+
+def test_image_folder_pretraining_runs_with_one_frame(synth, tmp_path):
+    import shutil
+
+    for split, videos in (("train", range(0, 8)), ("val", range(8, 12))):
+        for i in videos:
+            label = ("left", "right")[i % 2]
+            (tmp_path / "images" / split / label).mkdir(parents=True, exist_ok=True)
+            shutil.copy(synth / "frames" / "train" / f"video_{i:05d}" / "00001.jpg",
+                        tmp_path / "images" / split / label / f"{i}.jpg")
+    cfg = load_config(SYNTHETIC_CONFIG, tiny_overrides(tmp_path / "images", tmp_path / "run", **{
+        "data.preset": "imagefolder", "data.train_list": "train", "data.val_list": "val", "data.num_frames": "null",
+        "data.num_classes": 2, "data.input_size": 28, "data.scale_size": 32, "model.selection": "all",
+        "optim.epochs": 1, "data.batch_size": 4}))
+    assert cfg["data"]["num_frames"] == 1
+    result = train(cfg)
+    assert result.metrics["top1"] >= 0 and read_checkpoint(result.last_checkpoint)["model_args"]["num_frames"] == 1
