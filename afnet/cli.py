@@ -104,14 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_demo)
 
     from afnet.data.cli import register as register_data_commands
-
-    register_data_commands(sub)
+    from afnet.engine.cli import register as register_engine_commands
     from afnet.inference.cli import register as register_inference_commands
 
-    register_inference_commands(sub)
-
-    from afnet.engine.cli import register as register_engine_commands
+    register_data_commands(sub)
     register_engine_commands(sub)
+    register_inference_commands(sub)
     return parser
 
 
