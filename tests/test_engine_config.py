@@ -70,6 +70,7 @@ def test_base_chain_is_relative_to_the_file(tmp_path):
     ("eval.num_crops=2", "eval.num_crops=2"),
     ("data.num_frames=eight", "'data.num_frames': expected int or null"),
     ("trainer.sync_batchnorm=true", "trainer.sync_batchnorm=true needs GPUs"),
+    ("model.navigation_bias=[2,1]", "model.navigation_bias=[2, 1]; accepted: [skip, keep] numbers with keep > skip"),
 ])
 def test_bad_values_are_rejected_naming_the_key(override, words):
     with pytest.raises(ConfigError, match=None) as info:

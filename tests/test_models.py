@@ -200,3 +200,13 @@ def test_fixed_policy_needs_ratio_and_baseline_has_no_selection():
 
 def test_public_api():
     assert callable(afnet.create_model) and callable(afnet.load_checkpoint) and callable(afnet.count_flops)
+
+
+def test_navigation_bias_is_configurable():
+    model = create_model("af_resnet_small", num_classes=5, num_frames=4, navigation_bias=(0.0, 1.0))
+    nav = model.layer1.navigation[0]
+    assert nav.conv2.bias[0::2].tolist() == [0.0] * 4 and nav.conv2.bias[1::2].tolist() == [1.0] * 4
+    default = create_model("af_resnet_small", num_classes=5, num_frames=4).layer1.navigation[0]
+    assert default.conv2.bias[0::2].tolist() == [1.0] * 4 and default.conv2.bias[1::2].tolist() == [10.0] * 4
+    with pytest.raises(ValueError, match="keep > skip"):
+        create_model("af_resnet_small", num_classes=5, num_frames=4, navigation_bias=(2.0, 1.0))

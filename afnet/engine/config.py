@@ -28,6 +28,7 @@ DEFAULTS: dict = {
         "dropout": 0.5,
         "pretrained": None,         # afnet or authors' checkpoint (ImageNet backbone or video model)
         "skip_classifier": False,   # fine-tune on another label set: leave the classifier fresh
+        "navigation_bias": None,    # [skip, keep] initial W2 bias; None: [1, 10] as released (AF models)
     },
     "data": {
         "preset": "synthetic",      # sthv1 sthv2 jester minikinetics activitynet kinetics synthetic imagefolder
@@ -93,7 +94,7 @@ NULLABLE = {
     "resume": _PATH, "model.shift": bool, "model.selection": str, "model.ratio": float, "model.pretrained": _PATH,
     "data.root": _PATH, "data.train_list": _PATH, "data.val_list": _PATH, "data.class_file": _PATH,
     "data.num_frames": int, "data.input_size": int, "data.scale_size": int, "data.num_classes": int,
-    "data.val_batch_size": int, "optim.classifier_lr_mult": list, "trainer.limit_train_batches": float,
+    "data.val_batch_size": int, "optim.classifier_lr_mult": list, "model.navigation_bias": list, "trainer.limit_train_batches": float,
     "trainer.limit_val_batches": float,
 }
 
@@ -268,6 +269,10 @@ def check_config(cfg: dict, *, resolve: bool = True) -> dict:
     if p["classifier_lr_mult"] is not None and (not isinstance(p["classifier_lr_mult"], list)
                                                 or len(p["classifier_lr_mult"]) != 2):
         problems.append(f"optim.classifier_lr_mult={p['classifier_lr_mult']!r}; accepted: [weight, bias] or null")
+    bias = cfg["model"]["navigation_bias"]
+    if bias is not None and not (isinstance(bias, list) and len(bias) == 2
+                                 and all(isinstance(b, (int, float)) for b in bias) and bias[1] > bias[0]):
+        problems.append(f"model.navigation_bias={bias!r}; accepted: [skip, keep] numbers with keep > skip, or null")
     for key in ("batch_size",):
         if not isinstance(d[key], int) or d[key] < 1:
             problems.append(f"data.{key}={d[key]!r}; accepted: a positive integer")

@@ -73,8 +73,9 @@ def build_model(cfg: dict, checkpoint=None):
     Returns ``(model, classifier_lr_mult)``."""
     m, d = cfg["model"], cfg["data"]
     try:
+        extra = {} if m["navigation_bias"] is None else {"navigation_bias": tuple(m["navigation_bias"])}
         model = create_model(m["name"], num_classes=d["num_classes"], num_frames=d["num_frames"], shift=m["shift"],
-                             selection=m["selection"], ratio=m["ratio"], dropout=m["dropout"])
+                             selection=m["selection"], ratio=m["ratio"], dropout=m["dropout"], **extra)
     except ValueError as exc:
         raise ConfigError(f"model ({m['name']}): {exc}") from None
     imagenet = False

@@ -169,13 +169,18 @@ class Navigation(nn.Module):
     """Paper Eq. 2-3: pool -> 1x1 conv to 2 channels (W1) -> BN -> ReLU -> reshape the T
     frames of a video into 2T channels -> 1x1 conv with groups=T and bias (W2).
 
-    Returns logits ``(B, T, 2)`` ordered (skip, keep). The W2 bias starts at 1 for skip and
-    10 for keep, so every frame starts selected.
+    Returns logits ``(B, T, 2)`` ordered (skip, keep). The W2 bias starts at ``init_bias``,
+    (1, 10) for (skip, keep) as released, so every frame starts selected. A smaller gap
+    (e.g. (0, 3)) leaves the straight-through gradient unsaturated, which short training
+    schedules need to move the kept ratio at all.
     """
 
-    def __init__(self, in_channels: int, num_frames: int):
+    def __init__(self, in_channels: int, num_frames: int, init_bias: tuple[float, float] = (1.0, 10.0)):
         super().__init__()
+        if not init_bias[1] > init_bias[0]:
+            raise ValueError(f"navigation init_bias (skip, keep) must start with keep > skip, got {tuple(init_bias)}")
         self.num_frames = num_frames
+        self.init_bias = (float(init_bias[0]), float(init_bias[1]))
         self.conv1 = nn.Conv2d(in_channels, 2, kernel_size=1, bias=False)
         self.bn1 = nn.BatchNorm2d(2)
         self.conv2 = nn.Conv2d(2 * num_frames, 2 * num_frames, kernel_size=1, groups=num_frames, bias=True)
@@ -185,8 +190,8 @@ class Navigation(nn.Module):
         nn.init.kaiming_normal_(self.conv1.weight, mode="fan_out", nonlinearity="relu")
         nn.init.normal_(self.conv2.weight, 0.0, 0.01)
         with torch.no_grad():
-            self.conv2.bias[0::2] = 1.0
-            self.conv2.bias[1::2] = 10.0
+            self.conv2.bias[0::2] = self.init_bias[0]
+            self.conv2.bias[1::2] = self.init_bias[1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         g = F.adaptive_avg_pool2d(x, 1)

@@ -184,7 +184,7 @@ class AFMobileNetV3(_MobileNetHead):
     has_navigation = True
 
     def __init__(self, *, num_classes: int, num_frames: int, shift: bool = True, dropout: float = 0.5,
-                 config: dict = AF_MBV3_LARGE):
+                 navigation_bias: tuple[float, float] = (1.0, 10.0), config: dict = AF_MBV3_LARGE):
         super().__init__(num_classes, num_frames)
         self.shift = shift
         t = num_frames
@@ -193,8 +193,8 @@ class AFMobileNetV3(_MobileNetHead):
         self.head = nn.Sequential(*head)
         stage1, ch = _blocks(ch, config["stage1"], t, shift)
         self.stage1 = nn.Sequential(*stage1)
-        self.stage2, ch = self._af_stage(ch, config, "stage2", t, shift)
-        self.stage3, ch = self._af_stage(ch, config, "stage3", t, shift)
+        self.stage2, ch = self._af_stage(ch, config, "stage2", t, shift, navigation_bias)
+        self.stage3, ch = self._af_stage(ch, config, "stage3", t, shift, navigation_bias)
         stage4, ch = _blocks(ch, config["stage4"], t, shift)
         self.stage4 = nn.Sequential(*stage4)
         stage5, ch = _blocks(ch, config["stage5"], t, shift)
@@ -203,13 +203,13 @@ class AFMobileNetV3(_MobileNetHead):
         _init_mobilenet(self)
 
     @staticmethod
-    def _af_stage(in_ch, config, name, t, shift):
+    def _af_stage(in_ch, config, name, t, shift, navigation_bias):
         ample, ample_ch = _blocks(in_ch, config[f"{name}_ample"], t, shift)
         navigation_ch = [in_ch] + [b.out_channels for b in ample[:-1]]
         focal, focal_ch = _blocks(in_ch, config[f"{name}_focal"], t, shift, focal=True)
         assert ample_ch == focal_ch, "ample and focal branches must end with the same channels"
         (fusion_block,), out_ch = _blocks(focal_ch, config[f"{name}_fusion"], t, shift)
-        stage = AFStage([Navigation(c, t) for c in navigation_ch], ample, focal,
+        stage = AFStage([Navigation(c, t, navigation_bias) for c in navigation_ch], ample, focal,
                         FusionGate(focal_ch, 16, bias=True), fusion_block, ample_proj=None, fusion_relu=False)
         return stage, out_ch
 

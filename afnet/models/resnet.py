@@ -95,7 +95,8 @@ class AFResNet(_ResNetHead):
 
     def __init__(self, layers: tuple[int, int, int, int], *, num_classes: int, num_frames: int,
                  widths: tuple[int, int, int, int] = (64, 128, 256, 512), shift: bool = False,
-                 alpha: int = 2, focal_groups: int = 2, dropout: float = 0.5):
+                 alpha: int = 2, focal_groups: int = 2, dropout: float = 0.5,
+                 navigation_bias: tuple[float, float] = (1.0, 10.0)):
         super().__init__(num_classes, num_frames)
         if min(layers[:3]) < 2:
             raise ValueError(f"an AF stage needs at least 2 blocks (one ample/focal pair and the fusion block), got {layers}")
@@ -105,7 +106,8 @@ class AFResNet(_ResNetHead):
         in_ch = widths[0]
         for i, (blocks, stride) in enumerate(zip(layers[:3], (2, 2, 1))):
             out_ch = widths[i] * 4
-            setattr(self, f"layer{i + 1}", self._af_stage(in_ch, out_ch, blocks, stride, t, shift, alpha, focal_groups))
+            setattr(self, f"layer{i + 1}", self._af_stage(in_ch, out_ch, blocks, stride, t, shift, alpha, focal_groups,
+                                                          navigation_bias))
             in_ch = out_ch
         out_ch = widths[3] * 4
         self.layer4 = nn.ModuleList(
@@ -115,10 +117,10 @@ class AFResNet(_ResNetHead):
         _init_resnet(self)
 
     @staticmethod
-    def _af_stage(in_ch, out_ch, blocks, stride, t, shift, alpha, groups) -> AFStage:
+    def _af_stage(in_ch, out_ch, blocks, stride, t, shift, alpha, groups, navigation_bias) -> AFStage:
         n = blocks - 1
         thin = out_ch // alpha
-        navigation = [Navigation(in_ch if j == 0 else thin, t) for j in range(n)]
+        navigation = [Navigation(in_ch if j == 0 else thin, t, navigation_bias) for j in range(n)]
         ample = [Bottleneck(in_ch if j == 0 else thin, thin, t, stride=2 if j == 0 else 1, shift=shift,
                             last_relu=j < n - 1) for j in range(n)]
         focal = [Bottleneck(in_ch if j == 0 else out_ch, out_ch, t, groups=groups, shortcut="conv", shift=shift,
