@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.afnet-installed
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench zoo clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,6 +13,9 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
+	$(VENV)/bin/afnet demo
+
+zoo: $(STAMP)
 	$(VENV)/bin/afnet zoo
 
 test: $(STAMP)

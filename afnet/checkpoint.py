@@ -27,6 +27,7 @@ from torch import nn
 log = logging.getLogger("afnet")
 
 FORMAT = "afnet"
+BACKBONE_SOURCES = ("authors' ImageNet", "afnet image backbone (T=1)")
 
 # The authors' module names -> ours, applied in order (paper words: ample, focal, navigation, fusion).
 _AUTHORS_PREFIX = ((r"^module\.base_model\.", ""), (r"^module\.new_fc\.", "fc."), (r"^module\.", ""))
@@ -77,6 +78,12 @@ class LoadReport:
     loaded: int
     skipped: dict = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
+
+    @property
+    def is_backbone(self) -> bool:
+        """An image-pretrained backbone (authors' ImageNet file, or an afnet checkpoint trained
+        with T=1 loaded into a video model): navigation and classifier start fresh."""
+        return self.source in BACKBONE_SOURCES
 
     def __str__(self) -> str:
         lines = [f"loaded {self.loaded} tensors from a {self.source} checkpoint"]
@@ -140,7 +147,8 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike, *, skip_classifie
     if not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path}: 'state_dict' must map names to tensors")
     if ckpt.get("format") == FORMAT:
-        source = "afnet"
+        trained_frames = (ckpt.get("model_args") or {}).get("num_frames")
+        source = BACKBONE_SOURCES[1] if trained_frames == 1 and model.num_frames != 1 else "afnet"
     elif any(k.startswith("module.base_model.") for k in state):
         source = "authors' video"
         state = {translate_authors_key(k): v for k, v in state.items()}
@@ -166,7 +174,7 @@ def _copy_state(model, state, source, path, skip_classifier) -> LoadReport:
     own = {k: v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
     state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
     head = _classifier_prefix(model)
-    fresh_ok = source == "authors' ImageNet"  # navigation and classifier are not part of a backbone
+    fresh_ok = source in BACKBONE_SOURCES  # navigation and classifier are not part of a backbone
     report = LoadReport(source, 0)
     problems = []
 
@@ -175,7 +183,7 @@ def _copy_state(model, state, source, path, skip_classifier) -> LoadReport:
         if key.startswith(head) and fresh_ok:
             return "classifier, freshly initialised"
         if ".navigation." in key and fresh_ok:
-            return "navigation, freshly initialised (ImageNet backbone)"
+            return "navigation, freshly initialised (image backbone)"
         return None
 
     for key in sorted(set(state) - set(own)):

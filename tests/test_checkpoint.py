@@ -173,3 +173,18 @@ def test_checkpoint_never_executes_code(tmp_path):
 def test_missing_file_names_the_path(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.pt"):
         afnet.load_checkpoint(afnet.create_model("af_resnet_small", num_classes=6, num_frames=4), tmp_path / "nope.pt")
+
+
+def test_own_image_pretrained_backbone_fine_tunes_a_video_model(tmp_path):
+    """An afnet checkpoint trained with T=1 (image pre-training, as the paper's ImageNet
+    stage) loads into a video model like the authors' backbones: navigation (sized by T)
+    and classifier start fresh, everything else is copied."""
+    image = randomize(afnet.create_model("af_resnet_small", num_classes=10, num_frames=1))
+    path = tmp_path / "image.pt"
+    afnet.save_checkpoint(path, image)
+    video = afnet.create_model("af_resnet_small", num_classes=6, num_frames=8)
+    report = afnet.load_checkpoint(video, path)
+    assert report.is_backbone and report.source == "afnet image backbone (T=1)"
+    assert {k.split(".")[0] for k in report.skipped} <= {"layer1", "layer2", "layer3", "fc"}
+    assert all(".navigation." in k or k.startswith("fc.") for k in report.skipped)
+    assert torch.equal(video.layer2.focal[0].conv2.weight, image.layer2.focal[0].conv2.weight)

@@ -6,10 +6,11 @@ import afnet
 from afnet import count_flops, count_params, create_model, list_models
 from conftest import randomize
 
-AF_MODELS = ["af_resnet50", "af_resnet101", "af_mobilenetv3", "af_resnet_small"]
+AF_MODELS = ["af_resnet50", "af_resnet101", "af_mobilenetv3", "af_resnet_small", "nav_resnet50", "nav_resnet_small"]
 BASELINES = ["tsn_resnet50", "tsn_resnet101", "tsm_resnet50", "tsm_resnet101", "tsn_mobilenetv3",
              "tsm_mobilenetv3", "tsn_resnet_small", "tsm_resnet_small"]
-NAV_POINTS = {"af_resnet50": 10, "af_resnet101": 27, "af_mobilenetv3": 5, "af_resnet_small": 3}
+NAV_POINTS = {"af_resnet50": 10, "af_resnet101": 27, "af_mobilenetv3": 5, "af_resnet_small": 3, "nav_resnet50": 10,
+              "nav_resnet_small": 3}
 
 
 def test_list_models_has_the_zoo():
@@ -51,7 +52,7 @@ def test_fidelity_figures(name, frames, classes, kwargs, gflops, params):
         assert count_params(model) / 1e6 == pytest.approx(params, abs=0.005)
 
 
-@pytest.mark.parametrize("name", ["af_resnet_small", "af_mobilenetv3"])
+@pytest.mark.parametrize("name", ["af_resnet_small", "af_mobilenetv3", "nav_resnet_small"])
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_sparse_equals_masked(name, channels_last):
     torch.manual_seed(0)

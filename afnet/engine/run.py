@@ -62,7 +62,8 @@ def _checkpoint_frames(path, key: str, num_frames: int, model) -> None:
     """Read an afnet checkpoint and reject a frame count the navigation cannot take."""
     ckpt = read_checkpoint(path)
     theirs = (ckpt.get("model_args") or {}).get("num_frames")
-    if ckpt.get("format") == "afnet" and model.has_navigation and theirs not in (None, num_frames):
+    # T=1 is an image-pretrained backbone: its navigation is not loaded (afnet.checkpoint)
+    if ckpt.get("format") == "afnet" and model.has_navigation and theirs not in (None, 1, num_frames):
         raise ConfigError(f"data.num_frames={num_frames} does not match {key}={str(path)!r}, trained with "
                           f"num_frames={theirs} (the navigation is sized by the frame count); "
                           f"set data.num_frames={theirs}")
@@ -90,7 +91,7 @@ def build_model(cfg: dict, checkpoint=None):
             report = load_checkpoint(model, path, skip_classifier=skip)
         except CheckpointError as exc:
             raise ConfigError(f"{key}: {exc}") from None
-        imagenet = imagenet or report.source == "authors' ImageNet"
+        imagenet = imagenet or report.is_backbone
     mult = cfg["optim"]["classifier_lr_mult"] or ([5.0, 10.0] if imagenet else [1.0, 1.0])
     return model, mult
 

@@ -5,7 +5,7 @@ from typing import Callable
 
 from afnet.models.base import VideoModel
 from afnet.models.mobilenetv3 import AFMobileNetV3, MobileNetV3
-from afnet.models.resnet import AFResNet, ResNet
+from afnet.models.resnet import AFResNet, NavResNet, ResNet
 
 _MODELS: dict[str, Callable[..., VideoModel]] = {}
 
@@ -66,6 +66,17 @@ def af_resnet_small(**kwargs) -> VideoModel:
 @register_model
 def af_mobilenetv3(**kwargs) -> VideoModel:
     return AFMobileNetV3(**kwargs)
+
+
+@register_model
+def nav_resnet50(**kwargs) -> VideoModel:
+    """Table 5's single-branch ablation: navigation inside a plain ResNet-50."""
+    return NavResNet((3, 4, 6, 3), **kwargs)
+
+
+@register_model
+def nav_resnet_small(**kwargs) -> VideoModel:
+    return NavResNet(SMALL_LAYERS, widths=SMALL_WIDTHS, **kwargs)
 
 
 # ------------------------------------------------------------------ baselines

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from afnet.models.base import VideoModel
-from afnet.models.layers import AFStage, FusionGate, Navigation, ResidualBlock, TemporalShift
+from afnet.models.layers import AFStage, FusionGate, Navigation, ResidualBlock, TemporalShift, decide
 
 
 def _shortcut(in_ch: int, out_ch: int, stride: int, style: str) -> nn.Module:
@@ -166,4 +166,36 @@ class ResNet(_ResNetHead):
         for stage in (self.layer1, self.layer2, self.layer3, self.layer4):
             for block in stage:
                 x = block(x)
+        return x
+
+
+class NavResNet(ResNet):
+    """The single-branch ablation of Table 5: the navigation module inside a plain ResNet.
+
+    Stages 1-3 put a navigation point before every block but the first (which changes
+    resolution or width); a block computes only the frames its point keeps, a skipped frame
+    passing ``residual + F(0)`` on, exactly as a focal block does. There is no ample branch,
+    so a skipped frame's information is carried only by the residual path. Stage 4 is plain.
+    """
+
+    has_navigation = True
+
+    def __init__(self, layers: tuple[int, int, int, int], *, num_classes: int, num_frames: int,
+                 widths: tuple[int, int, int, int] = (64, 128, 256, 512), shift: bool = False,
+                 dropout: float = 0.5, navigation_bias: tuple[float, float] = (1.0, 10.0)):
+        super().__init__(layers, num_classes=num_classes, num_frames=num_frames, widths=widths, shift=shift,
+                         dropout=dropout)
+        self.navigation = nn.ModuleList(
+            nn.ModuleList(Navigation(widths[i] * 4, num_frames, navigation_bias) for _ in range(layers[i] - 1))
+            for i in range(3))
+
+    def forward_features(self, x, ctx):
+        x = self.stem(x)
+        for stage, points in zip((self.layer1, self.layer2, self.layer3), self.navigation):
+            x = stage[0](x)
+            for block, navigation in zip(stage[1:], points):
+                keep = decide(navigation, x, ctx, self.training)
+                x = block(x, keep, sparse=ctx.sparse, dense_above=ctx.dense_above)
+        for block in self.layer4:
+            x = block(x)
         return x
