@@ -190,12 +190,20 @@ def summarise(results: list[RunResult]) -> list[dict]:
 
 
 def claims(summary: list[dict]) -> dict:
-    by = {row["model"]: row["top1"][0] for row in summary}
-    tsn, af, uniform = by.get("TSN"), by.get("AFNet RT=0.5"), by.get("AFNet uniform 0.5")
-    return {
-        "less_is_more (AFNet RT=0.5 top-1 > TSN)": None if None in (tsn, af) else af > tsn,
-        "navigation_beats_fixed (AFNet RT=0.5 > uniform 0.5)": None if None in (af, uniform) else af > uniform,
-    }
+    """Each claim as the top-1 difference (points) and a verdict that respects the seeds'
+    spread: "yes"/"no" only when the difference exceeds the combined standard deviation."""
+    by = {row["model"]: row["top1"] for row in summary}
+
+    def compare(a: str, b: str) -> dict | None:
+        if a not in by or b not in by:
+            return None
+        (ma, sa), (mb, sb) = by[a], by[b]
+        diff, spread = (ma - mb) * 100, (sa ** 2 + sb ** 2) ** 0.5 * 100
+        verdict = "within seed spread" if abs(diff) <= spread and spread > 0 else ("yes" if diff > 0 else "no")
+        return {"difference_points": round(diff, 2), "spread_points": round(spread, 2), "verdict": verdict}
+
+    return {"less_is_more (AFNet RT=0.5 vs TSN)": compare("AFNet RT=0.5", "TSN"),
+            "navigation_beats_fixed (AFNet RT=0.5 vs uniform 0.5)": compare("AFNet RT=0.5", "AFNet uniform 0.5")}
 
 
 def markdown(summary: list[dict], claim: dict, seeds) -> str:
@@ -212,7 +220,11 @@ def markdown(summary: list[dict], claim: dict, seeds) -> str:
     for row in summary:
         lines.append(f"| {row['model']} | {fmt(row['top1'], pct=True)} | {fmt(row['gflops_per_video'], digits=3)} | "
                      f"{fmt(row['latency_ms'])} | {fmt(row['kept_ratio'], digits=2)} |")
-    lines += ["", *[f"- {name}: {'yes' if ok else 'no' if ok is not None else 'n/a'}" for name, ok in claim.items()]]
+    lines.append("")
+    for name, c in claim.items():
+        lines.append(f"- {name}: n/a" if c is None else
+                     f"- {name}: {c['difference_points']:+.1f} points top-1 (seed spread ±{c['spread_points']:.1f}): "
+                     f"{c['verdict']}")
     return "\n".join(lines)
 
 

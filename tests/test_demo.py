@@ -18,7 +18,7 @@ def test_quick_demo_writes_table_json_and_figures(tmp_path, capsys):
     assert tsn["kept_ratio"] is None and af["kept_ratio_per_point"] and uniform["kept_ratio"] == pytest.approx(0.5)
     assert uniform["gflops_per_video"] < tsn["gflops_per_video"]  # fewer focal frames computed
     table = (out / "table.md").read_text()
-    assert "| AFNet RT=0.5 |" in table and "less_is_more" in table
+    assert "| AFNet RT=0.5 |" in table and "less_is_more" in table and "points top-1" in table
     assert table in capsys.readouterr().out
     assert (out / "figures" / "explain_afnet.png").stat().st_size > 0
     assert report["figures"]["kept_ratio_plots"]
