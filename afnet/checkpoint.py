@@ -107,10 +107,17 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, **extra) -> None:
         "state_dict": model.state_dict(),
         **extra,
     }
+    atomic_torch_save(state, path)
+
+
+def atomic_torch_save(obj, path: str | os.PathLike) -> None:
+    """``torch.save`` to a temporary file in the target's folder, then rename it over the
+    target: a reader sees the old file or the new one, never a truncated one."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        torch.save(state, tmp)
+        torch.save(obj, tmp)
         os.replace(tmp, path)
     finally:
         if tmp.exists():

@@ -17,17 +17,15 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import lightning as L
-import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from afnet.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
+from afnet.checkpoint import CheckpointError, atomic_torch_save, load_checkpoint, read_checkpoint
 from afnet.engine.config import ConfigError, check_config, dataset_preset, dump_config
 from afnet.engine.datamodule import VideoDataModule, data_paths
 from afnet.engine.module import AFNetModule
@@ -46,15 +44,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     """torch.save to a temporary file in the same folder, then rename over the target."""
 
     def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        try:
-            torch.save(checkpoint, tmp)
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
+        atomic_torch_save(checkpoint, path)
 
 
 # ------------------------------------------------------------------ building
