@@ -21,7 +21,7 @@ LAYOUTS = os.path.join(SHARED, "reference", "official_checkpoint_layouts.json")
 def randomize(model: torch.nn.Module, seed: int = 0, nav_std: float = 3.0) -> torch.nn.Module:
     """Give BN statistics and navigation weights non-trivial values, so that eval-mode
     navigation keeps some frames and skips others, and F(0) carries real BN shifts."""
-    from afnet.models.layers import Navigation
+    from afnet.models.layers import Navigation, SpatialNavigation
 
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -32,7 +32,7 @@ def randomize(model: torch.nn.Module, seed: int = 0, nav_std: float = 3.0) -> to
                 m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
                 m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.2)
         for m in model.modules():
-            if isinstance(m, Navigation):
+            if isinstance(m, (Navigation, SpatialNavigation)):
                 m.conv2.weight.copy_(torch.randn(m.conv2.weight.shape, generator=g) * nav_std)
                 m.conv2.bias.zero_()
     return model

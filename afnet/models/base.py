@@ -11,16 +11,22 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from afnet.models.layers import EXECUTIONS, SELECTIONS, Navigation, SelectionContext, check_ratio, is_channels_last
+from afnet.models.layers import (EXECUTIONS, REGION_SELECTIONS, SELECTIONS, Navigation, SelectionContext,
+                                 SpatialNavigation, check_ratio,
+                                 is_channels_last)
 
 
 class VideoOutput(NamedTuple):
-    """``logits``: (B, num_classes). ``masks``: one (B, T) tensor per navigation point, in
+    """``logits``: (B, num_classes). ``masks``: one (B, T) tensor per focal block, in
     network order; 1 means the focal branch computed that frame (soft weights for
-    ``selection="soft"``). Empty for the TSN/TSM baselines."""
+    ``selection="soft"``). Empty for the TSN/TSM baselines. ``regions``: with spatial
+    navigation, one (B, T, g, g) tensor per focal block, 1 where the region is selected;
+    the block computes region (i, j) of frame t where ``masks[n][b, t] * regions[n][b, t, i, j]``
+    is 1. Empty without spatial navigation."""
 
     logits: torch.Tensor
     masks: list
+    regions: list = []
 
 
 class VideoModel(nn.Module):
@@ -31,6 +37,7 @@ class VideoModel(nn.Module):
     """
 
     has_navigation = False
+    spatial = False   # spatial navigation (paper §3.3): set by models that have it
 
     def __init__(self, num_classes: int, num_frames: int):
         super().__init__()
@@ -45,11 +52,14 @@ class VideoModel(nn.Module):
         self.execution = "auto"
         self.dense_above = 1.0
         self.seed = 0
+        self.region_selection = "all"
+        self.region_ratio: float | None = None
         self.autocast_dtype: torch.dtype | None = None
 
     # -------------------------------------------------------------- configuration
     def configure(self, *, selection: str | None = None, ratio: float | None = None,
-                  execution: str | None = None, dense_above: float | None = None) -> "VideoModel":
+                  execution: str | None = None, dense_above: float | None = None,
+                  region_selection: str | None = None, region_ratio: float | None = None) -> "VideoModel":
         """Choose how frames are selected and how the focal branch executes.
 
         selection: ``navigation`` (learned, default), ``all``, ``uniform`` / ``random`` /
@@ -58,6 +68,9 @@ class VideoModel(nn.Module):
         ``sparse`` (eval only) or ``masked`` (every frame computed, as the authors' code).
         dense_above: in sparse execution, compute densely when at least this fraction of
         the batch's frames is kept (gather and scatter then cost more than they save).
+        region_selection (spatial models): ``navigation`` (learned), ``all``, or the fixed
+        policies of Table 5 ``random`` / ``center`` (need ``region_ratio``, the share of
+        regions computed per kept frame).
         Arguments left out keep their current value.
         """
         selection = self.selection if selection is None else selection
@@ -74,11 +87,24 @@ class VideoModel(nn.Module):
             raise ValueError(f"selection={selection!r} needs a ratio in (0, 1]")
         if selection == "soft" and execution == "sparse":
             raise ValueError("selection='soft' weighs every frame; execution must be 'auto' or 'masked'")
+        region_selection = self.region_selection if region_selection is None else region_selection
+        region_ratio = self.region_ratio if region_ratio is None else region_ratio
+        if region_selection not in REGION_SELECTIONS:
+            raise ValueError(f"unknown region_selection {region_selection!r}; expected one of "
+                             f"{', '.join(REGION_SELECTIONS)}")
+        if not self.spatial and region_selection != "all":
+            raise ValueError(f"{type(self).__name__} was built without spatial navigation (spatial=True); "
+                             f"region_selection must be 'all', got {region_selection!r}")
+        check_ratio(region_ratio, "region_ratio")
+        if region_selection in ("random", "center") and region_ratio is None:
+            raise ValueError(f"region_selection={region_selection!r} needs a region_ratio in (0, 1]")
         if dense_above is not None:
             if not 0.0 < dense_above <= 1.0 + 1e-9:
                 raise ValueError(f"dense_above must be in (0, 1], got {dense_above!r}")
             self.dense_above = float(dense_above)
         self.selection, self.ratio, self.execution = selection, (None if ratio is None else float(ratio)), execution
+        self.region_selection = region_selection
+        self.region_ratio = None if region_ratio is None else float(region_ratio)
         return self
 
     def sparse_active(self) -> bool:
@@ -112,12 +138,13 @@ class VideoModel(nn.Module):
         if is_channels_last(next(self.parameters())):
             x = x.contiguous(memory_format=torch.channels_last)
         ctx = SelectionContext(selection=self.selection, ratio=self.ratio, temperature=float(temperature),
-                               sparse=self.sparse_active(), dense_above=self.dense_above, seed=self.seed)
+                               sparse=self.sparse_active(), dense_above=self.dense_above, seed=self.seed,
+                               region_selection=self.region_selection, region_ratio=self.region_ratio)
         with torch.autocast(x.device.type, dtype=self.autocast_dtype or torch.bfloat16,
                             enabled=self.autocast_dtype is not None):
             logits = self.forward_head(self.forward_features(x, ctx))
         logits = logits.float().view(b, t, -1).mean(dim=1)
-        return VideoOutput(logits, ctx.masks)
+        return VideoOutput(logits, ctx.masks, ctx.regions)
 
     def forward_features(self, x: torch.Tensor, ctx: SelectionContext) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
@@ -130,8 +157,11 @@ class VideoModel(nn.Module):
         raise NotImplementedError  # pragma: no cover
 
     def navigation_parameters(self) -> list[nn.Parameter]:
-        return [p for m in self.modules() if isinstance(m, Navigation) for p in m.parameters()]
+        """Parameters of the temporal and spatial navigation modules."""
+        return [p for m in self.modules() if isinstance(m, (Navigation, SpatialNavigation)) for p in m.parameters()]
 
     def extra_repr(self) -> str:
         return (f"num_classes={self.num_classes}, num_frames={self.num_frames}, selection={self.selection!r}, "
-                f"ratio={self.ratio}, execution={self.execution!r}")
+                f"ratio={self.ratio}, execution={self.execution!r}"
+                + (f", region_selection={self.region_selection!r}, region_ratio={self.region_ratio}"
+                   if self.spatial else ""))

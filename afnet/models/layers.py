@@ -3,6 +3,7 @@
 - :class:`TemporalShift`: TSM, 1/8 of the channels shifted each way along time.
 - :func:`select_frames`: turns navigation logits (or a fixed policy) into a keep-mask.
 - :class:`Navigation`: the navigation module of paper Eq. 2-3.
+- :class:`SpatialNavigation`: its spatial extension of paper Eq. 15 (a grid of regions).
 - :class:`FusionGate`: theta of paper Eq. 8.
 - :class:`ResidualBlock`: the masked / sparse execution of a focal block, shared by the
   ResNet bottleneck and the MobileNetV3 inverted residual.
@@ -11,14 +12,16 @@ Frames are stacked along dim 0 as ``(B*T, C, H, W)``, video-major, as in TSN/TSM
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 SELECTIONS = ("navigation", "all", "uniform", "random", "normal", "soft")
+REGION_SELECTIONS = ("navigation", "all", "random", "center")
 EXECUTIONS = ("auto", "sparse", "masked")
+TEMPORAL_NAVIGATION = ("block", "first")
 
 
 def check_ratio(ratio: float | None, name: str = "ratio") -> None:
@@ -118,7 +121,11 @@ class SelectionContext:
     sparse: bool = False
     dense_above: float = 1.0
     seed: int = 0
+    region_selection: str = "all"
+    region_ratio: float | None = None
     masks: list = field(default_factory=list)
+    regions: list = field(default_factory=list)
+    keep: torch.Tensor | None = None   # the one temporal mask of ``temporal_navigation="first"``
 
     def next_point(self) -> int:
         return len(self.masks)
@@ -200,8 +207,11 @@ class Navigation(nn.Module):
         return g.view(-1, self.num_frames, 2)
 
 
-def decide(navigation: Navigation, x_ample: torch.Tensor, ctx: SelectionContext, training: bool) -> torch.Tensor:
-    """The keep-mask ``(B, T)`` at one navigation point, recorded in ``ctx.masks``."""
+def decide(navigation: Navigation, x_ample: torch.Tensor, ctx: SelectionContext, training: bool,
+           record: bool = True) -> torch.Tensor:
+    """The keep-mask ``(B, T)`` at one navigation point, recorded in ``ctx.masks`` unless
+    ``record`` is false (the shared mask of ``temporal_navigation="first"`` is recorded once
+    per focal block that uses it)."""
     t = navigation.num_frames
     batch = x_ample.shape[0] // t
     if ctx.selection == "navigation":
@@ -215,8 +225,181 @@ def decide(navigation: Navigation, x_ample: torch.Tensor, ctx: SelectionContext,
         if not training:  # reproducible evaluation: one stream per navigation point
             generator = torch.Generator().manual_seed(ctx.seed * 1000 + ctx.next_point())
         mask = fixed_policy_mask(ctx.selection, batch, t, ctx.ratio, generator, x_ample.device, torch.float32)
-    ctx.masks.append(mask)
+    if record:
+        ctx.masks.append(mask)
     return mask
+
+
+# ----------------------------------------------------------------------------- spatial navigation
+class SpatialNavigation(nn.Module):
+    """Paper Eq. 15: ``q = W4 * Pool(ReLU(BN(W3 * x)))`` on the ample feature of a block.
+
+    W3 is a 3x3 conv to ``hidden`` channels, Pool an average pool to the ``grid x grid``
+    regions, W4 a 1x1 conv with bias to two logits per region, ordered (skip, keep). As for
+    the temporal navigation, the W4 bias starts at ``init_bias`` so every region starts
+    selected. Returns logits ``(N, grid, grid, 2)``, one grid per frame.
+    """
+
+    def __init__(self, in_channels: int, grid: int, hidden: int | None = None,
+                 init_bias: tuple[float, float] = (1.0, 10.0)):
+        super().__init__()
+        if not init_bias[1] > init_bias[0]:
+            raise ValueError(f"navigation init_bias (skip, keep) must start with keep > skip, got {tuple(init_bias)}")
+        self.grid = grid
+        self.init_bias = (float(init_bias[0]), float(init_bias[1]))
+        hidden = hidden or max(8, in_channels // 4)
+        self.conv1 = nn.Conv2d(in_channels, hidden, kernel_size=3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(hidden)
+        self.conv2 = nn.Conv2d(hidden, 2, kernel_size=1, bias=True)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.kaiming_normal_(self.conv1.weight, mode="fan_out", nonlinearity="relu")
+        nn.init.normal_(self.conv2.weight, 0.0, 0.01)
+        with torch.no_grad():
+            self.conv2.bias.copy_(torch.tensor(self.init_bias))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q = F.relu(self.bn1(self.conv1(x)))
+        q = self.conv2(F.adaptive_avg_pool2d(q, self.grid))
+        return q.permute(0, 2, 3, 1)
+
+    def extra_repr(self) -> str:
+        return f"grid={self.grid}"
+
+
+def fixed_region_mask(policy: str, frames: int, grid: int, ratio: float, generator: torch.Generator | None,
+                      device, dtype) -> torch.Tensor:
+    """The fixed spatial policies of Table 5, ``round(ratio * grid^2)`` regions per frame:
+
+    - ``random``: regions drawn uniformly without replacement, per frame;
+    - ``center``: the centre crop, the same for every frame: the regions nearest the grid
+      centre (Chebyshev distance, so the crop grows as a square; ties by Euclidean distance,
+      then raster order).
+    """
+    n = grid * grid
+    k = max(1, min(n, int(round(ratio * n))))
+    if policy == "random":
+        idx = torch.multinomial(torch.ones(frames, n), k, replacement=False, generator=generator)
+        mask = torch.zeros(frames, n).scatter_(1, idx, 1.0)
+    elif policy == "center":
+        c = (grid - 1) / 2
+        yy, xx = torch.meshgrid(torch.arange(grid) - c, torch.arange(grid) - c, indexing="ij")
+        cheb, eucl = torch.maximum(yy.abs(), xx.abs()).flatten(), (yy * yy + xx * xx).flatten()
+        order = sorted(range(n), key=lambda i: (float(cheb[i]), float(eucl[i]), i))[:k]
+        mask = torch.zeros(n)
+        mask[order] = 1.0
+        mask = mask.expand(frames, n)
+    else:
+        raise ValueError(f"unknown region policy {policy!r}; expected one of {', '.join(REGION_SELECTIONS)}")
+    return mask.reshape(frames, grid, grid).to(device=device, dtype=dtype)
+
+
+def decide_regions(spatial: SpatialNavigation, x_ample: torch.Tensor, keep: torch.Tensor, ctx: SelectionContext,
+                   training: bool) -> torch.Tensor | None:
+    """The region mask ``(B*T, grid, grid)`` of one focal block, recorded in ``ctx.regions``
+    as ``(B, T, grid, grid)``. Returns ``None`` when every region is computed
+    (``region_selection="all"``), so the block runs as without spatial navigation."""
+    batch, t = keep.shape
+    grid = spatial.grid
+    if ctx.region_selection == "navigation":
+        regions = gumbel_keep(spatial(x_ample).float(), ctx.temperature, training)
+    elif ctx.region_selection == "all":
+        ctx.regions.append(torch.ones(batch, t, grid, grid, device=x_ample.device))
+        return None
+    else:
+        generator = None
+        if not training:  # reproducible evaluation, a stream per block (apart from the frames')
+            generator = torch.Generator().manual_seed(ctx.seed * 1000 + 500 + len(ctx.regions))
+        regions = fixed_region_mask(ctx.region_selection, batch * t, grid, ctx.region_ratio, generator,
+                                    x_ample.device, torch.float32)
+    ctx.regions.append(regions.view(batch, t, grid, grid))
+    return regions
+
+
+# ----------------------------------------------------------------------------- region gather / scatter
+@dataclass
+class RegionLayout:
+    """Where the selected regions of a block's kept frames lie in its ``(N, C, H, W)`` map.
+
+    ``frames``, ``rows``, ``cols``: (P,) frame (in the map's dim 0), region row and column of
+    each computed region; each region is ``size = (rh, rw)`` pixels, read with ``halo``
+    extra pixels on each side.
+    """
+
+    frames: torch.Tensor
+    rows: torch.Tensor
+    cols: torch.Tensor
+    size: tuple[int, int]
+    halo: int
+
+    @staticmethod
+    def of(regions: torch.Tensor, frame_index: torch.Tensor, shape: tuple[int, int], halo: int) -> "RegionLayout":
+        """``regions``: (K, g, g) 0/1 masks of the frames ``frame_index`` (K,)."""
+        g = regions.shape[-1]
+        h, w = shape
+        if h % g or w % g:
+            raise ValueError(f"region grid {g}x{g} does not divide the {h}x{w} feature map of a focal block; "
+                             f"choose an input size (or region_grid) so that every AF stage's size is a multiple "
+                             f"of the grid")
+        k, r, c = regions.nonzero(as_tuple=True)
+        return RegionLayout(frame_index[k], r, c, (h // g, w // g), halo)
+
+    def __len__(self) -> int:
+        return self.frames.numel()
+
+    def pixel_rows(self, h: int, w: int, halo: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Row of each pixel of each region (with ``halo``) in the ``(N*H*W, C)`` view of
+        a channels-last map, clamped into the image; and a (P, 1, rh+2h, rw+2h) mask of the
+        pixels inside the image."""
+        rh, rw = self.size
+        dy = torch.arange(-halo, rh + halo, device=self.frames.device)
+        dx = torch.arange(-halo, rw + halo, device=self.frames.device)
+        y = (self.rows * rh).view(-1, 1, 1) + dy.view(1, -1, 1)
+        x = (self.cols * rw).view(-1, 1, 1) + dx.view(1, 1, -1)
+        inside = (y >= 0) & (y < h) & (x >= 0) & (x < w)
+        rows = (self.frames.view(-1, 1, 1) * h + y.clamp(0, h - 1)) * w + x.clamp(0, w - 1)
+        return rows.flatten(), inside.unsqueeze(1)
+
+
+def _nhwc_rows(x: torch.Tensor) -> torch.Tensor:
+    """The ``(N*H*W, C)`` view of a channels-last map."""
+    n, c, h, w = x.shape
+    return x.permute(0, 2, 3, 1).reshape(n * h * w, c)
+
+
+def gather_regions(x: torch.Tensor, layout: RegionLayout) -> tuple[torch.Tensor, torch.Tensor]:
+    """The selected regions of ``x`` with their halo, as a channels-last batch
+    ``(P, C, rh+2h, rw+2h)``, and the mask of halo pixels inside the image (pixels outside
+    hold clamped copies: the caller zeroes them where the dense conv would read padding)."""
+    x = x.contiguous(memory_format=torch.channels_last)
+    _, c, h, w = x.shape
+    rows, inside = layout.pixel_rows(h, w, layout.halo)
+    rh, rw = layout.size
+    hh, ww = rh + 2 * layout.halo, rw + 2 * layout.halo
+    patches = _nhwc_rows(x).index_select(0, rows).view(len(layout), hh, ww, c).permute(0, 3, 1, 2)
+    return patches, inside.to(x.dtype)
+
+
+def add_regions_(out: torch.Tensor, layout: RegionLayout, values: torch.Tensor) -> torch.Tensor:
+    """``out[region pixels] += values`` in place; ``out`` channels-last, ``values``
+    (P, C, rh, rw)."""
+    _, c, h, w = out.shape
+    rows, _ = layout.pixel_rows(h, w, 0)
+    src = values.permute(0, 2, 3, 1).reshape(-1, c)
+    _nhwc_rows(out).index_add_(0, rows, src.to(out.dtype))
+    return out
+
+
+def upsample_regions(regions: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    """(N, g, g) region mask -> (N, 1, H, W) pixel mask (each region covers H/g x W/g)."""
+    g = regions.shape[-1]
+    h, w = shape
+    if h % g or w % g:
+        raise ValueError(f"region grid {g}x{g} does not divide the {h}x{w} feature map of a focal block; "
+                         f"choose an input size (or region_grid) so that every AF stage's size is a multiple "
+                         f"of the grid")
+    return regions[:, None].repeat_interleave(h // g, dim=2).repeat_interleave(w // g, dim=3)
 
 
 # ----------------------------------------------------------------------------- fusion
@@ -263,31 +446,86 @@ class ResidualBlock(nn.Module):
     def body(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    #: pixels of context each side of a region that ``region_body`` reads (its receptive-field
+    #: radius); blocks with spatial navigation define ``region_body`` and ``macs_per_pixel``.
+    region_halo = 0
+
+    def region_body(self, patches: torch.Tensor, inside: torch.Tensor) -> torch.Tensor:  # pragma: no cover
+        """``body`` on a batch of regions read with ``region_halo`` pixels of context;
+        ``inside`` (P, 1, h, w) is 0 on context pixels outside the image, where the dense
+        convolutions read zero padding. Returns the regions without their context."""
+        raise NotImplementedError(f"{type(self).__name__} has no region-sparse execution")
+
+    def region_macs(self, rh: int, rw: int) -> int:  # pragma: no cover
+        """Multiply-accumulates of ``region_body`` on one ``rh x rw`` region."""
+        raise NotImplementedError(f"{type(self).__name__} has no region-sparse execution")
+
+    def frame_macs(self, h: int, w: int) -> int:  # pragma: no cover
+        """Multiply-accumulates of ``body`` on one ``h x w`` frame."""
+        raise NotImplementedError(f"{type(self).__name__} has no region-sparse execution")
+
     def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None, sparse: bool = False,
-                dense_above: float = 1.0) -> torch.Tensor:
+                dense_above: float = 1.0, regions: torch.Tensor | None = None) -> torch.Tensor:
+        """keep: (B, T) or (B*T,) frame mask. regions: (B*T, g, g) region mask of spatial
+        navigation: a kept frame adds the body on its selected regions only (paper Eq. 14
+        with ``M_n``: ``1 + L_n M_n dv``), elsewhere the block passes the residual alone."""
         residual = None if self.shortcut is None else self.shortcut(x)
         if keep is None:
             out = self.body(self.shift(x))
         else:
             keep = keep.reshape(-1)
-            if sparse and keep.sum() < dense_above * keep.numel():
-                return self.act(self._sparse(x, keep, residual))
-            out = self.body(self.shift(x) * keep.view(-1, 1, 1, 1).to(x.dtype))
+            if sparse and (regions is not None or keep.sum() < dense_above * keep.numel()):
+                return self.act(self._sparse(x, keep, residual, regions))
+            k = keep.view(-1, 1, 1, 1).to(x.dtype)
+            out = self.body(self.shift(x) * k)
+            if regions is not None:  # skipped frames keep body(0); kept frames their regions
+                out = out * (1 - k + k * upsample_regions(regions.to(out.dtype), out.shape[-2:]))
         if residual is not None:
             out += residual
         return self.act(out)
 
-    def _sparse(self, x: torch.Tensor, keep: torch.Tensor, residual: torch.Tensor | None) -> torch.Tensor:
+    def _sparse(self, x: torch.Tensor, keep: torch.Tensor, residual: torch.Tensor | None,
+                regions: torch.Tensor | None) -> torch.Tensor:
         index = keep.nonzero().flatten()
         base = self.zero_response(x)
+        if regions is not None and index.numel():
+            local = RegionLayout.of(regions.index_select(0, index), torch.arange(index.numel(), device=x.device),
+                                    tuple(x.shape[-2:]), self.region_halo)
+            if len(local) * self.region_macs(*local.size) < index.numel() * self.frame_macs(*x.shape[-2:]):
+                return self._sparse_regions(x, keep, index, residual, base, local)
         out = base.expand(x.shape[0], *base.shape[1:]) if residual is None else residual + base
         out = out.contiguous(memory_format=_memory_format(x))
         if index.numel():
             y = self.body(gather_shifted(self.shift, x, index))
+            if regions is not None:  # computing the kept frames whole was cheaper: gate them
+                y = y * upsample_regions(regions.index_select(0, index).to(y.dtype), y.shape[-2:])
             if residual is not None:
                 y += gather_frames(residual, index)
             scatter_frames_(out, index, y)
         return out
+
+    def _sparse_regions(self, x, keep, index, residual, base, local: RegionLayout) -> torch.Tensor:
+        """Kept frames: residual, plus the body on the selected regions (gathered with their
+        halo, computed as one batch, added back). Skipped frames: residual + body(0)."""
+        n, _, h, w = x.shape
+        if residual is None:
+            out = torch.zeros((n, *base.shape[1:]), dtype=base.dtype, device=x.device)
+        else:
+            out = residual.clone(memory_format=torch.channels_last)
+        out = out.contiguous(memory_format=torch.channels_last)
+        skipped = (keep == 0).nonzero().flatten()
+        if skipped.numel():
+            frames = out.permute(0, 2, 3, 1).reshape(n, -1)
+            frames.index_add_(0, skipped, base.permute(0, 2, 3, 1).reshape(1, -1).expand(skipped.numel(), -1))
+        dest = replace(local, frames=index.index_select(0, local.frames))
+        if len(local):
+            if isinstance(self.shift, TemporalShift):  # shift only the kept frames, then cut
+                source, layout = self.shift.gather(x, index), local
+            else:  # cut the regions straight from the input
+                source, layout = x, dest
+            patches, inside = gather_regions(source, layout)
+            add_regions_(out, dest, self.region_body(patches, inside))
+        return out.contiguous(memory_format=_memory_format(x))
 
     def zero_response(self, h: torch.Tensor) -> torch.Tensor:
         """``body(0)`` for one frame of ``h``'s shape, cached until a weight changes
@@ -313,22 +551,28 @@ def _memory_format(x: torch.Tensor) -> torch.memory_format:
 class AFStage(nn.Module):
     """One AF module (paper Fig. 2)::
 
-        x ──► navigation_i ──► keep_i                         (one per ample block)
+        x ──► navigation_i ──► keep_i   [spatial_i ──► regions_i]       (one per ample block)
         │         ▲
         ├──► ample_0 ─► ... ─► ample_{n-1} ─► [ample_proj] ─► nearest upsample ─┐
         │                                                                        ├─► theta-fusion ─► fusion_block
         └──► focal_0(keep_0) ─► ... ─► focal_{n-1}(keep_{n-1}) ─────────────────┘
 
     The ample branch sees every frame at half resolution (and, in ResNets, half channels);
-    the focal branch computes only the frames its navigation point keeps.
+    the focal branch computes only the frames its navigation point keeps and, with spatial
+    navigation (paper §3.3), only the selected regions of those frames. ``navigation=None``:
+    every focal block uses the model's one temporal mask (``ctx.keep``, paper §4.1: the
+    temporal navigation moved to the first layer when spatial navigation is on).
     """
 
-    def __init__(self, navigation: list[Navigation], ample: list[nn.Module], focal: list[nn.Module],
+    def __init__(self, navigation: list[Navigation] | None, ample: list[nn.Module], focal: list[nn.Module],
                  fusion: FusionGate, fusion_block: nn.Module, ample_proj: nn.Module | None = None,
-                 fusion_relu: bool = True):
+                 fusion_relu: bool = True, spatial: list[SpatialNavigation] | None = None):
         super().__init__()
-        assert len(navigation) == len(ample) == len(focal)
-        self.navigation = nn.ModuleList(navigation)
+        assert len(ample) == len(focal)
+        assert navigation is None or len(navigation) == len(ample)
+        assert spatial is None or len(spatial) == len(ample)
+        self.navigation = None if navigation is None else nn.ModuleList(navigation)
+        self.spatial = None if spatial is None else nn.ModuleList(spatial)
         self.ample = nn.ModuleList(ample)
         self.focal = nn.ModuleList(focal)
         self.ample_proj = ample_proj
@@ -338,10 +582,16 @@ class AFStage(nn.Module):
 
     def forward(self, x: torch.Tensor, ctx: SelectionContext) -> torch.Tensor:
         x_ample, x_focal = x, x
-        for navigation, ample, focal in zip(self.navigation, self.ample, self.focal):
-            keep = decide(navigation, x_ample, ctx, self.training)
+        for i, (ample, focal) in enumerate(zip(self.ample, self.focal)):
+            if self.navigation is None:
+                keep = ctx.keep
+                ctx.masks.append(keep)
+            else:
+                keep = decide(self.navigation[i], x_ample, ctx, self.training)
+            regions = None if self.spatial is None else decide_regions(self.spatial[i], x_ample, keep, ctx,
+                                                                      self.training)
             x_ample = ample(x_ample)
-            x_focal = focal(x_focal, keep, sparse=ctx.sparse, dense_above=ctx.dense_above)
+            x_focal = focal(x_focal, keep, sparse=ctx.sparse, dense_above=ctx.dense_above, regions=regions)
         if self.ample_proj is not None:
             x_ample = self.ample_proj(x_ample)
         x_ample = F.interpolate(x_ample, size=x_focal.shape[-2:], mode="nearest")
@@ -362,7 +612,9 @@ def make_divisible(v: float, divisor: int = 8, min_value: int | None = None) -> 
 
 
 __all__ = [
-    "SELECTIONS", "EXECUTIONS", "TemporalShift", "Navigation", "FusionGate", "ResidualBlock",
+    "SELECTIONS", "REGION_SELECTIONS", "EXECUTIONS", "TEMPORAL_NAVIGATION", "TemporalShift", "Navigation",
+    "SpatialNavigation", "decide_regions", "fixed_region_mask", "RegionLayout", "gather_regions", "add_regions_",
+    "upsample_regions", "FusionGate", "ResidualBlock",
     "AFStage", "SelectionContext", "decide", "gumbel_keep", "fixed_policy_mask", "gather_frames",
     "scatter_frames_", "gather_shifted", "check_ratio", "make_divisible", "is_channels_last",
 ]

@@ -12,6 +12,8 @@ _MODELS: dict[str, Callable[..., VideoModel]] = {}
 # The small variant: fewer and narrower blocks, trains on 2 CPU cores in minutes.
 SMALL_LAYERS = (2, 2, 2, 1)
 SMALL_WIDTHS = (16, 32, 64, 128)
+# Models built with spatial navigation (``spatial=True``).
+SPATIAL_MODELS = ("af_resnet50", "af_resnet101", "af_resnet_small")
 
 
 def register_model(fn: Callable[..., VideoModel]) -> Callable[..., VideoModel]:
@@ -26,23 +28,35 @@ def list_models() -> list[str]:
 
 def create_model(name: str, *, num_classes: int, num_frames: int, shift: bool | None = None,
                  selection: str | None = None, ratio: float | None = None, execution: str = "auto",
-                 dense_above: float | None = None, **kwargs) -> VideoModel:
+                 dense_above: float | None = None, spatial: bool = False, region_selection: str | None = None,
+                 region_ratio: float | None = None, **kwargs) -> VideoModel:
     """Build a model of the zoo.
 
     name: one of :func:`list_models`. shift: temporal shift (TSM) in every block; ``None``
     takes the model's default (off, except AF-MobileNetV3 whose release always shifts).
     selection / ratio / execution / dense_above: see :meth:`VideoModel.configure`;
     ``selection`` defaults to ``navigation`` for AF models, ``all`` for baselines.
+    spatial: spatial navigation (paper §3.3, AF-ResNet family): with ``region_grid`` (default
+    7) and ``temporal_navigation`` (``"first"`` by default with it, else ``"block"``) passed
+    on to :class:`AFResNet`. region_selection / region_ratio: see :meth:`VideoModel.configure`;
+    ``region_selection`` defaults to ``navigation`` for spatial models.
     Other keyword arguments (``dropout``, ...) go to the model's constructor.
     """
     if name not in _MODELS:
         raise ValueError(f"unknown model {name!r}; known models: {', '.join(list_models())}")
     if shift is not None:
         kwargs["shift"] = shift
+    if spatial:
+        if name not in SPATIAL_MODELS:
+            raise ValueError(f"spatial navigation is implemented for {', '.join(SPATIAL_MODELS)}; got {name!r}")
+        kwargs["spatial"] = True
     model = _MODELS[name](num_classes=num_classes, num_frames=num_frames, **kwargs)
     if selection is None:
         selection = "navigation" if model.has_navigation else "all"
-    model.configure(selection=selection, ratio=ratio, execution=execution, dense_above=dense_above)
+    if region_selection is None:
+        region_selection = "navigation" if model.spatial else "all"
+    model.configure(selection=selection, ratio=ratio, execution=execution, dense_above=dense_above,
+                    region_selection=region_selection, region_ratio=region_ratio)
     model.arch = name
     return model
 

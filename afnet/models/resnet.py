@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from afnet.models.base import VideoModel
-from afnet.models.layers import AFStage, FusionGate, Navigation, ResidualBlock, TemporalShift, decide
+from afnet.models.layers import (TEMPORAL_NAVIGATION, AFStage, FusionGate, Navigation, ResidualBlock, SpatialNavigation,
+                                 TemporalShift, decide)
 
 
 def _shortcut(in_ch: int, out_ch: int, stride: int, style: str) -> nn.Module:
@@ -47,10 +48,31 @@ class Bottleneck(ResidualBlock):
         self.shift = TemporalShift(num_frames) if shift else nn.Identity()
         self.act = nn.ReLU(inplace=True) if last_relu else nn.Identity()
 
+    region_halo = 1  # the 3x3 conv
+
     def body(self, x):
         x = F.relu(self.bn1(self.conv1(x)), inplace=True)
         x = F.relu(self.bn2(self.conv2(x)), inplace=True)
         return self.bn3(self.conv3(x))
+
+    def region_body(self, x, inside):
+        if self.conv2.stride != (1, 1):
+            raise ValueError("region-sparse execution needs a stride-1 block (focal blocks are)")
+        x = F.relu(self.bn1(self.conv1(x)), inplace=True) * inside  # the dense conv2 pads with zeros here
+        x = F.conv2d(x, self.conv2.weight, self.conv2.bias, 1, 0, 1, self.conv2.groups)
+        x = F.relu(self.bn2(x), inplace=True)
+        return self.bn3(self.conv3(x))
+
+    def region_macs(self, rh, rw):
+        c1, c2, c3 = (_macs_per_pixel(c) for c in (self.conv1, self.conv2, self.conv3))
+        return (rh + 2) * (rw + 2) * c1 + rh * rw * (c2 + c3)
+
+    def frame_macs(self, h, w):
+        return h * w * sum(_macs_per_pixel(c) for c in (self.conv1, self.conv2, self.conv3))
+
+
+def _macs_per_pixel(conv: nn.Conv2d) -> int:
+    return conv.in_channels // conv.groups * conv.out_channels * conv.kernel_size[0] * conv.kernel_size[1]
 
 
 def _init_resnet(model: nn.Module) -> None:
@@ -63,7 +85,7 @@ def _init_resnet(model: nn.Module) -> None:
     for m in model.modules():
         if isinstance(m, Bottleneck) and m.conv1.groups == 1:
             nn.init.zeros_(m.bn3.weight)  # zero-init the last BN of each full-width residual
-        if isinstance(m, Navigation):
+        if isinstance(m, (Navigation, SpatialNavigation)):
             m.reset_parameters()
 
 
@@ -89,25 +111,47 @@ class _ResNetHead(VideoModel):
 
 
 class AFResNet(_ResNetHead):
-    """AF-ResNet: AF modules in stages 1-3 (``layer1``-``layer3``), plain ``layer4``."""
+    """AF-ResNet: AF modules in stages 1-3 (``layer1``-``layer3``), plain ``layer4``.
+
+    Spatial navigation (paper §3.3, ``spatial=True``): each focal block also gets a
+    :class:`SpatialNavigation` choosing regions of a ``region_grid x region_grid`` grid (an
+    int, or one per AF stage) and computes only those regions of its kept frames.
+    ``temporal_navigation``: ``"block"`` (a navigation module per focal block, as released)
+    or ``"first"`` (one navigation module on the stem output whose mask every focal block
+    uses, as the paper does with spatial navigation); default ``"first"`` when ``spatial``.
+    """
 
     has_navigation = True
 
     def __init__(self, layers: tuple[int, int, int, int], *, num_classes: int, num_frames: int,
                  widths: tuple[int, int, int, int] = (64, 128, 256, 512), shift: bool = False,
                  alpha: int = 2, focal_groups: int = 2, dropout: float = 0.5,
-                 navigation_bias: tuple[float, float] = (1.0, 10.0)):
+                 navigation_bias: tuple[float, float] = (1.0, 10.0), spatial: bool = False,
+                 region_grid: int | tuple[int, int, int] = 7, temporal_navigation: str | None = None):
         super().__init__(num_classes, num_frames)
         if min(layers[:3]) < 2:
             raise ValueError(f"an AF stage needs at least 2 blocks (one ample/focal pair and the fusion block), got {layers}")
+        temporal_navigation = temporal_navigation or ("first" if spatial else "block")
+        if temporal_navigation not in TEMPORAL_NAVIGATION:
+            raise ValueError(f"temporal_navigation must be one of {', '.join(TEMPORAL_NAVIGATION)}, "
+                             f"got {temporal_navigation!r}")
+        grids = (region_grid,) * 3 if isinstance(region_grid, int) else tuple(region_grid)
+        if len(grids) != 3 or not all(isinstance(g, int) and g >= 1 for g in grids):
+            raise ValueError(f"region_grid must be a positive int or one per AF stage (3), got {region_grid!r}")
         self.shift = shift
+        self.spatial = bool(spatial)
+        self.region_grid = grids if spatial else None
+        self.temporal_navigation = temporal_navigation
         t = num_frames
         self._build_stem(widths[0])
+        if temporal_navigation == "first":
+            self.navigation = Navigation(widths[0], t, navigation_bias)
         in_ch = widths[0]
         for i, (blocks, stride) in enumerate(zip(layers[:3], (2, 2, 1))):
             out_ch = widths[i] * 4
-            setattr(self, f"layer{i + 1}", self._af_stage(in_ch, out_ch, blocks, stride, t, shift, alpha, focal_groups,
-                                                          navigation_bias))
+            stage = self._af_stage(in_ch, out_ch, blocks, stride, t, shift, alpha, focal_groups, navigation_bias,
+                                   per_block=temporal_navigation == "block", grid=grids[i] if spatial else None)
+            setattr(self, f"layer{i + 1}", stage)
             in_ch = out_ch
         out_ch = widths[3] * 4
         self.layer4 = nn.ModuleList(
@@ -117,10 +161,13 @@ class AFResNet(_ResNetHead):
         _init_resnet(self)
 
     @staticmethod
-    def _af_stage(in_ch, out_ch, blocks, stride, t, shift, alpha, groups, navigation_bias) -> AFStage:
+    def _af_stage(in_ch, out_ch, blocks, stride, t, shift, alpha, groups, navigation_bias, per_block=True,
+                  grid=None) -> AFStage:
         n = blocks - 1
         thin = out_ch // alpha
-        navigation = [Navigation(in_ch if j == 0 else thin, t, navigation_bias) for j in range(n)]
+        ample_in = [in_ch if j == 0 else thin for j in range(n)]
+        navigation = [Navigation(c, t, navigation_bias) for c in ample_in] if per_block else None
+        spatial = None if grid is None else [SpatialNavigation(c, grid, init_bias=navigation_bias) for c in ample_in]
         ample = [Bottleneck(in_ch if j == 0 else thin, thin, t, stride=2 if j == 0 else 1, shift=shift,
                             last_relu=j < n - 1) for j in range(n)]
         focal = [Bottleneck(in_ch if j == 0 else out_ch, out_ch, t, groups=groups, shortcut="conv", shift=shift,
@@ -129,10 +176,13 @@ class AFResNet(_ResNetHead):
         if alpha != 1:
             ample_proj = nn.Sequential(nn.Conv2d(thin, out_ch, 1, bias=False), nn.BatchNorm2d(out_ch))
         return AFStage(navigation, ample, focal, FusionGate(out_ch, 16, bias=False),
-                       Bottleneck(out_ch, out_ch, t, stride=stride, shift=shift), ample_proj, fusion_relu=True)
+                       Bottleneck(out_ch, out_ch, t, stride=stride, shift=shift), ample_proj, fusion_relu=True,
+                       spatial=spatial)
 
     def forward_features(self, x, ctx):
         x = self.stem(x)
+        if self.temporal_navigation == "first":
+            ctx.keep = decide(self.navigation, x, ctx, self.training, record=False)
         x = self.layer3(self.layer2(self.layer1(x, ctx), ctx), ctx)
         for block in self.layer4:
             x = block(x)
