@@ -13,16 +13,20 @@ import torch
 
 
 def time_round_robin(calls: dict[str, Callable[[], object]], *, rounds: int = 5, warmup: int = 1) -> dict[str, float]:
-    """Median wall-clock seconds of each zero-argument callable, interleaved per round."""
+    """Median wall-clock seconds of each zero-argument callable, interleaved per round
+    (on a GPU, each call is timed to the end of its kernels)."""
     samples: dict[str, list[float]] = {name: [] for name in calls}
+    sync = torch.cuda.synchronize if torch.cuda.is_available() and torch.cuda.is_initialized() else (lambda: None)
     with torch.inference_mode():
         for _ in range(warmup):
             for fn in calls.values():
                 fn()
         for _ in range(rounds):
             for name, fn in calls.items():
+                sync()
                 start = time.perf_counter()
                 fn()
+                sync()
                 samples[name].append(time.perf_counter() - start)
     return {name: statistics.median(s) for name, s in samples.items()}
 

@@ -323,18 +323,16 @@ class RegionLayout:
     """Where the selected regions of a block's kept frames lie in its ``(N, C, H, W)`` map.
 
     ``frames``, ``rows``, ``cols``: (P,) frame (in the map's dim 0), region row and column of
-    each computed region; each region is ``size = (rh, rw)`` pixels, read with ``halo``
-    extra pixels on each side.
+    each computed region; each region is ``size = (rh, rw)`` pixels.
     """
 
     frames: torch.Tensor
     rows: torch.Tensor
     cols: torch.Tensor
     size: tuple[int, int]
-    halo: int
 
     @staticmethod
-    def of(regions: torch.Tensor, frame_index: torch.Tensor, shape: tuple[int, int], halo: int) -> "RegionLayout":
+    def of(regions: torch.Tensor, frame_index: torch.Tensor, shape: tuple[int, int]) -> "RegionLayout":
         """``regions``: (K, g, g) 0/1 masks of the frames ``frame_index`` (K,)."""
         g = regions.shape[-1]
         h, w = shape
@@ -343,7 +341,7 @@ class RegionLayout:
                              f"choose an input size (or region_grid) so that every AF stage's size is a multiple "
                              f"of the grid")
         k, r, c = regions.nonzero(as_tuple=True)
-        return RegionLayout(frame_index[k], r, c, (h // g, w // g), halo)
+        return RegionLayout(frame_index[k], r, c, (h // g, w // g))
 
     def __len__(self) -> int:
         return self.frames.numel()
@@ -368,15 +366,15 @@ def _nhwc_rows(x: torch.Tensor) -> torch.Tensor:
     return x.permute(0, 2, 3, 1).reshape(n * h * w, c)
 
 
-def gather_regions(x: torch.Tensor, layout: RegionLayout) -> tuple[torch.Tensor, torch.Tensor]:
-    """The selected regions of ``x`` with their halo, as a channels-last batch
-    ``(P, C, rh+2h, rw+2h)``, and the mask of halo pixels inside the image (pixels outside
-    hold clamped copies: the caller zeroes them where the dense conv would read padding)."""
+def gather_regions(x: torch.Tensor, layout: RegionLayout, halo: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The selected regions of ``x`` with ``halo`` pixels of context, as a channels-last
+    batch ``(P, C, rh+2h, rw+2h)``, and the mask of context pixels inside the image (pixels
+    outside hold clamped copies: the caller zeroes them where the dense conv reads padding)."""
     x = x.contiguous(memory_format=torch.channels_last)
     _, c, h, w = x.shape
-    rows, inside = layout.pixel_rows(h, w, layout.halo)
+    rows, inside = layout.pixel_rows(h, w, halo)
     rh, rw = layout.size
-    hh, ww = rh + 2 * layout.halo, rw + 2 * layout.halo
+    hh, ww = rh + 2 * halo, rw + 2 * halo
     patches = _nhwc_rows(x).index_select(0, rows).view(len(layout), hh, ww, c).permute(0, 3, 1, 2)
     return patches, inside.to(x.dtype)
 
@@ -446,18 +444,17 @@ class ResidualBlock(nn.Module):
     def body(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    #: pixels of context each side of a region that ``region_body`` reads (its receptive-field
-    #: radius); blocks with spatial navigation define ``region_body`` and ``macs_per_pixel``.
-    region_halo = 0
-
-    def region_body(self, patches: torch.Tensor, inside: torch.Tensor) -> torch.Tensor:  # pragma: no cover
-        """``body`` on a batch of regions read with ``region_halo`` pixels of context;
-        ``inside`` (P, 1, h, w) is 0 on context pixels outside the image, where the dense
-        convolutions read zero padding. Returns the regions without their context."""
+    def region_body(self, x: torch.Tensor, index: torch.Tensor, local: "RegionLayout",
+                    dest: "RegionLayout") -> torch.Tensor:  # pragma: no cover
+        """``body(shift(x))`` on the selected regions only: (P, C_out, rh, rw) values for the
+        regions of ``dest`` (frames of ``x``), which are those of ``local`` (frames of
+        ``x[index]``, the kept frames). Convolutions reading beyond a region read its halo;
+        beyond the image, zeros, as the dense convolutions pad."""
         raise NotImplementedError(f"{type(self).__name__} has no region-sparse execution")
 
-    def region_macs(self, rh: int, rw: int) -> int:  # pragma: no cover
-        """Multiply-accumulates of ``region_body`` on one ``rh x rw`` region."""
+    def region_macs(self, regions: int, frames: int, rh: int, rw: int, h: int, w: int) -> int:  # pragma: no cover
+        """Multiply-accumulates of ``region_body`` for ``regions`` regions of ``rh x rw`` in
+        ``frames`` kept frames of ``h x w``."""
         raise NotImplementedError(f"{type(self).__name__} has no region-sparse execution")
 
     def frame_macs(self, h: int, w: int) -> int:  # pragma: no cover
@@ -490,8 +487,9 @@ class ResidualBlock(nn.Module):
         base = self.zero_response(x)
         if regions is not None and index.numel():
             local = RegionLayout.of(regions.index_select(0, index), torch.arange(index.numel(), device=x.device),
-                                    tuple(x.shape[-2:]), self.region_halo)
-            if len(local) * self.region_macs(*local.size) < index.numel() * self.frame_macs(*x.shape[-2:]):
+                                    tuple(x.shape[-2:]))
+            h, w = x.shape[-2:]
+            if self.region_macs(len(local), index.numel(), *local.size, h, w) < index.numel() * self.frame_macs(h, w):
                 return self._sparse_regions(x, keep, index, residual, base, local)
         out = base.expand(x.shape[0], *base.shape[1:]) if residual is None else residual + base
         out = out.contiguous(memory_format=_memory_format(x))
@@ -510,21 +508,17 @@ class ResidualBlock(nn.Module):
         n, _, h, w = x.shape
         if residual is None:
             out = torch.zeros((n, *base.shape[1:]), dtype=base.dtype, device=x.device)
-        else:
+        elif residual is x or not residual.is_contiguous(memory_format=torch.channels_last):
             out = residual.clone(memory_format=torch.channels_last)
-        out = out.contiguous(memory_format=torch.channels_last)
+        else:  # a projection's fresh output: written in place
+            out = residual
         skipped = (keep == 0).nonzero().flatten()
         if skipped.numel():
             frames = out.permute(0, 2, 3, 1).reshape(n, -1)
             frames.index_add_(0, skipped, base.permute(0, 2, 3, 1).reshape(1, -1).expand(skipped.numel(), -1))
-        dest = replace(local, frames=index.index_select(0, local.frames))
         if len(local):
-            if isinstance(self.shift, TemporalShift):  # shift only the kept frames, then cut
-                source, layout = self.shift.gather(x, index), local
-            else:  # cut the regions straight from the input
-                source, layout = x, dest
-            patches, inside = gather_regions(source, layout)
-            add_regions_(out, dest, self.region_body(patches, inside))
+            dest = replace(local, frames=index.index_select(0, local.frames))
+            add_regions_(out, dest, self.region_body(x, index, local, dest))
         return out.contiguous(memory_format=_memory_format(x))
 
     def zero_response(self, h: torch.Tensor) -> torch.Tensor:
