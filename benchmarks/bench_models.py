@@ -7,10 +7,14 @@ medians compared), because these machines are noisy:
    each latency ratio set against its FLOPs ratio, at batch 1 and batch 8.
 2. "More is less" in wall-clock: AF-ResNet50-TSM, 12 frames at ratio 0.4, against
    TSM-ResNet50 with 8 frames (sparse, and the authors' masked execution).
-3. What each CPU inference step gives (channels-last, BN folding, allocator, bf16).
-4. bf16 autocast: its effect on logits and on frame choices.
+3. Spatial navigation (paper §3.3): AF-ResNet50 with region-sparse focal blocks, 12 frames,
+   RT 0.8, at region ratios RS 1.0, 0.6 and 0.4 (random regions), sparse vs masked,
+   latency ratio against FLOPs ratio.
+4. What each CPU inference step gives (channels-last, BN folding, allocator, bf16).
+5. bf16 autocast: its effect on logits and on frame choices.
 
 Usage: python benchmarks/bench_models.py [--rounds 3] [--batches 1 8] [--quick]
+       [--device cuda] [--bf16] [--sections sparse more spatial steps bf16]
 """
 from __future__ import annotations
 
@@ -30,6 +34,16 @@ from afnet.models.layers import Navigation  # noqa: E402
 from afnet.runtime import fold_batchnorm, keep_allocations, prepare_for_inference  # noqa: E402
 
 RATIOS = (1.0, 0.75, 0.5, 0.4, 0.25)
+REGION_RATIOS = (1.0, 0.6, 0.4)
+SECTIONS = ("steps", "sparse", "more", "spatial", "bf16")
+DEVICE = torch.device("cpu")
+BF16 = False
+
+
+def prepared(model):
+    """The inference preparation of afnet.runtime, on the benchmark's device and precision."""
+    model = prepare_for_inference(model.to(DEVICE), bf16=BF16)
+    return model
 
 
 def af_tsm(frames=12, ratio=0.4, classes=174):
@@ -38,19 +52,19 @@ def af_tsm(frames=12, ratio=0.4, classes=174):
 
 
 def video(batch, frames, size, seed=0):
-    return torch.randn(batch, frames, 3, size, size, generator=torch.Generator().manual_seed(seed))
+    return torch.randn(batch, frames, 3, size, size, generator=torch.Generator().manual_seed(seed)).to(DEVICE)
 
 
 def steps_table(size, rounds):
     """Each inference step, added one at a time (batch 1, ratio 0.4, sparse)."""
     v = video(1, 12, size)
-    base = af_tsm()
+    base = af_tsm().to(DEVICE)
     eager = copy.deepcopy(base)
     cl = copy.deepcopy(base).to(memory_format=torch.channels_last)
     folded = copy.deepcopy(base)
     fold_batchnorm(folded)
     folded.to(memory_format=torch.channels_last)
-    tsm = create_model("tsm_resnet50", num_classes=174, num_frames=8).eval()
+    tsm = create_model("tsm_resnet50", num_classes=174, num_frames=8).eval().to(DEVICE)
     v8 = video(1, 8, size)
     before = time_round_robin({"eager": lambda: eager(v), "cl": lambda: cl(v), "folded": lambda: folded(v),
                                "tsm": lambda: tsm(v8)}, rounds=rounds)
@@ -72,7 +86,7 @@ def sparse_vs_masked(batch, size, rounds):
     v = video(batch, 12, size)
     rows = []
     for ratio in RATIOS:
-        sparse = prepare_for_inference(af_tsm(ratio=ratio).configure(execution="sparse"))
+        sparse = prepared(af_tsm(ratio=ratio).configure(execution="sparse"))
         masked = copy.deepcopy(sparse).configure(execution="masked")
         gf_s, gf_m = count_flops(sparse, v), count_flops(masked, v)
         t = time_round_robin({"sparse": lambda: sparse(v), "masked": lambda: masked(v)}, rounds=rounds)
@@ -85,9 +99,9 @@ def sparse_vs_masked(batch, size, rounds):
 
 def more_is_less(batch, size, rounds):
     v12, v8 = video(batch, 12, size), video(batch, 8, size)
-    af = prepare_for_inference(af_tsm(ratio=0.4).configure(execution="sparse"))
+    af = prepared(af_tsm(ratio=0.4).configure(execution="sparse"))
     af_masked = copy.deepcopy(af).configure(execution="masked")
-    tsm = prepare_for_inference(create_model("tsm_resnet50", num_classes=174, num_frames=8))
+    tsm = prepared(create_model("tsm_resnet50", num_classes=174, num_frames=8))
     gf = {"af": count_flops(af, v12), "masked": count_flops(af_masked, v12), "tsm": count_flops(tsm, v8)}
     t = time_round_robin({"af": lambda: af(v12), "masked": lambda: af_masked(v12), "tsm": lambda: tsm(v8)},
                          rounds=rounds)
@@ -96,6 +110,26 @@ def more_is_less(batch, size, rounds):
             [batch, "AF-ResNet50-TSM 12f r=0.4, masked (authors')", round(gf["masked"], 2),
              round(gf["masked"] / gf["tsm"], 3), round(t["masked"] * 1e3 / batch, 1), round(t["masked"] / t["tsm"], 3)],
             [batch, "TSM-ResNet50 8f", round(gf["tsm"], 2), 1.0, round(t["tsm"] * 1e3 / batch, 1), 1.0]]
+
+
+def spatial(batch, size, rounds, rt=0.8):
+    """Region-sparse vs masked AF-ResNet50 (ActivityNet setting: 12 frames, no shift, 200
+    classes, grid 7, temporal navigation at the first layer); fixed policies so that the
+    ratios are exact: uniform frames at RT, random regions at RS."""
+    v = video(batch, 12, size)
+    rows = []
+    for rs in REGION_RATIOS:
+        model = create_model("af_resnet50", num_classes=200, num_frames=12, spatial=True, selection="uniform",
+                             ratio=rt, region_selection="random" if rs < 1 else "all", region_ratio=rs)
+        sparse = prepared(model.configure(execution="sparse"))
+        masked = copy.deepcopy(sparse).configure(execution="masked")
+        gf_s, gf_m = count_flops(sparse, v), count_flops(masked, v)
+        t = time_round_robin({"sparse": lambda: sparse(v), "masked": lambda: masked(v)}, rounds=rounds)
+        flops_ratio, lat_ratio = gf_s / gf_m, t["sparse"] / t["masked"]
+        rows.append([batch, rt, rs, round(gf_s, 2), round(gf_m, 2), round(flops_ratio, 3),
+                     round(t["sparse"] * 1e3 / batch, 1), round(t["masked"] * 1e3 / batch, 1), round(lat_ratio, 3),
+                     f"{(lat_ratio / flops_ratio - 1) * 100:+.1f}%"])
+    return rows
 
 
 def bf16_effect(size, rounds, videos=8):
@@ -108,7 +142,7 @@ def bf16_effect(size, rounds, videos=8):
             if isinstance(m, Navigation):
                 m.conv2.weight.normal_(0, 2.0)
                 m.conv2.bias.zero_()
-    fp32 = prepare_for_inference(model)
+    fp32 = prepare_for_inference(model.to(DEVICE))
     bf16 = copy.deepcopy(fp32)
     bf16.autocast_dtype = torch.bfloat16
     v = video(videos, 12, size, seed=1)
@@ -129,31 +163,50 @@ def bf16_effect(size, rounds, videos=8):
 
 
 def main(argv=None):
+    global DEVICE, BF16
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast in the sparse, more and spatial tables")
+    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS))
     parser.add_argument("--quick", action="store_true", help="112x112, batch 1, 2 rounds: a smoke run")
     args = parser.parse_args(argv)
     if args.quick:
         args.size, args.batches, args.rounds = 112, [1], 2
-    torch.set_num_threads(args.threads)
+    DEVICE, BF16 = torch.device(args.device), args.bf16
+    if DEVICE.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        where = f"{torch.cuda.get_device_name(DEVICE)}, {'bf16 autocast' if BF16 else 'fp32 (cuDNN TF32, torch default)'}"
+    else:
+        torch.set_num_threads(args.threads)
+        where = f"{torch.get_num_threads()} threads{', bf16 autocast' if BF16 else ''}"
     start = time.time()
-    print(f"# afnet model benchmark: {torch.get_num_threads()} threads, torch {torch.__version__}, "
+    print(f"# afnet model benchmark: {where}, torch {torch.__version__}, "
           f"{args.size}x{args.size}, medians of {args.rounds} interleaved rounds\n")
-    print("## Inference steps\n")
-    print(steps_table(args.size, args.rounds), "\n", flush=True)
-    print("## Sparse vs masked, AF-ResNet50-TSM, 12 frames\n")
-    rows = [r for b in args.batches for r in sparse_vs_masked(b, args.size, args.rounds)]
-    print(markdown_table(["batch", "ratio", "GFLOPs sparse", "GFLOPs masked", "FLOPs ratio", "ms/video sparse",
-                          "ms/video masked", "latency ratio", "latency vs FLOPs ratio"], rows), "\n", flush=True)
-    print("## More is less: 12 frames at r=0.4 vs TSM with 8 frames\n")
-    rows = [r for b in args.batches for r in more_is_less(b, args.size, args.rounds)]
-    print(markdown_table(["batch", "model", "GFLOPs/video", "FLOPs ratio", "ms/video", "latency ratio"], rows),
-          "\n", flush=True)
-    print("## bf16 autocast\n")
-    print(bf16_effect(args.size, args.rounds), "\n")
+    if "steps" in args.sections:
+        print("## Inference steps\n")
+        print(steps_table(args.size, args.rounds), "\n", flush=True)
+    if "sparse" in args.sections:
+        print("## Sparse vs masked, AF-ResNet50-TSM, 12 frames\n")
+        rows = [r for b in args.batches for r in sparse_vs_masked(b, args.size, args.rounds)]
+        print(markdown_table(["batch", "ratio", "GFLOPs sparse", "GFLOPs masked", "FLOPs ratio", "ms/video sparse",
+                              "ms/video masked", "latency ratio", "latency vs FLOPs ratio"], rows), "\n", flush=True)
+    if "more" in args.sections:
+        print("## More is less: 12 frames at r=0.4 vs TSM with 8 frames\n")
+        rows = [r for b in args.batches for r in more_is_less(b, args.size, args.rounds)]
+        print(markdown_table(["batch", "model", "GFLOPs/video", "FLOPs ratio", "ms/video", "latency ratio"], rows),
+              "\n", flush=True)
+    if "spatial" in args.sections:
+        print("## Spatial navigation: region-sparse vs masked, AF-ResNet50, 12 frames, RT 0.8\n")
+        rows = [r for b in args.batches for r in spatial(b, args.size, args.rounds)]
+        print(markdown_table(["batch", "RT", "RS", "GFLOPs sparse", "GFLOPs masked", "FLOPs ratio", "ms/video sparse",
+                              "ms/video masked", "latency ratio", "latency vs FLOPs ratio"], rows), "\n", flush=True)
+    if "bf16" in args.sections:
+        print("## bf16 autocast\n")
+        print(bf16_effect(args.size, args.rounds), "\n")
     print(f"(total {time.time() - start:.0f} s)")
 
 
