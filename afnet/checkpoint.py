@@ -189,12 +189,15 @@ def _copy_state(model, state, source, path, skip_classifier) -> LoadReport:
         """Why ``key`` may stay as initialised when the checkpoint lacks or misfits it."""
         if key.startswith(head) and fresh_ok:
             return "classifier, freshly initialised"
-        if ".navigation." in key and fresh_ok:
+        if _is_navigation(key) and fresh_ok:
             return "navigation, freshly initialised (image backbone)"
         return None
 
     for key in sorted(set(state) - set(own)):
-        problems.append(f"unexpected key {key} {tuple(state[key].shape)}")
+        if _is_navigation(key) and fresh_ok:  # e.g. per-block navigation, model navigates at the first layer
+            report.skipped[key] = "navigation of another layout, not in this model (image backbone)"
+        else:
+            problems.append(f"unexpected key {key} {tuple(state[key].shape)}")
     to_load = {}
     for key, value in own.items():
         if skip_classifier and key.startswith(head):
@@ -221,6 +224,11 @@ def _copy_state(model, state, source, path, skip_classifier) -> LoadReport:
             _get(model, key).copy_(value)
     report.loaded = len(to_load)
     return report
+
+
+def _is_navigation(key: str) -> bool:
+    """Temporal navigation (per block, or the one at the first layer) and spatial navigation."""
+    return ".navigation." in key or key.startswith("navigation.") or ".spatial." in key
 
 
 def _shape_problem(key, theirs, ours, head) -> str:

@@ -188,3 +188,25 @@ def test_own_image_pretrained_backbone_fine_tunes_a_video_model(tmp_path):
     assert {k.split(".")[0] for k in report.skipped} <= {"layer1", "layer2", "layer3", "fc"}
     assert all(".navigation." in k or k.startswith("fc.") for k in report.skipped)
     assert torch.equal(video.layer2.focal[0].conv2.weight, image.layer2.focal[0].conv2.weight)
+
+
+def test_image_backbone_fine_tunes_a_spatial_model(tmp_path):
+    """The same image backbone starts a spatial model (paper §3.3 on ActivityNet): per-block
+    temporal navigation is not in a model that navigates at the first layer, and the first-
+    layer and spatial navigation start fresh; every convolution of both branches is copied."""
+    image = randomize(afnet.create_model("af_resnet_small", num_classes=10, num_frames=1))
+    path = tmp_path / "image.pt"
+    afnet.save_checkpoint(path, image)
+    video = afnet.create_model("af_resnet_small", num_classes=6, num_frames=8, spatial=True, region_grid=(4, 2, 1))
+    report = afnet.load_checkpoint(video, path)
+    assert report.is_backbone
+    assert any(k.startswith("navigation.") for k in report.skipped)
+    assert any(".spatial." in k for k in report.skipped)
+    assert any(k.startswith("layer1.navigation.") for k in report.skipped)  # the checkpoint's, unused
+    assert all(".navigation." in k or ".spatial." in k or k.startswith(("navigation.", "fc."))
+               for k in report.skipped)
+    assert torch.equal(video.layer3.focal[0].conv1.weight, image.layer3.focal[0].conv1.weight)
+    with pytest.raises(CheckpointError, match="missing key navigation.conv1.weight"):
+        temporal = afnet.create_model("af_resnet_small", num_classes=6, num_frames=8)
+        afnet.save_checkpoint(tmp_path / "video.pt", temporal)
+        afnet.load_checkpoint(video, tmp_path / "video.pt")  # a video checkpoint must fit whole
