@@ -68,6 +68,8 @@ class VideoModel(nn.Module):
         ``sparse`` (eval only) or ``masked`` (every frame computed, as the authors' code).
         dense_above: in sparse execution, compute densely when at least this fraction of
         the batch's frames is kept (gather and scatter then cost more than they save).
+        With spatial navigation each focal block instead picks, by multiply-accumulates,
+        between its selected regions and its kept frames whole.
         region_selection (spatial models): ``navigation`` (learned), ``all``, or the fixed
         policies of Table 5 ``random`` / ``center`` (need ``region_ratio``, the share of
         regions computed per kept frame).
