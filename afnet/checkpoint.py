@@ -72,7 +72,8 @@ def translate_authors_key(key: str) -> str:
 @dataclass
 class LoadReport:
     """What :func:`load_checkpoint` did: the source kind, how many tensors it copied, and
-    the entries it left as initialised (``skipped``: key -> reason)."""
+    the entries it left as initialised (``skipped``: key -> reason; also an image backbone's
+    navigation entries the model has no place for)."""
 
     source: str
     loaded: int
@@ -177,6 +178,10 @@ def _classifier_prefix(model: nn.Module) -> str:
     return next(name for name, m in model.named_modules() if m is target) + "."
 
 
+# Temporal (per block, or the one at the first layer) and spatial navigation modules.
+_NAVIGATION = re.compile(r"(^|\.)(navigation|spatial)\.")
+
+
 def _copy_state(model, state, source, path, skip_classifier) -> LoadReport:
     own = {k: v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
     state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
@@ -189,13 +194,13 @@ def _copy_state(model, state, source, path, skip_classifier) -> LoadReport:
         """Why ``key`` may stay as initialised when the checkpoint lacks or misfits it."""
         if key.startswith(head) and fresh_ok:
             return "classifier, freshly initialised"
-        if _is_navigation(key) and fresh_ok:
+        if _NAVIGATION.search(key) and fresh_ok:
             return "navigation, freshly initialised (image backbone)"
         return None
 
     for key in sorted(set(state) - set(own)):
-        if _is_navigation(key) and fresh_ok:  # e.g. per-block navigation, model navigates at the first layer
-            report.skipped[key] = "navigation of another layout, not in this model (image backbone)"
+        if _NAVIGATION.search(key) and fresh_ok:  # e.g. per-block navigation, the model's is at the first layer
+            report.skipped[key] = "backbone navigation the model does not have, not loaded"
         else:
             problems.append(f"unexpected key {key} {tuple(state[key].shape)}")
     to_load = {}
@@ -224,11 +229,6 @@ def _copy_state(model, state, source, path, skip_classifier) -> LoadReport:
             _get(model, key).copy_(value)
     report.loaded = len(to_load)
     return report
-
-
-def _is_navigation(key: str) -> bool:
-    """Temporal navigation (per block, or the one at the first layer) and spatial navigation."""
-    return ".navigation." in key or key.startswith("navigation.") or ".spatial." in key
 
 
 def _shape_problem(key, theirs, ours, head) -> str:

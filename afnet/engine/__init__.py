@@ -8,8 +8,9 @@
     config.py      YAML configs: base chain, dotted overrides, checks naming the key
     schedules.py   target ratio, Gumbel temperature, learning rate: pure functions of (epoch, step)
     objective.py   Eq. 16: cross-entropy (BCE multi-label) + lambda * mean (r_n - RT)^2
+                   (+ lambda_s * mean (s_n - RS)^2 with spatial navigation)
     optim.py       SGD parameter groups (no decay on BN/bias; navigation 10x; classifier 5x/10x)
-    metrics.py     top-1/top-5/class-mean accuracy, mAP, kept ratio (torchmetrics)
+    metrics.py     top-1/top-5/class-mean accuracy, mAP, kept ratio, region ratio (torchmetrics)
     module.py      AFNetModule: the thin LightningModule
     datamodule.py  VideoDataModule: afnet.data behind a LightningDataModule, per-rank sharding
     images.py      image-folder dataset (T=1) for ImageNet pre-training

@@ -29,6 +29,11 @@ DEFAULTS: dict = {
         "pretrained": None,         # afnet or authors' checkpoint (ImageNet backbone or video model)
         "skip_classifier": False,   # fine-tune on another label set: leave the classifier fresh
         "navigation_bias": None,    # [skip, keep] initial W2 bias; None: [1, 10] as released (AF models)
+        "spatial": False,           # spatial navigation (paper §3.3): af_resnet50, af_resnet101, af_resnet_small
+        "region_grid": 7,           # regions per side of each focal map: an int, or one per AF stage [g1, g2, g3]
+        "temporal_navigation": None,  # block | first (one navigation at the first layer); None: first if spatial
+        "region_selection": None,   # navigation | all | random | center (spatial models); None: navigation
+        "region_ratio": None,       # share of regions computed by a fixed region policy (random/center)
     },
     "data": {
         "preset": "synthetic",      # sthv1 sthv2 jester minikinetics activitynet kinetics synthetic imagefolder
@@ -52,6 +57,10 @@ DEFAULTS: dict = {
         "ratio_weight": 0.5,        # lambda of Eq. 16
         "rt_begin": 10,             # epochs: RT held at 1 before, stepped down to RT by rt_end
         "rt_end": 20,
+        "target_region_ratio": 1.0, # RS, in (0, 1]: the region term's target (learned region selection)
+        "region_ratio_weight": None,  # lambda_s of the region term; None: ratio_weight
+        "rs_begin": None,           # epochs: RS held at 1 before, stepped down to RS by rs_end; None: rt_begin
+        "rs_end": None,             # None: rt_end
         "t_end": 50,                # epochs: Gumbel temperature decays 1 -> 0.01 over these
         "t_start": 1.0,
         "t_min": 0.01,
@@ -95,8 +104,12 @@ NULLABLE = {
     "data.root": _PATH, "data.train_list": _PATH, "data.val_list": _PATH, "data.class_file": _PATH,
     "data.num_frames": int, "data.input_size": int, "data.scale_size": int, "data.num_classes": int,
     "data.val_batch_size": int, "optim.classifier_lr_mult": list, "model.navigation_bias": list, "trainer.limit_train_batches": float,
-    "trainer.limit_val_batches": float,
+    "trainer.limit_val_batches": float, "model.temporal_navigation": str, "model.region_selection": str,
+    "model.region_ratio": float, "objective.region_ratio_weight": float, "objective.rs_begin": float,
+    "objective.rs_end": float,
 }
+# Keys that take another kind beside their default's.
+ALTERNATIVES = {"model.region_grid": list}
 
 SCHEDULES = ("step", "cosine")
 PRESET_EXTRA = ("imagefolder",)
@@ -196,8 +209,11 @@ def _check_keys(cfg: dict, defaults: dict, prefix: str = "") -> list[str]:
                 problems += _check_keys(value, default, name + ".")
         elif value is None:
             continue
+        elif name in ALTERNATIVES and _of_kind(value, ALTERNATIVES[name]):
+            continue
         elif default is not None and not _same_kind(value, default):
-            problems.append(f"config key {name!r}: expected {type(default).__name__}, got {value!r}")
+            kind = type(default).__name__ + (f" or {ALTERNATIVES[name].__name__}" if name in ALTERNATIVES else "")
+            problems.append(f"config key {name!r}: expected {kind}, got {value!r}")
         elif default is None and not _of_kind(value, NULLABLE.get(name, object)):
             kind = NULLABLE[name]
             kind = "path" if kind is _PATH else kind.__name__
@@ -245,6 +261,7 @@ def check_config(cfg: dict, *, resolve: bool = True) -> dict:
         problems.append(f"model.ratio={m['ratio']!r} is outside (0, 1]")
     if m["selection"] in ("uniform", "random", "normal") and m["ratio"] is None:
         problems.append(f"model.selection={m['selection']!r} needs model.ratio in (0, 1]")
+    problems += _spatial_problems(m, o)
     if not 0.0 <= m["dropout"] < 1.0:
         problems.append(f"model.dropout={m['dropout']!r}; accepted: [0, 1)")
     if not _in_unit(o["target_ratio"]):
@@ -288,7 +305,79 @@ def check_config(cfg: dict, *, resolve: bool = True) -> dict:
         raise ConfigError("\n".join(problems))
     if resolve:
         resolve_data(cfg)
+        if m["spatial"]:
+            _check_region_grid(m, d)
     return cfg
+
+
+def region_grids(model_cfg: dict) -> list:
+    """``model.region_grid`` as one grid per AF stage."""
+    grid = model_cfg["region_grid"]
+    return list(grid) if isinstance(grid, list) else [grid] * 3
+
+
+def rs_epochs(objective: dict) -> tuple:
+    """(rs_begin, rs_end) of the RS schedule: the RT epochs where unset."""
+    o = objective
+    return (o["rt_begin"] if o["rs_begin"] is None else o["rs_begin"],
+            o["rt_end"] if o["rs_end"] is None else o["rs_end"])
+
+
+def focal_map_sizes(input_size: int) -> list[int]:
+    """Side of AF-ResNet's focal maps in its three AF stages (strides 4, 8, 16, rounded up)."""
+    return [-(-input_size // stride) for stride in (4, 8, 16)]
+
+
+def _spatial_problems(m: dict, o: dict) -> list[str]:
+    """The spatial navigation keys: model.spatial ... model.region_ratio, the objective's RS keys."""
+    from afnet.models.layers import REGION_SELECTIONS, TEMPORAL_NAVIGATION
+    from afnet.models.registry import SPATIAL_MODELS
+
+    problems = []
+    if m["spatial"] and m["name"] not in SPATIAL_MODELS:
+        problems.append(f"model.spatial=true: spatial navigation is implemented for {', '.join(SPATIAL_MODELS)}; "
+                        f"got model.name={m['name']!r}")
+    if m["temporal_navigation"] is not None:
+        if m["temporal_navigation"] not in TEMPORAL_NAVIGATION:
+            problems.append(f"model.temporal_navigation={m['temporal_navigation']!r}; accepted: "
+                            f"{', '.join(TEMPORAL_NAVIGATION)} or null")
+        elif m["name"] not in SPATIAL_MODELS:
+            problems.append(f"model.temporal_navigation={m['temporal_navigation']!r} is an option of "
+                            f"{', '.join(SPATIAL_MODELS)}; got model.name={m['name']!r}")
+    if m["region_selection"] is not None and m["region_selection"] not in REGION_SELECTIONS:
+        problems.append(f"model.region_selection={m['region_selection']!r}; accepted: {', '.join(REGION_SELECTIONS)}")
+    if m["region_ratio"] is not None and not _in_unit(m["region_ratio"]):
+        problems.append(f"model.region_ratio={m['region_ratio']!r} is outside (0, 1]")
+    if not m["spatial"]:
+        problems += [f"model.{key}={m[key]!r} needs model.spatial=true" for key in ("region_selection", "region_ratio")
+                     if m[key] is not None]
+        if o["target_region_ratio"] != 1.0:
+            problems.append(f"objective.target_region_ratio={o['target_region_ratio']!r} needs model.spatial=true "
+                            "(the region term applies to spatial navigation); leave it at 1.0")
+    elif m["region_selection"] in ("random", "center") and m["region_ratio"] is None:
+        problems.append(f"model.region_selection={m['region_selection']!r} needs model.region_ratio in (0, 1]")
+    grids = region_grids(m)
+    if len(grids) != 3 or not all(type(g) is int and g >= 1 for g in grids):
+        problems.append(f"model.region_grid={m['region_grid']!r}; accepted: a positive integer, or a list of 3 "
+                        "(one per AF stage)")
+    if not _in_unit(o["target_region_ratio"]):
+        problems.append(f"objective.target_region_ratio={o['target_region_ratio']!r} is outside (0, 1]")
+    if o["region_ratio_weight"] is not None and o["region_ratio_weight"] < 0:
+        problems.append(f"objective.region_ratio_weight={o['region_ratio_weight']!r}; accepted: >= 0 or null")
+    begin, end = rs_epochs(o)
+    if not 0 <= begin <= end:
+        problems.append(f"objective.rs_begin={begin!r}, rs_end={end!r} (null: the rt_ value); "
+                        "need 0 <= rs_begin <= rs_end")
+    return problems
+
+
+def _check_region_grid(m: dict, d: dict) -> None:
+    sizes = focal_map_sizes(d["input_size"])
+    bad = [f"stage {i + 1}: {g} on {s}" for i, (g, s) in enumerate(zip(region_grids(m), sizes)) if s % g]
+    if bad:
+        raise ConfigError(f"model.region_grid={m['region_grid']!r} does not divide the focal maps at "
+                          f"data.input_size={d['input_size']} (sides {sizes}; {', '.join(bad)}): choose a grid per "
+                          "AF stage, or an input size, so that each grid divides its map")
 
 
 def dataset_overrides(data: dict) -> dict:

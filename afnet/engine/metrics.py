@@ -2,7 +2,8 @@
 
 Single-label: top-1, top-5 and class-mean accuracy. Multi-label (ActivityNet): mAP, plus
 top-1 counted as a hit when the highest-scoring class is one of the video's labels.
-Kept ratio: the mean fraction of frames kept at each navigation point.
+Kept ratio: the mean fraction of frames kept at each navigation point. Region ratio (spatial
+models only): the mean fraction of regions the spatial navigation selects at each focal block.
 """
 from __future__ import annotations
 
@@ -21,9 +22,10 @@ class TopOneHit(torchmetrics.MeanMetric):
 
 
 class VideoMetrics(nn.Module):
-    """``update(scores, target, masks)`` per batch, ``compute()`` -> dict of floats."""
+    """``update(scores, target, masks, regions)`` per batch, ``compute()`` -> dict of floats
+    (``region_ratio`` and ``mean_region_ratio`` only with ``num_region_points``)."""
 
-    def __init__(self, num_classes: int, num_points: int, multi_label: bool = False):
+    def __init__(self, num_classes: int, num_points: int, multi_label: bool = False, num_region_points: int = 0):
         super().__init__()
         self.multi_label = multi_label
         if multi_label:
@@ -38,20 +40,26 @@ class VideoMetrics(nn.Module):
                 "class_mean_acc": MulticlassAccuracy(num_classes, top_k=1, average="macro"),
             })
         self.kept = nn.ModuleList(torchmetrics.MeanMetric() for _ in range(num_points))
+        self.regions = nn.ModuleList(torchmetrics.MeanMetric() for _ in range(num_region_points))
 
-    def update(self, scores: torch.Tensor, target: torch.Tensor, masks: list) -> None:
+    def update(self, scores: torch.Tensor, target: torch.Tensor, masks: list, regions: list = ()) -> None:
         self.scores.update(scores, target.int() if self.multi_label else target)
         for metric, mask in zip(self.kept, masks):
             metric.update(mask.float().mean(dim=1))
+        for metric, region in zip(self.regions, regions):
+            metric.update(region.float().flatten(1).mean(dim=1))
 
     def compute(self) -> dict:
         out = {k: float(v) for k, v in self.scores.compute().items()}
         kept = [float(m.compute()) for m in self.kept]
         out["kept_ratio"] = kept
         out["mean_kept_ratio"] = sum(kept) / len(kept) if kept else 1.0
+        if len(self.regions):
+            out["region_ratio"] = [float(m.compute()) for m in self.regions]
+            out["mean_region_ratio"] = sum(out["region_ratio"]) / len(self.regions)
         return out
 
     def reset(self) -> None:
         self.scores.reset()
-        for m in self.kept:
+        for m in [*self.kept, *self.regions]:
             m.reset()

@@ -15,12 +15,13 @@ import torch
 from afnet.checkpoint import FORMAT, model_args
 from afnet.data import average_views
 from afnet.engine import schedules
+from afnet.engine.config import rs_epochs
 from afnet.engine.datamodule import epoch_in_progress
 from afnet.engine.metrics import VideoMetrics
 from afnet.engine.objective import afnet_loss
 from afnet.engine.optim import build_optimizer, set_lr
 from afnet.flops import count_flops
-from afnet.models.layers import Navigation
+from afnet.models.layers import AFStage, Navigation, SpatialNavigation
 
 PREFIX = "model."
 
@@ -30,7 +31,24 @@ class NonFiniteLoss(ArithmeticError, ValueError):
 
 
 def num_navigation_points(model) -> int:
-    return sum(isinstance(m, Navigation) for m in model.modules()) if model.has_navigation else 0
+    """Masks per forward pass: one per navigation module, or, with the temporal navigation at
+    the first layer, one per focal block (each records the shared mask)."""
+    if not model.has_navigation:
+        return 0
+    if getattr(model, "temporal_navigation", "block") == "first":
+        return sum(len(m.focal) for m in model.modules() if isinstance(m, AFStage))
+    return sum(isinstance(m, Navigation) for m in model.modules())
+
+
+def num_region_points(model) -> int:
+    """Region masks per forward pass: one per focal block of a spatial model."""
+    return sum(isinstance(m, SpatialNavigation) for m in model.modules())
+
+
+def _freeze(model, kind) -> None:
+    for m in model.modules():
+        if isinstance(m, kind):
+            m.requires_grad_(False)
 
 
 class AFNetModule(L.LightningModule):
@@ -40,11 +58,14 @@ class AFNetModule(L.LightningModule):
         self.cfg = cfg
         self.classifier_lr_mult = tuple(classifier_lr_mult)
         self.with_ratio = model.has_navigation and model.selection == "navigation"
+        self.with_region_ratio = model.spatial and model.region_selection == "navigation"
+        # fixed policies and "all" never run the navigation: frozen, so DDP waits for no gradient
         if model.selection not in ("navigation", "soft"):
-            # fixed policies and "all" never run the navigation: frozen, so DDP waits for no gradient
-            for p in model.navigation_parameters():
-                p.requires_grad_(False)
-        self.metrics = VideoMetrics(model.num_classes, num_navigation_points(model), multi_label)
+            _freeze(model, Navigation)
+        if model.region_selection != "navigation":
+            _freeze(model, SpatialNavigation)
+        self.metrics = VideoMetrics(model.num_classes, num_navigation_points(model), multi_label,
+                                    num_region_points=num_region_points(model))
         self.val_results: dict = {}
         self.flops_clip: torch.Tensor | None = None
         self.num_views = 1
@@ -52,16 +73,18 @@ class AFNetModule(L.LightningModule):
 
     # ------------------------------------------------------------ schedules
     def schedule(self, step: int | None = None, steps_per_epoch: int | None = None) -> dict:
-        """lr, RT and temperature at global ``step`` (default: the trainer's)."""
+        """lr, RT, temperature (and RS for spatial models) at global ``step`` (default: the trainer's)."""
         o, p = self.cfg["objective"], self.cfg["optim"]
         step = self.global_step if step is None else step
         spe = steps_per_epoch or self.steps_per_epoch()
+        rs = {"target_region_ratio": schedules.target_ratio(step // spe, o["target_region_ratio"], *rs_epochs(o))}
         return {
             "lr": p["lr"] * schedules.lr_factor(step, spe, schedule=p["schedule"], epochs=p["epochs"],
                                                 lr_steps=p["lr_steps"], lr_decay=p["lr_decay"],
                                                 warmup_epochs=p["warmup_epochs"]),
             "target_ratio": schedules.target_ratio(step // spe, o["target_ratio"], o["rt_begin"], o["rt_end"]),
             "temperature": schedules.temperature(step, spe, o["t_end"], o["t_start"], o["t_min"]),
+            **(rs if self.model.spatial else {}),
         }
 
     def steps_per_epoch(self) -> int:
@@ -83,17 +106,22 @@ class AFNetModule(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         s = self.current_schedule
+        o = self.cfg["objective"]
         out = self.model(batch.clip, temperature=s["temperature"])
         loss = afnet_loss(out.logits, batch.target, out.masks, target_ratio=s["target_ratio"],
-                          ratio_weight=self.cfg["objective"]["ratio_weight"], with_ratio=self.with_ratio)
+                          ratio_weight=o["ratio_weight"], with_ratio=self.with_ratio, regions=out.regions,
+                          target_region_ratio=s.get("target_region_ratio", 1.0),
+                          region_ratio_weight=o["region_ratio_weight"], with_region_ratio=self.with_region_ratio)
         if not torch.isfinite(loss.total):
             raise NonFiniteLoss(f"non-finite loss {loss.total.item()} (classification {loss.classification.item()}, "
                                 f"ratio {loss.ratio.item()}) at epoch {self.current_epoch}, step {self.global_step}; "
                                 f"training stopped, the last good checkpoint is kept in "
                                 f"{self.cfg['run_dir']}/checkpoints (lower optim.lr or check the data)")
+        spatial = {"train/region_ratio_loss": loss.region_ratio, "train/region_ratio": loss.selected.mean()}
         self.log_dict({"train/loss": loss.total, "train/ce": loss.classification, "train/ratio_loss": loss.ratio,
-                       "train/kept_ratio": loss.kept.mean() if len(loss.kept) else 1.0, **{f"schedule/{k}": v
-                       for k, v in s.items()}}, prog_bar=False, batch_size=len(batch.target))
+                       "train/kept_ratio": loss.kept.mean() if len(loss.kept) else 1.0,
+                       **(spatial if len(loss.selected) else {}), **{f"schedule/{k}": v for k, v in s.items()}},
+                      prog_bar=False, batch_size=len(batch.target))
         self.log("loss", loss.total, prog_bar=True, logger=False, batch_size=len(batch.target))
         return loss.total
 
@@ -105,15 +133,16 @@ class AFNetModule(L.LightningModule):
             self.flops_clip = batch.clip[:1, 0].detach().clone()
         out = self.model(batch.clip.flatten(0, 1))
         scores = average_views(out.logits.float(), v)
-        self.metrics.update(scores, batch.target, out.masks)
+        self.metrics.update(scores, batch.target, out.masks, out.regions)
 
     def on_validation_epoch_end(self) -> None:
         results = self.metrics.compute()
         self.metrics.reset()
         results["gflops_per_video"] = self.video_gflops() * self.num_views
         self.val_results = {**results, "epoch": self.current_epoch, "step": self.global_step}
-        logged = {f"val/{k}": v for k, v in results.items() if k != "kept_ratio"}
-        logged.update({f"val/kept_ratio_{n}": r for n, r in enumerate(results["kept_ratio"])})
+        logged = {f"val/{k}": v for k, v in results.items() if k not in ("kept_ratio", "region_ratio")}
+        for key in ("kept_ratio", "region_ratio"):
+            logged.update({f"val/{key}_{n}": r for n, r in enumerate(results.get(key, ()))})
         self.log_dict(logged, prog_bar=False)
         self.log("val_top1", results.get("top1", 0.0), prog_bar=True, logger=False)
 

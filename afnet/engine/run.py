@@ -65,6 +65,12 @@ def build_model(cfg: dict, checkpoint=None):
     m, d = cfg["model"], cfg["data"]
     try:
         extra = {} if m["navigation_bias"] is None else {"navigation_bias": tuple(m["navigation_bias"])}
+        if m["temporal_navigation"] is not None:
+            extra["temporal_navigation"] = m["temporal_navigation"]
+        if m["spatial"]:
+            grid = m["region_grid"]
+            extra.update(spatial=True, region_grid=tuple(grid) if isinstance(grid, list) else grid,
+                         region_selection=m["region_selection"], region_ratio=m["region_ratio"])
         model = create_model(m["name"], num_classes=d["num_classes"], num_frames=d["num_frames"], shift=m["shift"],
                              selection=m["selection"], ratio=m["ratio"], dropout=m["dropout"], **extra)
     except ValueError as exc:
@@ -94,7 +100,7 @@ def _resume_path(cfg: dict):
     if not path.is_file():
         raise FileNotFoundError(f"resume={resume!r}: checkpoint not found at {path}")
     saved = read_checkpoint(path).get("config", {})
-    for section, key in (("model", "name"), ("data", "num_frames"), ("data", "num_classes")):
+    for section, key in (("model", "name"), ("model", "spatial"), ("data", "num_frames"), ("data", "num_classes")):
         theirs = saved.get(section, {}).get(key)
         if theirs is not None and theirs != cfg[section][key]:
             raise ConfigError(f"{section}.{key}={cfg[section][key]!r} does not match the checkpoint "
@@ -145,7 +151,8 @@ def evaluate(cfg: dict, checkpoint, *, out_dir=None) -> dict:
     """Validation-set metrics of ``checkpoint`` (any file ``afnet.load_checkpoint`` reads) with
     ``eval.num_clips`` x ``eval.num_crops`` views: top1, top5, class_mean_acc (mAP for
     multi-label), gflops_per_video (all views), kept_ratio (per navigation point; empty for
-    baselines), mean_kept_ratio. Rank 0 writes ``metrics.json`` and ``kept_ratio.png`` to
+    baselines), mean_kept_ratio; spatial models: region_ratio (per focal block), mean_region_ratio.
+    Rank 0 writes ``metrics.json`` and ``kept_ratio.png`` to
     ``out_dir`` (default ``run_dir/eval``)."""
     cfg = check_config(copy.deepcopy(cfg))
     data_paths(cfg)

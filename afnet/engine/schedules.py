@@ -1,7 +1,8 @@
 """Training schedules as pure functions of (epoch, step): a resumed run recomputes exactly
 the values an uninterrupted run would have used. No scheduler object holds state.
 
-    target_ratio(epoch)              RT of Eq. 16, stepped down from 1 (authors' release)
+    target_ratio(epoch)              RT of Eq. 16, stepped down from 1 (authors' release);
+                                     RS, the target region ratio (§3.3, §4), steps down the same way
     temperature(step, steps/epoch)   Gumbel-Softmax tau, exponential decay per iteration
     lr_factor(step, steps/epoch)     step decay or cosine, optional linear warm-up
 """
