@@ -28,6 +28,9 @@ log = logging.getLogger("afnet")
 
 FORMAT = "afnet"
 BACKBONE_SOURCES = ("authors' ImageNet", "afnet image backbone (T=1)")
+# Temporal and spatial navigation modules, at any depth (``navigation.`` alone: the one module
+# of ``temporal_navigation="first"``): not part of an image backbone.
+_NAVIGATION = re.compile(r"(^|\.)(navigation|spatial)\.")
 
 # The authors' module names -> ours, applied in order (paper words: ample, focal, navigation, fusion).
 _AUTHORS_PREFIX = ((r"^module\.base_model\.", ""), (r"^module\.new_fc\.", "fc."), (r"^module\.", ""))
@@ -126,8 +129,15 @@ def atomic_torch_save(obj, path: str | os.PathLike) -> None:
 
 
 def model_args(model: nn.Module) -> dict:
-    """The constructor arguments that :func:`create_model` needs to rebuild ``model``."""
-    return {"num_classes": model.num_classes, "num_frames": model.num_frames, "shift": bool(model.shift)}
+    """The constructor arguments that :func:`create_model` needs to rebuild ``model``: with
+    spatial navigation also ``spatial``, ``region_grid`` and ``temporal_navigation`` (the
+    latter too for a temporal-only AF-ResNet built with ``temporal_navigation="first"``)."""
+    args = {"num_classes": model.num_classes, "num_frames": model.num_frames, "shift": bool(model.shift)}
+    if getattr(model, "spatial", False):
+        args.update(spatial=True, region_grid=list(model.region_grid))
+    if args.get("spatial") or getattr(model, "temporal_navigation", "block") != "block":
+        args["temporal_navigation"] = model.temporal_navigation
+    return args
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict:
@@ -233,7 +243,7 @@ def _copy_state(model, state, source, path, skip_classifier) -> LoadReport:
 
 def _shape_problem(key, theirs, ours, head) -> str:
     msg = f"shape mismatch at {key}: checkpoint {tuple(theirs)}, model {tuple(ours)}"
-    if ".navigation." in key and key.split(".")[-2] == "conv2":
+    if re.search(r"(^|\.)navigation\.", key) and key.split(".")[-2] == "conv2":
         msg += (f" (the navigation conv is sized by the frame count: checkpoint T={theirs[0] // 2}, "
                 f"model T={ours[0] // 2})")
     elif key.startswith(head) and theirs[0] != ours[0]:

@@ -21,24 +21,48 @@ import torch
 def _cmd_flops(args) -> int:
     from afnet.flops import count_flops, count_params
     from afnet.models import create_model
+    from afnet.models.registry import SPATIAL_MODELS
 
     selection = args.selection
     if selection is None:
         selection = "uniform" if args.ratio is not None else None
+    spatial = args.spatial or args.region_ratio is not None
+    if args.region_policy is not None and args.region_ratio is None:
+        raise ValueError("--region-policy needs --region-ratio (the share of regions computed per kept frame)")
+    if args.region_grid is not None and not spatial:
+        raise ValueError("--region-grid needs --spatial or --region-ratio")
+    if spatial and args.model not in SPATIAL_MODELS:
+        flag = "--spatial" if args.spatial else "--region-ratio"
+        raise ValueError(f"{flag}: {args.model} has no spatial navigation; use one of {', '.join(SPATIAL_MODELS)}")
+    kwargs = {}
+    if spatial:
+        kwargs["spatial"] = True
+        if args.region_grid is not None:
+            kwargs["region_grid"] = args.region_grid[0] if len(args.region_grid) == 1 else tuple(args.region_grid)
+        if args.region_ratio is not None:
+            kwargs.update(region_selection=args.region_policy or "center", region_ratio=args.region_ratio)
     model = create_model(args.model, num_classes=args.classes, num_frames=args.frames, shift=args.shift,
-                         selection=selection, ratio=args.ratio, execution=args.execution).eval()
+                         selection=selection, ratio=args.ratio, execution=args.execution, **kwargs).eval()
     video = torch.zeros(1, args.frames, 3, args.size, args.size)
     result = {"model": args.model, "frames": args.frames, "size": args.size, "classes": args.classes,
               "shift": bool(model.shift), "selection": model.selection, "ratio": model.ratio,
+              "spatial": model.spatial, "region_grid": list(model.region_grid) if model.spatial else None,
+              "region_selection": model.region_selection, "region_ratio": model.region_ratio,
               "execution": "masked" if args.execution == "masked" else "sparse",
               "gflops_per_video": round(count_flops(model, video), 4),
               "params": count_params(model)}
     if args.json:
         print(json.dumps(result))
     else:
+        regions = ""
+        if model.spatial:
+            grids = "/".join(f"{g}x{g}" for g in model.region_grid)
+            regions = (f", regions {grids}, region_selection={model.region_selection}"
+                       f"{'' if model.region_ratio is None else f', region_ratio={model.region_ratio}'}")
         print(f"{args.model}: {result['gflops_per_video']:.3f} GFLOPs per video "
               f"({args.frames} frames, {args.size}x{args.size}, {args.classes} classes, selection={model.selection}"
-              f"{'' if model.ratio is None else f', ratio={model.ratio}'}), {result['params'] / 1e6:.2f} M parameters")
+              f"{'' if model.ratio is None else f', ratio={model.ratio}'}{regions}), "
+              f"{result['params'] / 1e6:.2f} M parameters")
     return 0
 
 
@@ -84,6 +108,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--selection", choices=["navigation", "all", "uniform", "random", "normal", "soft"])
     p.add_argument("--ratio", type=float, help="share of frames kept by a fixed policy, in (0, 1]")
     p.add_argument("--execution", choices=["sparse", "masked"], default="sparse")
+    g = p.add_argument_group("spatial navigation (paper §3.3; af_resnet50, af_resnet101, af_resnet_small)")
+    g.add_argument("--spatial", action="store_true",
+                   help="build the model with spatial navigation (one temporal navigation at the first layer)")
+    g.add_argument("--region-grid", type=int, nargs="+", metavar="G",
+                   help="regions per side: one G, or one per AF stage (3); each must divide its stage's "
+                        "feature map (af_resnet50 at 224: 56/28/14; *_small: size/4, /8, /16); default 7")
+    g.add_argument("--region-ratio", type=float, metavar="R",
+                   help="share of regions computed per kept frame by a fixed region policy, in (0, 1]; "
+                        "implies --spatial")
+    g.add_argument("--region-policy", choices=["center", "random"],
+                   help="fixed region policy for --region-ratio (default center)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_flops)
 

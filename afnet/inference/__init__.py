@@ -5,7 +5,7 @@ Data flows one way, reusing the data pipeline and the zoo::
     checkpoint ──load_model_for_inference──> InferenceModel (prepared model, class names, preset)
     path ──find_videos──> video paths
     path ──open_reader ─ clip_indices ─ get_frames ─ eval_views──> Sample (indices, uint8 frames, clip)
-    Sample ──run_model──> probabilities, keep-masks per navigation point, latency, GFLOPs
+    Sample ──run_model──> probabilities, keep-masks (and region masks) per navigation point, latency, GFLOPs
            ──predict_video──> VideoPrediction    (printed by ``afnet predict``)
            ──explain_video──> Explanation ──draw_explanation──> PNG (``afnet explain``)
 

@@ -39,9 +39,11 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
 def register(subparsers) -> None:
     """Add ``predict`` and ``explain`` to an argparse subparsers object."""
     p = subparsers.add_parser(
-        "predict", help="classify videos; show frames kept, GFLOPs and latency per video",
-        description="Classify video files, frame folders or folders of videos (searched recursively). "
-                    "Exit 1 if some video failed (each named with its reason), 2 on user errors.")
+        "predict", help="classify videos; show frames (and regions) kept, GFLOPs and latency per video",
+        description="Classify video files, frame folders or folders of videos (searched recursively); per "
+                    "navigation point, the frames the focal branch computed and, for spatial models, the "
+                    "regions it selected. Exit 1 if some video failed (each named with its reason), 2 on "
+                    "user errors.")
     p.add_argument("paths", nargs="+", metavar="PATH", help="video file, frame folder or folder of videos")
     _add_model_options(p)
     p.add_argument("--json", action="store_true", help="JSON Lines on stdout, one object per video")
@@ -54,7 +56,9 @@ def register(subparsers) -> None:
     e = subparsers.add_parser(
         "explain", help="draw the sampled frames and which ones the focal branch computed (PNG)",
         description="One row of sampled frames, then one row per navigation point with skipped "
-                    "frames greyed out and crossed (paper Fig. 6).")
+                    "frames greyed out and crossed (paper Fig. 6). Spatial models: frames shown as the "
+                    "model saw them (the crop), kept frames with the region grid and their unselected "
+                    "regions greyed out and hatched.")
     e.add_argument("video", help="video file or frame folder")
     e.add_argument("--out", required=True, help="output image (.png)")
     _add_model_options(e)
@@ -85,8 +89,11 @@ def run_predict(args) -> int:
     show = args.progress if args.progress is not None else (len(videos) > 1 and sys.stderr.isatty())
     if not args.json:
         c = im.config
+        regions = ""
+        if im.model.spatial:
+            regions = f", spatial regions {'/'.join(f'{g}x{g}' for g in im.model.region_grid)}"
         print(f"{im.arch} ({im.source} checkpoint {im.checkpoint}): {im.num_frames} frames, "
-              f"{c.input_size}x{c.input_size}, preset {c.name}, {len(videos)} video(s)", file=sys.stderr)
+              f"{c.input_size}x{c.input_size}, preset {c.name}{regions}, {len(videos)} video(s)", file=sys.stderr)
     failed = 0
     bar = tqdm(videos, desc="predict", unit="video", file=sys.stderr, disable=not show)
     for path in bar:

@@ -4,7 +4,10 @@
 sampled frames; :func:`draw_explanation` draws a grid of ``1 + P`` rows by ``T`` columns:
 row 0 the sampled frames (titled by frame index), then one row per navigation point
 (labelled e.g. ``layer1.0``) where skipped frames are greyed out and crossed, kept ones
-framed in green. The title gives the top-1 prediction. matplotlib runs with the Agg backend.
+framed in green. With spatial navigation (paper §3.3, Fig. 7) the frames are drawn as the
+model saw them (the first view's crop, on which the region grid lies) and a kept frame
+shows the point's ``g x g`` grid with its unselected regions greyed out and hatched. The
+title gives the top-1 prediction. matplotlib runs with the Agg backend.
 """
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ import os
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from afnet.inference.model import InferenceModel
 from afnet.inference.predict import VideoPrediction, predict_video, read_sample
@@ -20,7 +24,8 @@ from afnet.inference.predict import VideoPrediction, predict_video, read_sample
 @dataclass
 class Explanation:
     """``prediction`` as ``afnet predict`` reports it, plus ``frames``: the sampled frames
-    of the first clip as uint8 ``(T, H, W, 3)``, in the order of ``prediction.masks``."""
+    of the first clip as uint8 ``(T, H, W, 3)``, in the order of ``prediction.masks``
+    (spatial models: the first view, the crop the model saw, as uint8)."""
 
     prediction: VideoPrediction
     frames: np.ndarray
@@ -45,9 +50,17 @@ def explain_video(path, im: InferenceModel, *, top_k: int = 5, backend: str = "p
     file) when it cannot be read."""
     sample = read_sample(str(path), im, backend=backend, threads=threads)
     prediction = predict_video(path, im, top_k=top_k, sample=sample)
-    t = im.num_frames
-    frames = sample.frames[:t].permute(0, 2, 3, 1).contiguous().numpy()
-    return Explanation(prediction, frames)
+    frames = sample.frames[:im.num_frames]
+    if prediction.regions:  # the region grid lies on the model's input: undo the normalisation
+        mean, std = (torch.tensor(v, dtype=torch.float32).view(1, 3, 1, 1) for v in (im.config.mean, im.config.std))
+        frames = ((sample.clip[0] * std + mean) * 255).round().clamp(0, 255).to(torch.uint8)
+    return Explanation(prediction, frames.permute(0, 2, 3, 1).contiguous().numpy())
+
+
+def region_pixels(grid: list[list[int]], h: int, w: int) -> np.ndarray:
+    """``g x g`` region mask -> ``(h, w)`` bool mask of the pixels of the selected regions."""
+    g = np.asarray(grid, dtype=bool)
+    return g[np.arange(h) * g.shape[0] // h][:, np.arange(w) * g.shape[1] // w]
 
 
 def draw_explanation(explanation: Explanation, out, *, dpi: int = 100, thumb_inches: float = 1.2) -> FigureLayout:
@@ -57,6 +70,7 @@ def draw_explanation(explanation: Explanation, out, *, dpi: int = 100, thumb_inc
     matplotlib.use("Agg", force=True)
     from matplotlib import pyplot as plt
     from matplotlib.lines import Line2D
+    from matplotlib.patches import Rectangle
 
     p = explanation.prediction
     frames = explanation.frames
@@ -77,7 +91,19 @@ def draw_explanation(explanation: Explanation, out, *, dpi: int = 100, thumb_inc
         for j in range(t):
             ax = axes[r][j]
             kept = r == 0 or bool(p.masks[r - 1][j])
-            ax.imshow(frames[j] if kept else grey[j], interpolation="nearest")
+            grid = p.regions[r - 1][j] if r > 0 and kept and p.regions else None
+            image = frames[j] if kept else grey[j]
+            if grid is not None:  # unselected regions greyed out and hatched, the grid drawn over
+                image = np.where(region_pixels(grid, h, w)[..., None], frames[j], grey[j])
+            ax.imshow(image, interpolation="nearest")
+            if grid is not None:
+                g = len(grid)
+                for k in range(1, g):
+                    ax.axhline(k * h / g - 0.5, color="black", alpha=0.6, linewidth=0.5)
+                    ax.axvline(k * w / g - 0.5, color="black", alpha=0.6, linewidth=0.5)
+                for y, x in zip(*np.nonzero(~np.asarray(grid, dtype=bool))):
+                    ax.add_patch(Rectangle((x * w / g - 0.5, y * h / g - 0.5), w / g, h / g, fill=False,
+                                           hatch="////", edgecolor=(0, 0, 0, 0.3), linewidth=0))
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:

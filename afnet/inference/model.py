@@ -20,7 +20,7 @@ from afnet.checkpoint import FORMAT, load_checkpoint, read_checkpoint
 from afnet.data.annotations import load_class_names
 from afnet.data.presets import DatasetConfig, get_preset
 from afnet.models import create_model
-from afnet.models.layers import Navigation
+from afnet.models.layers import AFStage, Navigation
 from afnet.runtime import prepare_for_inference
 
 DEFAULT_PRESET = "sthv2"
@@ -32,8 +32,8 @@ _SIZE_KEYS = ("input_size", "size", "crop_size")
 class InferenceModel:
     """A prepared model (eval mode, BN folded, channels-last) and what describes its output.
 
-    ``point_names``: one name per navigation point, in the order of ``VideoOutput.masks``
-    (e.g. ``layer1.0``); empty for the TSN/TSM baselines. ``config``: the evaluation
+    ``point_names``: one name per navigation point (focal block), in the order of
+    ``VideoOutput.masks`` (e.g. ``layer1.0``); empty for the TSN/TSM baselines. ``config``: the evaluation
     preset (sampling, resize, crop, normalisation) with ``num_frames`` set to the model's.
     """
 
@@ -59,13 +59,14 @@ class InferenceModel:
 
 
 def navigation_point_names(model: nn.Module) -> list[str]:
-    """``layer1.navigation.0`` -> ``layer1.0``: one name per navigation point, network order."""
-    names = []
-    for name, module in model.named_modules():
-        if isinstance(module, Navigation):
-            stage, _, index = name.rpartition(".navigation.")
-            names.append(f"{stage}.{index}" if stage else name)
-    return names
+    """One name per entry of ``VideoOutput.masks``, network order: the focal blocks of the AF
+    stages (``layer1.focal.0`` -> ``layer1.0``), whether each has its navigation module or
+    all share one (``temporal_navigation="first"``); for models without AF stages (the
+    single-branch ablation), the names of their navigation modules."""
+    stages = [(name, m) for name, m in model.named_modules() if isinstance(m, AFStage)]
+    if stages:
+        return [f"{name}.{i}" for name, stage in stages for i in range(len(stage.focal))]
+    return [name for name, m in model.named_modules() if isinstance(m, Navigation)]
 
 
 def _find(config: dict, keys: tuple[str, ...]):

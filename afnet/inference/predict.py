@@ -46,7 +46,11 @@ class VideoPrediction:
 
     ``top``: ``(class index, class name or None, probability)``, best first.
     ``masks``: per navigation point, the T keep flags of the first view (1 = focal branch
-    computed that frame). ``error``: why the video failed (``ok`` is then False).
+    computed that frame). ``regions`` (spatial models, else empty): per point, the T region
+    masks ``g x g`` of the first view (1 = region selected); the focal block computes
+    region (i, j) of frame t where ``masks[p][t] * regions[p][t][i][j]`` is 1, so a skipped
+    frame's regions are not computed whatever they say. ``error``: why the video failed
+    (``ok`` is then False).
     """
 
     path: str
@@ -55,6 +59,7 @@ class VideoPrediction:
     frame_indices: list[int] = field(default_factory=list)
     point_names: list[str] = field(default_factory=list)
     masks: list[list[int]] = field(default_factory=list)
+    regions: list[list[list[list[int]]]] = field(default_factory=list)
     gflops: float | None = None
     latency_ms: float | None = None
     decode_ms: float | None = None
@@ -64,6 +69,16 @@ class VideoPrediction:
     @property
     def kept_ratio(self) -> list[float]:
         return [sum(m) / len(m) for m in self.masks if m]
+
+    @property
+    def region_ratio(self) -> list[float | None]:
+        """Per point, the share of regions computed on the kept frames (``None`` where no
+        frame is kept); empty without spatial navigation."""
+        ratios = []
+        for mask, grids in zip(self.masks, self.regions):
+            kept = [sum(map(sum, g)) / sum(map(len, g)) for k, g in zip(mask, grids) if k]
+            ratios.append(sum(kept) / len(kept) if kept else None)
+        return ratios
 
 
 def _is_frame_folder(path: str, template: str) -> bool:
@@ -114,8 +129,9 @@ def read_sample(path: str, im: InferenceModel, *, backend: str = "pyav", threads
 def run_model(im: InferenceModel, clip: torch.Tensor, *, flops: bool = True):
     """One video (its ``V`` views as one batch) through the prepared model.
 
-    Returns ``(probabilities (K,), masks list of (V, T), latency_ms, gflops or None)``;
-    probabilities are softmax outputs averaged over views.
+    Returns ``(probabilities (K,), masks list of (V, T), regions list of (V, T, g, g) (empty
+    without spatial navigation), latency_ms, gflops or None)``; probabilities are softmax
+    outputs averaged over views.
     """
     model = im.model
     with torch.no_grad():
@@ -131,7 +147,7 @@ def run_model(im: InferenceModel, clip: torch.Tensor, *, flops: bool = True):
                 model(clip)
             gflops = counter.get_total_flops() / 2 / 1e9
     probs = average_views(out.logits, clip.shape[0], softmax=True)[0]
-    return probs, [m.detach() for m in out.masks], latency_ms, gflops
+    return probs, [m.detach() for m in out.masks], [r.detach() for r in out.regions], latency_ms, gflops
 
 
 def _reason(path: str, exc: Exception) -> str:
@@ -151,14 +167,15 @@ def predict_video(path, im: InferenceModel, *, top_k: int = 5, flops: bool = Tru
         return VideoPrediction(path, ok=False, error=_reason(path, exc))
     except Exception as exc:  # noqa: BLE001 - any failure to read one file is that file's failure
         return VideoPrediction(path, ok=False, error=f"{type(exc).__name__}: {_reason(path, exc)}")
-    probs, masks, latency_ms, gflops = run_model(im, sample.clip, flops=flops)
+    probs, masks, regions, latency_ms, gflops = run_model(im, sample.clip, flops=flops)
     k = max(1, min(top_k, probs.numel()))
     scores, classes = probs.topk(k)
     top = [(int(c), im.class_name(int(c)), float(s)) for s, c in zip(scores, classes)]
     names = im.point_names if len(im.point_names) == len(masks) else [f"point{i}" for i in range(len(masks))]
     return VideoPrediction(
         path, ok=True, top=top, frame_indices=[int(i) for i in sample.indices[0]], point_names=names,
-        masks=[[int(round(float(v))) for v in m[0]] for m in masks], gflops=gflops,
+        masks=[[int(round(float(v))) for v in m[0]] for m in masks],
+        regions=[r[0].round().int().tolist() for r in regions], gflops=gflops,
         latency_ms=latency_ms, decode_ms=sample.decode_ms, num_views=int(sample.clip.shape[0]))
 
 

@@ -11,6 +11,10 @@ JSON Lines schema (``afnet predict --json``), one object per video, every key al
     points        list[str]    navigation point names, e.g. "layer1.0" (empty for baselines)
     masks         list[list]   per point, T flags: 1 = focal branch computed that frame
     kept_ratio    list[float]  per point, share of frames kept
+    regions       list         spatial models: per point, T grids g x g (1 = region selected;
+                               computed only on kept frames); empty otherwise
+    region_ratio  list         spatial models: per point, share of regions computed on the
+                               kept frames (null where none is kept); empty otherwise
     gflops        float | null multiply-accumulates (GFLOPs) executed for this video
     latency_ms    float | null wall-clock of the model call (decoding excluded)
     decode_ms     float | null decoding + sampling + transforms
@@ -25,7 +29,7 @@ import json
 from afnet.inference.predict import VideoPrediction
 
 JSON_FIELDS = ("path", "ok", "error", "top", "frame_indices", "points", "masks", "kept_ratio",
-               "gflops", "latency_ms", "decode_ms", "views")
+               "regions", "region_ratio", "gflops", "latency_ms", "decode_ms", "views")
 
 
 def _round(value: float | None, digits: int) -> float | None:
@@ -43,6 +47,8 @@ def prediction_to_json(p: VideoPrediction) -> dict:
         "points": p.point_names,
         "masks": p.masks,
         "kept_ratio": [round(r, 4) for r in p.kept_ratio],
+        "regions": p.regions,
+        "region_ratio": [_round(r, 4) for r in p.region_ratio],
         "gflops": _round(p.gflops, 5),
         "latency_ms": _round(p.latency_ms, 3),
         "decode_ms": _round(p.decode_ms, 3),
@@ -69,11 +75,16 @@ def format_prediction(p: VideoPrediction) -> str:
         lines.append(f"  {rank}. {score:6.1%}  {label}")
     if p.masks:
         t = len(p.masks[0])
+        regions = "; regions: share of the g x g regions computed on kept frames" if p.regions else ""
         lines.append(f"  frames computed by the focal branch (# kept, . skipped; {t} frames "
-                     f"{p.frame_indices}):")
+                     f"{p.frame_indices}{regions}):")
         width = max(len(n) for n in p.point_names)
-        for name, mask in zip(p.point_names, p.masks):
-            lines.append(f"    {name:<{width}}  {mask_string(mask)}  {sum(mask)}/{len(mask)}")
+        for i, (name, mask) in enumerate(zip(p.point_names, p.masks)):
+            line = f"    {name:<{width}}  {mask_string(mask)}  {sum(mask)}/{len(mask)}"
+            if p.regions:
+                g, ratio = len(p.regions[i][0]), p.region_ratio[i]
+                line += f"  regions {'-' if ratio is None else f'{ratio:4.0%}'} of {g}x{g}"
+            lines.append(line)
     flops = "n/a" if p.gflops is None else f"{p.gflops:.3f}"
     views = "" if p.num_views == 1 else f", {p.num_views} views"
     lines.append(f"  {flops} GFLOPs, {p.latency_ms:.1f} ms model call "
