@@ -188,10 +188,6 @@ def _classifier_prefix(model: nn.Module) -> str:
     return next(name for name, m in model.named_modules() if m is target) + "."
 
 
-# Temporal (per block, or the one at the first layer) and spatial navigation modules.
-_NAVIGATION = re.compile(r"(^|\.)(navigation|spatial)\.")
-
-
 def _copy_state(model, state, source, path, skip_classifier) -> LoadReport:
     own = {k: v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
     state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
