@@ -12,6 +12,7 @@ medians compared), because these machines are noisy:
    latency ratio against FLOPs ratio.
 4. What each CPU inference step gives (channels-last, BN folding, allocator, bf16).
 5. bf16 autocast: its effect on logits and on frame choices.
+6. (``--sections prep``) the preparation steps in combination, on any device.
 
 Usage: python benchmarks/bench_models.py [--rounds 3] [--batches 1 8] [--quick]
        [--device cuda] [--bf16] [--sections sparse more spatial steps bf16]
@@ -35,7 +36,7 @@ from afnet.runtime import fold_batchnorm, keep_allocations, prepare_for_inferenc
 
 RATIOS = (1.0, 0.75, 0.5, 0.4, 0.25)
 REGION_RATIOS = (1.0, 0.6, 0.4)
-SECTIONS = ("steps", "sparse", "more", "spatial", "bf16")
+SECTIONS = ("steps", "sparse", "more", "spatial", "bf16", "prep")
 DEVICE = torch.device("cpu")
 BF16 = False
 
@@ -112,6 +113,26 @@ def more_is_less(batch, size, rounds):
             [batch, "TSM-ResNet50 8f", round(gf["tsm"], 2), 1.0, round(t["tsm"] * 1e3 / batch, 1), 1.0]]
 
 
+def prep_steps(batch, size, rounds):
+    """The inference preparation's steps in combination (any device, no allocator step):
+    AF-ResNet50-TSM 12f r=0.4 sparse and TSM-ResNet50 8f, ms per video."""
+    rows = []
+    for name, frames in (("AF-ResNet50-TSM 12f r=0.4", 12), ("TSM-ResNet50 8f", 8)):
+        base = (af_tsm() if frames == 12 else create_model("tsm_resnet50", num_classes=174, num_frames=8))
+        base = base.eval().to(DEVICE)
+        cl = copy.deepcopy(base).to(memory_format=torch.channels_last)
+        folded = copy.deepcopy(base)
+        fold_batchnorm(folded)
+        folded_cl = copy.deepcopy(folded).to(memory_format=torch.channels_last)
+        bf16_cl, bf16_folded_cl = copy.deepcopy(cl), copy.deepcopy(folded_cl)
+        bf16_cl.autocast_dtype = bf16_folded_cl.autocast_dtype = torch.bfloat16
+        models = [base, cl, folded, folded_cl, bf16_cl, bf16_folded_cl]
+        v = video(batch, frames, size)
+        t = time_round_robin({i: (lambda m=m: m(v)) for i, m in enumerate(models)}, rounds=rounds, warmup=3)
+        rows.append([batch, name] + [round(t[i] * 1e3 / batch, 2) for i in range(len(models))])
+    return rows
+
+
 def spatial(batch, size, rounds, rt=0.8):
     """Region-sparse vs masked AF-ResNet50 (ActivityNet setting: 12 frames, no shift, 200
     classes, grid 7, temporal navigation at the first layer); fixed policies so that the
@@ -171,7 +192,7 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast in the sparse, more and spatial tables")
-    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS))
+    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=[x for x in SECTIONS if x != "prep"])
     parser.add_argument("--quick", action="store_true", help="112x112, batch 1, 2 rounds: a smoke run")
     args = parser.parse_args(argv)
     if args.quick:
@@ -204,6 +225,12 @@ def main(argv=None):
         rows = [r for b in args.batches for r in spatial(b, args.size, args.rounds)]
         print(markdown_table(["batch", "RT", "RS", "GFLOPs sparse", "GFLOPs masked", "FLOPs ratio", "ms/video sparse",
                               "ms/video masked", "latency ratio", "latency vs FLOPs ratio"], rows), "\n", flush=True)
+    if "prep" in args.sections:
+        print("## Inference preparation steps in combination (ms per video)\n")
+        rows = [r for b in args.batches for r in prep_steps(b, args.size, args.rounds)]
+        print(markdown_table(["batch", "model", "eager NCHW", "channels-last", "BN folded (NCHW)",
+                              "BN folded + channels-last", "bf16, channels-last", "bf16, BN folded + channels-last"],
+                             rows), "\n", flush=True)
     if "bf16" in args.sections:
         print("## bf16 autocast\n")
         print(bf16_effect(args.size, args.rounds), "\n")
