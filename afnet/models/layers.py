@@ -335,13 +335,9 @@ class RegionLayout:
     def of(regions: torch.Tensor, frame_index: torch.Tensor, shape: tuple[int, int]) -> "RegionLayout":
         """``regions``: (K, g, g) 0/1 masks of the frames ``frame_index`` (K,)."""
         g = regions.shape[-1]
-        h, w = shape
-        if h % g or w % g:
-            raise ValueError(f"region grid {g}x{g} does not divide the {h}x{w} feature map of a focal block; "
-                             f"choose an input size (or region_grid) so that every AF stage's size is a multiple "
-                             f"of the grid")
+        rh, rw = region_size(g, shape)
         k, r, c = regions.nonzero(as_tuple=True)
-        return RegionLayout(frame_index[k], r, c, (h // g, w // g))
+        return RegionLayout(frame_index[k], r, c, (rh, rw))
 
     def __len__(self) -> int:
         return self.frames.numel()
@@ -391,13 +387,18 @@ def add_regions_(out: torch.Tensor, layout: RegionLayout, values: torch.Tensor) 
 
 def upsample_regions(regions: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
     """(N, g, g) region mask -> (N, 1, H, W) pixel mask (each region covers H/g x W/g)."""
-    g = regions.shape[-1]
+    rh, rw = region_size(regions.shape[-1], shape)
+    return regions[:, None].repeat_interleave(rh, dim=2).repeat_interleave(rw, dim=3)
+
+
+def region_size(grid: int, shape: tuple[int, int]) -> tuple[int, int]:
+    """Pixels per region of a ``grid x grid`` grid on an ``H x W`` map; the grid must divide it."""
     h, w = shape
-    if h % g or w % g:
-        raise ValueError(f"region grid {g}x{g} does not divide the {h}x{w} feature map of a focal block; "
+    if h % grid or w % grid:
+        raise ValueError(f"region grid {grid}x{grid} does not divide the {h}x{w} feature map of a focal block; "
                          f"choose an input size (or region_grid) so that every AF stage's size is a multiple "
                          f"of the grid")
-    return regions[:, None].repeat_interleave(h // g, dim=2).repeat_interleave(w // g, dim=3)
+    return h // grid, w // grid
 
 
 # ----------------------------------------------------------------------------- fusion
