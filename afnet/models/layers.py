@@ -1,9 +1,11 @@
 """The building blocks every backbone shares: one implementation of each idea.
 
 - :class:`TemporalShift`: TSM, 1/8 of the channels shifted each way along time.
-- :func:`select_frames`: turns navigation logits (or a fixed policy) into a keep-mask.
+- :func:`decide`: turns navigation logits (or a fixed policy) into a keep-mask.
 - :class:`Navigation`: the navigation module of paper Eq. 2-3.
-- :class:`SpatialNavigation`: its spatial extension of paper Eq. 15 (a grid of regions).
+- :class:`SpatialNavigation`, :func:`decide_regions`: its spatial extension of paper Eq. 15
+  (a keep-mask over a grid of regions); :class:`RegionLayout`, :func:`gather_regions`,
+  :func:`add_regions_`: cutting regions with their halo and adding results back.
 - :class:`FusionGate`: theta of paper Eq. 8.
 - :class:`ResidualBlock`: the masked / sparse execution of a focal block, shared by the
   ResNet bottleneck and the MobileNetV3 inverted residual.
@@ -436,6 +438,11 @@ class ResidualBlock(nn.Module):
     - sparse: the selected frames of the whole batch are gathered, computed and scattered
       back; skipped frames get ``residual + body(0)``, with ``body(0)`` computed once per
       weights and spatial size (it carries the BN shifts through), not per video.
+    - with a region mask (spatial navigation): masked multiplies a kept frame's body output
+      by the upsampled mask; sparse cuts the selected regions of the kept frames with the
+      halo their convolutions read (``region_body``), computes them as one batch and adds
+      them to the residual, unless computing the kept frames whole costs fewer
+      multiply-accumulates (``region_macs`` against ``frame_macs``).
     """
 
     shortcut: nn.Module | None
