@@ -138,7 +138,7 @@ def test_spatial_training_logs_region_ratios_and_trains_the_spatial_navigation(s
     state = ckpt["state_dict"]
     for stage in (1, 2, 3):   # the W4 bias (no weight decay) moved from its start: gradients reached it
         assert not torch.equal(state[f"layer{stage}.spatial.0.conv2.bias"], torch.tensor([0.0, 2.0]))
-    assert state["layer3.spatial.0.conv2.weight"].shape == (2, 32, 1, 1)
+    assert state["layer3.spatial.0.conv2.weight"].shape == (2, 16, 1, 1)  # W4 on the 16 hidden channels
     metrics = evaluate(cfg, result.best_checkpoint)
     assert metrics["region_ratio"] == pytest.approx(result.metrics["region_ratio"])
 
