@@ -87,9 +87,10 @@ def _cmd_demo(args) -> int:
     from afnet.demo import run_demo
 
     torch.set_num_threads(args.threads)
-    report = run_demo(args.out, quick=args.quick, seeds=tuple(args.seeds),
+    out = args.out or ("results/demo_spatial" if args.spatial else "results/demo")
+    report = run_demo(out, quick=args.quick, seeds=tuple(args.seeds), spatial=args.spatial,
                       progress=lambda msg: print(msg, file=sys.stderr, flush=True))
-    print((Path(args.out) / "table.md").read_text())
+    print((Path(out) / "table.md").read_text())
     return 0 if report["runs"] else 1
 
 
@@ -132,9 +133,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_zoo)
 
     p = sub.add_parser("demo", help="end-to-end demo on synthetic data: TSN vs AFNet vs a fixed policy")
-    p.add_argument("--out", default="results/demo", help="results folder (table, JSON, figures, checkpoints)")
+    p.add_argument("--out", help="results folder (table, JSON, figures, checkpoints); default results/demo, "
+                                 "results/demo_spatial with --spatial")
     p.add_argument("--quick", action="store_true", help="a one-minute version for smoke tests")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--spatial", action="store_true",
+                   help="Table 5's spatial rows instead: spatial navigation vs random regions vs centre crop, RS 0.5")
     p.add_argument("--threads", type=int, default=max(1, min(2, torch.get_num_threads())))
     p.set_defaults(func=_cmd_demo)
 

@@ -7,6 +7,11 @@ All three models use the small ResNet backbone and 8 frames. The synthetic class
 temporal reasoning (motion direction, order of two flashes, growing vs shrinking), and no
 class can be told from one frame's appearance (``afnet.data.synthetic``), so neither model
 family wins by construction. Whatever the numbers show is reported.
+
+``spatial=True`` runs Table 5's spatial rows instead (paper §3.3): every frame kept, half of
+the regions of each focal block computed, chosen by the spatial navigation, at random, or
+as a centre crop. The target square and the distractors move over the whole frame, so where
+to look changes from video to video and frame to frame.
 """
 from __future__ import annotations
 
@@ -29,6 +34,16 @@ RUNS = (
     ("AFNet RT=0.5", {"model.name": "af_resnet_small", "model.selection": "navigation",
                       "model.navigation_bias": [0.0, 1.0], "objective.target_ratio": 0.5}),
     ("AFNet uniform 0.5", {"model.name": "af_resnet_small", "model.selection": "uniform", "model.ratio": 0.5}),
+)
+# Table 5's spatial rows: all frames, RS 0.5; region grid 4/2/2 on the 16/8/4-pixel focal maps
+# of a 64-pixel input (regions of 4, 4 and 2 pixels).
+_SPATIAL = {"model.name": "af_resnet_small", "model.selection": "all", "model.spatial": True,
+            "model.region_grid": [4, 2, 2]}
+SPATIAL_RUNS = (
+    ("AFNet spatial navigation RS=0.5", {**_SPATIAL, "model.region_selection": "navigation",
+                                         "model.navigation_bias": [0.0, 1.0], "objective.target_region_ratio": 0.5}),
+    ("AFNet random regions 0.5", {**_SPATIAL, "model.region_selection": "random", "model.region_ratio": 0.5}),
+    ("AFNet centre crop 0.5", {**_SPATIAL, "model.region_selection": "center", "model.region_ratio": 0.5}),
 )
 
 
@@ -64,6 +79,7 @@ class RunResult:
     kept_ratio_per_point: list = field(default_factory=list)
     checkpoint: str = ""
     train_seconds: float = 0.0
+    region_ratio: float | None = None
 
 
 def demo_config(out: Path, data_root: Path, sz: DemoSize, seed: int, overrides: dict) -> dict:
@@ -90,13 +106,16 @@ def demo_config(out: Path, data_root: Path, sz: DemoSize, seed: int, overrides: 
 
 
 def _slug(overrides: dict) -> str:
-    sel = overrides.get("model.selection", "all")
-    ratio = overrides.get("model.ratio", overrides.get("objective.target_ratio"))
+    if overrides.get("model.spatial"):
+        sel = "regions-" + overrides["model.region_selection"]
+        ratio = overrides.get("model.region_ratio", overrides.get("objective.target_region_ratio"))
+    else:
+        sel = overrides.get("model.selection", "all")
+        ratio = overrides.get("model.ratio", overrides.get("objective.target_ratio"))
     return sel if ratio is None else f"{sel}{ratio}"
 
 
-def measure_latency(checkpoint: Path, selection: str | None, ratio: float | None, video: torch.Tensor,
-                    rounds: int = 5) -> float:
+def measure_latency(checkpoint: Path, overrides: dict, video: torch.Tensor, rounds: int = 5) -> float:
     """Median ms per video of the trained model, prepared for inference, one video per call."""
     from afnet.benchmark import time_round_robin
     from afnet.checkpoint import load_checkpoint, read_checkpoint
@@ -107,14 +126,19 @@ def measure_latency(checkpoint: Path, selection: str | None, ratio: float | None
     model = create_model(ckpt["arch"], **ckpt["model_args"])
     load_checkpoint(model, checkpoint)
     if model.has_navigation:
-        model.configure(selection=selection or "navigation", ratio=ratio)
+        model.configure(selection=overrides.get("model.selection", "navigation"), ratio=overrides.get("model.ratio"))
+    if model.spatial:
+        model.configure(region_selection=overrides["model.region_selection"],
+                        region_ratio=overrides.get("model.region_ratio"))
     prepare_for_inference(model)
     return time_round_robin({"m": lambda: model(video)}, rounds=rounds)["m"] * 1e3
 
 
-def run_demo(out: str | Path = "results/demo", *, quick: bool = False, seeds=(0,), progress=print) -> dict:
-    """Generate the data, train and evaluate the three models for each seed, write the table
-    (``table.md``, ``results.json``) and figures into ``out``; return the results dict."""
+def run_demo(out: str | Path = "results/demo", *, quick: bool = False, seeds=(0,), spatial: bool = False,
+             progress=print) -> dict:
+    """Generate the data, train and evaluate the three models (:data:`RUNS`, or
+    :data:`SPATIAL_RUNS` with ``spatial``) for each seed, write the table (``table.md``,
+    ``results.json``) and figures into ``out``; return the results dict."""
     from afnet.data import make_synthetic
     from afnet.data.dataset import build_dataset
     from afnet.engine import evaluate, load_config, train
@@ -132,10 +156,11 @@ def run_demo(out: str | Path = "results/demo", *, quick: bool = False, seeds=(0,
     val = build_dataset("synthetic", data.root, data.frame_lists["val"], train=False, num_frames=8,
                         input_size=sz.size, scale_size=sz.size)
     sample = val[0][0][:1]  # one view (1, T, 3, S, S): the latency probe
+    runs = SPATIAL_RUNS if spatial else RUNS
     results: list[RunResult] = []
-    total = len(seeds) * len(RUNS)
+    total = len(seeds) * len(runs)
     for seed in seeds:
-        for label, overrides in RUNS:
+        for label, overrides in runs:
             k = len(results) + 1
             progress(f"[demo {k}/{total}] training {label} (seed {seed}, {sz.epochs} epochs) "
                      f"- {time.time() - start:.0f} s elapsed")
@@ -148,19 +173,19 @@ def run_demo(out: str | Path = "results/demo", *, quick: bool = False, seeds=(0,
             trained = train(cfg)
             train_seconds = time.time() - t0
             metrics = evaluate(cfg, trained.best_checkpoint)
-            latency = measure_latency(Path(trained.best_checkpoint), overrides.get("model.selection"),
-                                      overrides.get("model.ratio"), sample)
+            latency = measure_latency(Path(trained.best_checkpoint), overrides, sample)
             kept = metrics.get("kept_ratio") or []
+            region = metrics.get("mean_region_ratio")
             results.append(RunResult(label, seed, float(metrics["top1"]), float(metrics["gflops_per_video"]),
                                      round(latency, 2), float(metrics["mean_kept_ratio"]) if kept else None,
                                      [round(float(r), 3) for r in kept], str(trained.best_checkpoint),
-                                     round(train_seconds, 1)))
+                                     round(train_seconds, 1), None if region is None else float(region)))
             progress(f"[demo {k}/{total}] {label}: top-1 {results[-1].top1:.1%}, "
                      f"{results[-1].gflops_per_video:.3f} GFLOPs, {latency:.1f} ms/video")
-    summary = summarise(results)
-    figures = _figures(out, data, results, quick)
-    report = {"quick": quick, "seeds": list(seeds), "size": asdict(sz), "runs": [asdict(r) for r in results],
-              "summary": summary, "claims": claims(summary), "figures": figures,
+    summary = summarise(results, runs)
+    figures = _figures(out, data, results, SPATIAL_RUNS[0][0] if spatial else "AFNet RT=0.5")
+    report = {"quick": quick, "spatial": spatial, "seeds": list(seeds), "size": asdict(sz),
+              "runs": [asdict(r) for r in results], "summary": summary, "claims": claims(summary), "figures": figures,
               "seconds": round(time.time() - start, 1)}
     (out / "results.json").write_text(json.dumps(report, indent=1))
     (out / "table.md").write_text(markdown(summary, report["claims"], seeds) + "\n")
@@ -168,9 +193,9 @@ def run_demo(out: str | Path = "results/demo", *, quick: bool = False, seeds=(0,
     return report
 
 
-def summarise(results: list[RunResult]) -> list[dict]:
+def summarise(results: list[RunResult], configs=RUNS) -> list[dict]:
     rows = []
-    for label, _ in RUNS:
+    for label, _ in configs:
         runs = [r for r in results if r.label == label]
         if not runs:
             continue
@@ -185,7 +210,8 @@ def summarise(results: list[RunResult]) -> list[dict]:
                      "top1": stat([r.top1 for r in runs]),
                      "gflops_per_video": stat([r.gflops_per_video for r in runs]),
                      "latency_ms": stat([r.latency_ms for r in runs]),
-                     "kept_ratio": stat([r.kept_ratio for r in runs])})
+                     "kept_ratio": stat([r.kept_ratio for r in runs]),
+                     "region_ratio": stat([r.region_ratio for r in runs])})
     return rows
 
 
@@ -202,6 +228,10 @@ def claims(summary: list[dict]) -> dict:
         verdict = "within seed spread" if abs(diff) <= spread and spread > 0 else ("yes" if diff > 0 else "no")
         return {"difference_points": round(diff, 2), "spread_points": round(spread, 2), "verdict": verdict}
 
+    if "AFNet spatial navigation RS=0.5" in by:
+        nav = "AFNet spatial navigation RS=0.5"
+        return {"spatial_navigation_beats_random (RS=0.5)": compare(nav, "AFNet random regions 0.5"),
+                "spatial_navigation_beats_centre_crop (RS=0.5)": compare(nav, "AFNet centre crop 0.5")}
     return {"less_is_more (AFNet RT=0.5 vs TSN)": compare("AFNet RT=0.5", "TSN"),
             "navigation_beats_fixed (AFNet RT=0.5 vs uniform 0.5)": compare("AFNet RT=0.5", "AFNet uniform 0.5")}
 
@@ -216,10 +246,12 @@ def markdown(summary: list[dict], claim: dict, seeds) -> str:
         return f"{mean * scale:.{digits}f} ± {std * scale:.{digits}f}"
 
     lines = [f"Mean ± std over {len(seeds)} seed(s) ({', '.join(map(str, seeds))}); 8 frames per video.", "",
-             "| model | top-1 | GFLOPs/video | ms/video (CPU) | kept ratio |", "|---|---|---|---|---|"]
+             "| model | top-1 | GFLOPs/video | ms/video (CPU) | kept ratio | region ratio |",
+             "|---|---|---|---|---|---|"]
     for row in summary:
         lines.append(f"| {row['model']} | {fmt(row['top1'], pct=True)} | {fmt(row['gflops_per_video'], digits=3)} | "
-                     f"{fmt(row['latency_ms'])} | {fmt(row['kept_ratio'], digits=2)} |")
+                     f"{fmt(row['latency_ms'])} | {fmt(row['kept_ratio'], digits=2)} | "
+                     f"{fmt(row['region_ratio'], digits=2)} |")
     lines.append("")
     for name, c in claim.items():
         lines.append(f"- {name}: n/a" if c is None else
@@ -228,10 +260,11 @@ def markdown(summary: list[dict], claim: dict, seeds) -> str:
     return "\n".join(lines)
 
 
-def _figures(out: Path, data, results: list[RunResult], quick: bool) -> dict:
-    """Fig. 5 plots come from ``evaluate`` (in each run dir); Fig. 6 from ``afnet explain``."""
+def _figures(out: Path, data, results: list[RunResult], explained: str) -> dict:
+    """Fig. 5 plots come from ``evaluate`` (in each run dir); Fig. 6 (and, for the spatial
+    runs, the kept regions) from ``afnet explain`` of the run labelled ``explained``."""
     figures = {"kept_ratio_plots": sorted(str(p) for p in (out / "runs").rglob("*.png"))}
-    af = next((r for r in results if r.label == "AFNet RT=0.5"), None)
+    af = next((r for r in results if r.label == explained), None)
     if af is not None:
         from afnet.inference import draw_explanation, explain_video, load_model_for_inference
 
