@@ -142,3 +142,22 @@ def test_image_folder_pretraining_runs_with_one_frame(synth, tmp_path):
     assert cfg["data"]["num_frames"] == 1
     result = train(cfg)
     assert result.metrics["top1"] >= 0 and read_checkpoint(result.last_checkpoint)["model_args"]["num_frames"] == 1
+
+
+def test_best_checkpoint_comes_from_an_epoch_at_the_final_targets(synth, tmp_path):
+    """With learned selection the best checkpoint is chosen among the epochs trained at the
+    final RT (here from epoch 2 of 3): an earlier epoch keeps more frames than the budget."""
+    cfg = load_config(SYNTHETIC_CONFIG, tiny_overrides(synth, tmp_path, **{
+        "optim.epochs": 3, "objective.rt_begin": 1, "objective.rt_end": 2, "trainer.limit_val_batches": 1,
+        "trainer.limit_train_batches": 2}))
+    result = train(cfg)
+    assert read_checkpoint(result.best_checkpoint)["epoch"] == 2
+    model = build_model(cfg)[0]
+    module = AFNetModule(model, cfg)
+    from afnet.engine.run import best_from_epoch
+    assert best_from_epoch(cfg, module) == 2
+    fixed = load_config(SYNTHETIC_CONFIG, tiny_overrides(synth, tmp_path, **{"model.selection": "uniform",
+                                                                             "model.ratio": 0.5}))
+    assert best_from_epoch(fixed, AFNetModule(build_model(fixed)[0], fixed)) == 0  # no ratio schedule to wait for
+    late = load_config(SYNTHETIC_CONFIG, tiny_overrides(synth, tmp_path, **{"objective.rt_end": 9}))
+    assert best_from_epoch(late, AFNetModule(build_model(late)[0], late)) == 1   # capped: the last epoch

@@ -5,7 +5,8 @@ Run directory (``run_dir``)::
 
     config.yaml              the resolved config (rank 0)
     checkpoints/last.ckpt    every epoch, written atomically (temp file, then rename)
-    checkpoints/best.ckpt    best validation top-1 (mAP for multi-label)
+    checkpoints/best.ckpt    best validation top-1 (mAP for multi-label) among the epochs trained
+                             at the final RT (and RS) targets
     tensorboard/, csv/       logs (train loss, schedules, val metrics, GFLOPs, kept ratios)
     eval/                    ``evaluate``: metrics.json, kept_ratio.png
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +28,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from afnet.checkpoint import CheckpointError, atomic_torch_save, load_checkpoint, read_checkpoint
-from afnet.engine.config import ConfigError, check_config, dataset_preset, dump_config
+from afnet.engine.config import ConfigError, check_config, dataset_preset, dump_config, rs_epochs
 from afnet.engine.datamodule import VideoDataModule, data_paths
 from afnet.engine.module import AFNetModule
 from afnet.models import create_model
@@ -108,6 +110,33 @@ def _resume_path(cfg: dict):
     return str(path)
 
 
+def best_from_epoch(cfg: dict, module: AFNetModule) -> int:
+    """The first epoch trained at the final ratio targets: RT from ``rt_end`` on (learned
+    frame selection), RS from ``rs_end`` on (learned region selection); 0 otherwise. A
+    checkpoint from before computes more than the run's budget, so it cannot be the best
+    (capped at the last epoch, so that a short run still keeps one)."""
+    o = cfg["objective"]
+    first = max([0] + ([o["rt_end"]] if module.with_ratio else []) +
+                ([rs_epochs(o)[1]] if module.with_region_ratio else []))
+    return min(int(math.ceil(first)), cfg["optim"]["epochs"] - 1)
+
+
+class BestAtTargets(ModelCheckpoint):
+    """Lightning's best-checkpoint callback, considering only epochs from ``first_epoch`` on."""
+
+    def __init__(self, first_epoch: int, **kwargs):
+        super().__init__(**kwargs)
+        self.first_epoch = first_epoch
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if trainer.current_epoch >= self.first_epoch:
+            super().on_validation_end(trainer, pl_module)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if trainer.current_epoch >= self.first_epoch:
+            super().on_train_epoch_end(trainer, pl_module)
+
+
 def _trainer(cfg: dict, **kwargs) -> L.Trainer:
     t = cfg["trainer"]
     return L.Trainer(accelerator=t["accelerator"], devices=t["devices"], num_nodes=t["num_nodes"],
@@ -130,8 +159,9 @@ def train(cfg: dict) -> TrainResult:
     ckpt_dir = run_dir / "checkpoints"
     # best first, then last: last.ckpt then holds the best-tracking state of this epoch too.
     # (Lightning's save_last writes only when the top-k file changed, not every epoch.)
-    best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/mAP" if multi_label else "val/top1",
-                           mode="max", save_top_k=1, enable_version_counter=False, auto_insert_metric_name=False)
+    best = BestAtTargets(best_from_epoch(cfg, module), dirpath=ckpt_dir, filename="best",
+                         monitor="val/mAP" if multi_label else "val/top1", mode="max", save_top_k=1,
+                         enable_version_counter=False, auto_insert_metric_name=False)
     last = ModelCheckpoint(dirpath=ckpt_dir, filename="last", monitor=None, save_top_k=1, every_n_epochs=1,
                            enable_version_counter=False)
     t = cfg["trainer"]
