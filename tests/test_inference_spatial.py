@@ -197,3 +197,21 @@ def test_spatial_image_backbone_loads_into_a_video_model(tmp_path):
                                                    region_grid=2))
     report = afnet.load_checkpoint(spatial_model(), path)
     assert report.is_backbone and set(report.skipped) == {"navigation.conv2.weight", "navigation.conv2.bias"}
+
+
+def test_predict_runs_the_checkpoints_fixed_policy(tmp_path, video):
+    """A model trained with Table 5's fixed spatial policy (and a fixed frame policy) is run
+    with those policies, as its config records, not with its untrained navigation (which
+    starts by keeping every frame and region)."""
+    model = spatial_model()
+    path = tmp_path / "fixed.pt"
+    afnet.save_checkpoint(path, model, config={"data": {"preset": "synthetic", "input_size": SIZE},
+                                               "model": {"selection": "uniform", "ratio": 0.5,
+                                                         "region_selection": "center", "region_ratio": 0.25}})
+    im = load_model_for_inference(str(path))
+    assert (im.model.selection, im.model.ratio, im.model.region_selection, im.model.region_ratio) == (
+        "uniform", 0.5, "center", 0.25)
+    out = im.model(read_sample(video, im).clip)
+    assert all(m.mean() == 0.5 for m in out.masks) and all(r.mean() == 0.25 for r in out.regions)
+    learned = load_model_for_inference(_save(tmp_path / "learned.pt", spatial_model()))
+    assert (learned.model.selection, learned.model.region_selection) == ("navigation", "navigation")

@@ -93,6 +93,18 @@ def checkpoint_defaults(ckpt: dict) -> tuple[str | None, int | None]:
     return (preset if isinstance(preset, str) else None), (int(size) if isinstance(size, int) else None)
 
 
+def stored_selection(ckpt: dict) -> dict:
+    """How the checkpoint's run selected frames and regions (``config["model"]`` of an engine
+    checkpoint: ``selection``, ``ratio``, ``region_selection``, ``region_ratio``), as
+    :meth:`VideoModel.configure` arguments; empty when not recorded. A model trained with a
+    fixed policy is run with that policy, not with its untrained navigation."""
+    model_cfg = (ckpt.get("config") or {}).get("model") if isinstance(ckpt.get("config"), dict) else None
+    if not isinstance(model_cfg, dict):
+        return {}
+    return {k: model_cfg[k] for k in ("selection", "ratio", "region_selection", "region_ratio")
+            if model_cfg.get(k) is not None}
+
+
 def eval_config(preset: str | DatasetConfig, num_frames: int, num_classes: int,
                 size: int | None = None) -> DatasetConfig:
     """The preset's evaluation transforms for a model of ``num_frames`` frames; ``size``
@@ -153,6 +165,7 @@ def load_model_for_inference(checkpoint: str | os.PathLike, model: str | None = 
                              f"but the model has {args['num_classes']} classes")
     net = create_model(arch, **args)
     load_checkpoint(net, path)
+    net.configure(**stored_selection(ckpt))
     points = navigation_point_names(net)
     prepare_for_inference(net)
     config = eval_config(preset or stored_preset or DEFAULT_PRESET, net.num_frames, net.num_classes,
