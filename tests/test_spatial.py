@@ -184,22 +184,30 @@ def test_spatial_configuration_errors():
 
 
 def test_prepared_spatial_model_matches():
-    """BN folding and channels-last keep the region-sparse forward equal."""
+    """BN folding and channels-last keep the region-sparse forward equal; bf16 too, to its
+    precision."""
     x = video()
     model = balanced(spatial_small(), x, seed=2)
     ref = model.configure(execution="masked")(x)
     prepared = prepare_for_inference(model.configure(execution="auto"))
     out = prepared(x)
     torch.testing.assert_close(out.logits, ref.logits, atol=1e-4, rtol=1e-4)
+    # bf16 autocast: region-sparse and masked make the same choices (the navigation reads the
+    # ample branch, computed alike) and agree to bf16 precision
+    bf16 = prepare_for_inference(model, bf16=True)
+    sparse, masked = bf16.configure(execution="sparse")(x), bf16.configure(execution="masked")(x)
+    assert all(torch.equal(a, b) for a, b in zip(sparse.masks + sparse.regions, masked.masks + masked.regions))
+    torch.testing.assert_close(sparse.logits, masked.logits, atol=0.05, rtol=0.02)
 
 
+@pytest.mark.parametrize("selection", ["uniform", "all"])
 @pytest.mark.parametrize("region_ratio", [0.3, 0.95])
-def test_fixed_region_policy_sparse_equals_masked(region_ratio):
+def test_fixed_region_policy_sparse_equals_masked(region_ratio, selection):
     """Few regions: the region path; most regions: computing the kept frames whole and
     gating them is cheaper (halo overhead), and both equal masked execution."""
     x = video()
     model = balanced(spatial_small(grid=(4, 2, 2)), x, seed=2)
-    model.configure(selection="uniform", ratio=0.5, region_selection="random", region_ratio=region_ratio)
+    model.configure(selection=selection, ratio=0.5, region_selection="random", region_ratio=region_ratio)
     sparse = model.configure(execution="sparse")(x)
     masked = model.configure(execution="masked")(x)
     torch.testing.assert_close(sparse.logits, masked.logits, atol=1e-4, rtol=1e-4)

@@ -506,6 +506,10 @@ class ResidualBlock(nn.Module):
             h, w = x.shape[-2:]
             if self.region_macs(len(local), index.numel(), *local.size, h, w) < index.numel() * self.frame_macs(h, w):
                 return self._sparse_regions(x, keep, index, residual, base, local)
+            if index.numel() == keep.numel():  # every frame kept, most regions: gate them in place
+                out = self.body(self.shift(x))
+                out = out * upsample_regions(regions.to(out.dtype), out.shape[-2:])
+                return out if residual is None else out.add_(residual)
         out = base.expand(x.shape[0], *base.shape[1:]) if residual is None else residual + base
         out = out.contiguous(memory_format=_memory_format(x))
         if index.numel():
