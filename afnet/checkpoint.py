@@ -31,6 +31,7 @@ BACKBONE_SOURCES = ("authors' ImageNet", "afnet image backbone (T=1)")
 # Temporal and spatial navigation modules, at any depth (``navigation.`` alone: the one module
 # of ``temporal_navigation="first"``): not part of an image backbone.
 _NAVIGATION = re.compile(r"(^|\.)(navigation|spatial)\.")
+_SPATIAL = re.compile(r"(^|\.)spatial\.")
 
 # The authors' module names -> ours, applied in order (paper words: ample, focal, navigation, fusion).
 _AUTHORS_PREFIX = ((r"^module\.base_model\.", ""), (r"^module\.new_fc\.", "fc."), (r"^module\.", ""))
@@ -193,6 +194,8 @@ def _copy_state(model, state, source, path, skip_classifier) -> LoadReport:
     state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
     head = _classifier_prefix(model)
     fresh_ok = source in BACKBONE_SOURCES  # navigation and classifier are not part of a backbone
+    # a temporal-only video model (e.g. a released one) starting a spatial model of the same layout
+    add_spatial = not any(_SPATIAL.search(k) for k in state)
     report = LoadReport(source, 0)
     problems = []
 
@@ -202,6 +205,8 @@ def _copy_state(model, state, source, path, skip_classifier) -> LoadReport:
             return "classifier, freshly initialised"
         if _NAVIGATION.search(key) and fresh_ok:
             return "navigation, freshly initialised (image backbone)"
+        if _SPATIAL.search(key) and add_spatial:
+            return "spatial navigation, freshly initialised (the checkpoint has none)"
         return None
 
     for key in sorted(set(state) - set(own)):

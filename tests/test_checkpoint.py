@@ -210,3 +210,21 @@ def test_image_backbone_fine_tunes_a_spatial_model(tmp_path):
         temporal = afnet.create_model("af_resnet_small", num_classes=6, num_frames=8)
         afnet.save_checkpoint(tmp_path / "video.pt", temporal)
         afnet.load_checkpoint(video, tmp_path / "video.pt")  # a video checkpoint must fit whole
+
+
+def test_temporal_video_model_starts_a_spatial_model(tmp_path):
+    """A temporal-only video checkpoint (as released) loads into a spatial model with the
+    same temporal layout (navigation per block): every trained weight is copied and only
+    the spatial navigation starts fresh, reported as such."""
+    temporal = randomize(afnet.create_model("af_resnet_small", num_classes=6, num_frames=4))
+    afnet.save_checkpoint(tmp_path / "t.pt", temporal)
+    spatial = afnet.create_model("af_resnet_small", num_classes=6, num_frames=4, spatial=True,
+                                 temporal_navigation="block", region_grid=(4, 2, 1))
+    report = afnet.load_checkpoint(spatial, tmp_path / "t.pt")
+    assert report.skipped and all(".spatial." in k for k in report.skipped)
+    assert all("checkpoint has none" in why for why in report.skipped.values())
+    assert torch.equal(spatial.layer2.navigation[0].conv2.weight, temporal.layer2.navigation[0].conv2.weight)
+    partial = {k: v for k, v in spatial.state_dict().items() if not k.startswith("layer3.spatial.")}
+    torch.save(partial, tmp_path / "partial.pt")
+    with pytest.raises(CheckpointError, match="missing key layer3.spatial.0"):  # a spatial checkpoint must fit whole
+        afnet.load_checkpoint(spatial, tmp_path / "partial.pt")
