@@ -145,11 +145,14 @@ def spatial(batch, size, rounds, rt=0.8):
         sparse = prepared(model.configure(execution="sparse"))
         masked = copy.deepcopy(sparse).configure(execution="masked")
         gf_s, gf_m = count_flops(sparse, v), count_flops(masked, v)
+        with torch.inference_mode():
+            a, b = sparse(v), masked(v)
+        diff = (a.logits - b.logits).abs().max().item()
         t = time_round_robin({"sparse": lambda: sparse(v), "masked": lambda: masked(v)}, rounds=rounds)
         flops_ratio, lat_ratio = gf_s / gf_m, t["sparse"] / t["masked"]
         rows.append([batch, rt, rs, round(gf_s, 2), round(gf_m, 2), round(flops_ratio, 3),
                      round(t["sparse"] * 1e3 / batch, 1), round(t["masked"] * 1e3 / batch, 1), round(lat_ratio, 3),
-                     f"{(lat_ratio / flops_ratio - 1) * 100:+.1f}%"])
+                     f"{(lat_ratio / flops_ratio - 1) * 100:+.1f}%", f"{diff:.1e}"])
     return rows
 
 
@@ -224,7 +227,8 @@ def main(argv=None):
         print("## Spatial navigation: region-sparse vs masked, AF-ResNet50, 12 frames, RT 0.8\n")
         rows = [r for b in args.batches for r in spatial(b, args.size, args.rounds)]
         print(markdown_table(["batch", "RT", "RS", "GFLOPs sparse", "GFLOPs masked", "FLOPs ratio", "ms/video sparse",
-                              "ms/video masked", "latency ratio", "latency vs FLOPs ratio"], rows), "\n", flush=True)
+                              "ms/video masked", "latency ratio", "latency vs FLOPs ratio",
+                              "max |logit diff| sparse vs masked"], rows), "\n", flush=True)
     if "prep" in args.sections:
         print("## Inference preparation steps in combination (ms per video)\n")
         rows = [r for b in args.batches for r in prep_steps(b, args.size, args.rounds)]
