@@ -180,7 +180,7 @@ def bf16_effect(size, rounds, videos=8):
     v1 = v[:1]
     t = time_round_robin({"fp32": lambda: fp32(v1), "bf16": lambda: bf16(v1)}, rounds=rounds)
     return markdown_table(
-        ["videos", "frames kept (fp32)", "frame choices equal", "max |logit diff|", "max |logit|",
+        ["videos", "frames kept (fp32)", "frame choices equal", "max abs logit diff", "max abs logit",
          "same top-1", "latency fp32 / bf16 (batch 1)"],
         [[videos, f"{kept:.0%}", f"{agree:.1%}", f"{diff:.3g}", f"{scale:.3g}", f"{top1:.0%}",
           round(t["fp32"] / t["bf16"], 2)]])
@@ -228,7 +228,7 @@ def main(argv=None):
         rows = [r for b in args.batches for r in spatial(b, args.size, args.rounds)]
         print(markdown_table(["batch", "RT", "RS", "GFLOPs sparse", "GFLOPs masked", "FLOPs ratio", "ms/video sparse",
                               "ms/video masked", "latency ratio", "latency vs FLOPs ratio",
-                              "max |logit diff| sparse vs masked"], rows), "\n", flush=True)
+                              "max abs logit diff, sparse vs masked"], rows), "\n", flush=True)
     if "prep" in args.sections:
         print("## Inference preparation steps in combination (ms per video)\n")
         rows = [r for b in args.batches for r in prep_steps(b, args.size, args.rounds)]
