@@ -115,22 +115,13 @@ def _slug(overrides: dict) -> str:
     return sel if ratio is None else f"{sel}{ratio}"
 
 
-def measure_latency(checkpoint: Path, overrides: dict, video: torch.Tensor, rounds: int = 5) -> float:
-    """Median ms per video of the trained model, prepared for inference, one video per call."""
+def measure_latency(checkpoint: Path, video: torch.Tensor, rounds: int = 5) -> float:
+    """Median ms per video of the trained model as ``afnet predict`` runs it (prepared for
+    inference, with the frame and region policy its run recorded), one video per call."""
     from afnet.benchmark import time_round_robin
-    from afnet.checkpoint import load_checkpoint, read_checkpoint
-    from afnet.models import create_model
-    from afnet.runtime import prepare_for_inference
+    from afnet.inference import load_model_for_inference
 
-    ckpt = read_checkpoint(checkpoint)
-    model = create_model(ckpt["arch"], **ckpt["model_args"])
-    load_checkpoint(model, checkpoint)
-    if model.has_navigation:
-        model.configure(selection=overrides.get("model.selection", "navigation"), ratio=overrides.get("model.ratio"))
-    if model.spatial:
-        model.configure(region_selection=overrides["model.region_selection"],
-                        region_ratio=overrides.get("model.region_ratio"))
-    prepare_for_inference(model)
+    model = load_model_for_inference(checkpoint).model
     return time_round_robin({"m": lambda: model(video)}, rounds=rounds)["m"] * 1e3
 
 
@@ -173,7 +164,7 @@ def run_demo(out: str | Path = "results/demo", *, quick: bool = False, seeds=(0,
             trained = train(cfg)
             train_seconds = time.time() - t0
             metrics = evaluate(cfg, trained.best_checkpoint)
-            latency = measure_latency(Path(trained.best_checkpoint), overrides, sample)
+            latency = measure_latency(Path(trained.best_checkpoint), sample)
             kept = metrics.get("kept_ratio") or []
             region = metrics.get("mean_region_ratio")
             results.append(RunResult(label, seed, float(metrics["top1"]), float(metrics["gflops_per_video"]),
