@@ -83,18 +83,34 @@ def steps_table(size, rounds):
     return markdown_table(["AF-ResNet50-TSM, 12 frames, r=0.4, batch 1", "ms/video", "gain vs previous row"], rows)
 
 
+def sparse_against_masked(model, v, check=False):
+    """``model`` prepared in sparse execution and a copy in masked execution, on video ``v``:
+    (GFLOPs sparse, GFLOPs masked), the two callables, and with ``check`` the max abs logit
+    diff between them (else None)."""
+    sparse = prepared(model.configure(execution="sparse"))
+    masked = copy.deepcopy(sparse).configure(execution="masked")
+    gf_s, gf_m = count_flops(sparse, v), count_flops(masked, v)
+    diff = None
+    if check:
+        with torch.inference_mode():
+            diff = (sparse(v).logits - masked(v).logits).abs().max().item()
+    return (gf_s, gf_m), {"sparse": lambda: sparse(v), "masked": lambda: masked(v)}, diff
+
+
+def latency_columns(batch, flops, t):
+    """GFLOPs sparse / masked, FLOPs ratio, ms/video sparse / masked, latency ratio and its
+    gap to the FLOPs ratio: the columns both sparse-vs-masked tables share."""
+    (gf_s, gf_m), flops_ratio, lat_ratio = flops, flops[0] / flops[1], t["sparse"] / t["masked"]
+    return [round(gf_s, 2), round(gf_m, 2), round(flops_ratio, 3), round(t["sparse"] * 1e3 / batch, 1),
+            round(t["masked"] * 1e3 / batch, 1), round(lat_ratio, 3), f"{(lat_ratio / flops_ratio - 1) * 100:+.1f}%"]
+
+
 def sparse_vs_masked(batch, size, rounds):
     v = video(batch, 12, size)
     rows = []
     for ratio in RATIOS:
-        sparse = prepared(af_tsm(ratio=ratio).configure(execution="sparse"))
-        masked = copy.deepcopy(sparse).configure(execution="masked")
-        gf_s, gf_m = count_flops(sparse, v), count_flops(masked, v)
-        t = time_round_robin({"sparse": lambda: sparse(v), "masked": lambda: masked(v)}, rounds=rounds)
-        flops_ratio, lat_ratio = gf_s / gf_m, t["sparse"] / t["masked"]
-        rows.append([batch, ratio, round(gf_s, 2), round(gf_m, 2), round(flops_ratio, 3),
-                     round(t["sparse"] * 1e3 / batch, 1), round(t["masked"] * 1e3 / batch, 1), round(lat_ratio, 3),
-                     f"{(lat_ratio / flops_ratio - 1) * 100:+.1f}%"])
+        flops, calls, _ = sparse_against_masked(af_tsm(ratio=ratio), v)
+        rows.append([batch, ratio, *latency_columns(batch, flops, time_round_robin(calls, rounds=rounds))])
     return rows
 
 
@@ -142,17 +158,9 @@ def spatial(batch, size, rounds, rt=0.8):
     for rs in REGION_RATIOS:
         model = create_model("af_resnet50", num_classes=200, num_frames=12, spatial=True, selection="uniform",
                              ratio=rt, region_selection="random" if rs < 1 else "all", region_ratio=rs)
-        sparse = prepared(model.configure(execution="sparse"))
-        masked = copy.deepcopy(sparse).configure(execution="masked")
-        gf_s, gf_m = count_flops(sparse, v), count_flops(masked, v)
-        with torch.inference_mode():
-            a, b = sparse(v), masked(v)
-        diff = (a.logits - b.logits).abs().max().item()
-        t = time_round_robin({"sparse": lambda: sparse(v), "masked": lambda: masked(v)}, rounds=rounds)
-        flops_ratio, lat_ratio = gf_s / gf_m, t["sparse"] / t["masked"]
-        rows.append([batch, rt, rs, round(gf_s, 2), round(gf_m, 2), round(flops_ratio, 3),
-                     round(t["sparse"] * 1e3 / batch, 1), round(t["masked"] * 1e3 / batch, 1), round(lat_ratio, 3),
-                     f"{(lat_ratio / flops_ratio - 1) * 100:+.1f}%", f"{diff:.1e}"])
+        flops, calls, diff = sparse_against_masked(model, v, check=True)
+        rows.append([batch, rt, rs, *latency_columns(batch, flops, time_round_robin(calls, rounds=rounds)),
+                     f"{diff:.1e}"])
     return rows
 
 
