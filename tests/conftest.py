@@ -14,8 +14,8 @@ import torch
 sys.path.insert(0, os.path.dirname(__file__))
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
-SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "shared")
-LAYOUTS = os.path.join(SHARED, "reference", "official_checkpoint_layouts.json")
+# Facts about the authors' released checkpoints, carried inside the repository (tests/data/README.md).
+LAYOUTS = os.path.join(os.path.dirname(__file__), "data", "official_checkpoint_layouts.json")
 
 
 def randomize(model: torch.nn.Module, seed: int = 0, nav_std: float = 3.0) -> torch.nn.Module:
