@@ -37,7 +37,7 @@ _SPATIAL = re.compile(r"(^|\.)spatial\.")
 _AUTHORS_PREFIX = ((r"^module\.base_model\.", ""), (r"^module\.new_fc\.", "fc."), (r"^module\.", ""))
 _AUTHORS_RENAMES = (
     # AF-MobileNetV3 stage containers
-    (r"^features_head\.", "head."),
+    (r"^features_head\.", "stage0."),
     (r"^list_gen(\d)\.", r"stage\1.navigation."),
     (r"^features_stage(\d)_base\.", r"stage\1.ample."),
     (r"^features_stage(\d)_refine\.", r"stage\1.focal."),
@@ -59,6 +59,22 @@ _AUTHORS_RENAMES = (
     (r"\.downsample\.", ".shortcut."),
     (r"\.res_connect\.", ".shortcut."),
 )
+
+
+# Module names of afnet checkpoints written before a rename -> today's (one entry per rename;
+# applied to keys the model does not have).
+_AFNET_RENAMES = (
+    (r"^head\.", "stage0."),   # AF-MobileNetV3's first inverted residual (was ``head``)
+)
+
+
+def translate_afnet_key(key: str, own: set) -> str:
+    """An afnet checkpoint's key under today's module names (``own``: the model's keys)."""
+    if key in own:
+        return key
+    for pattern, repl in _AFNET_RENAMES:
+        key = re.sub(pattern, repl, key)
+    return key
 
 
 def translate_authors_key(key: str) -> str:
@@ -130,15 +146,9 @@ def atomic_torch_save(obj, path: str | os.PathLike) -> None:
 
 
 def model_args(model: nn.Module) -> dict:
-    """The constructor arguments that :func:`create_model` needs to rebuild ``model``: with
-    spatial navigation also ``spatial``, ``region_grid`` and ``temporal_navigation`` (the
-    latter too for a temporal-only AF-ResNet built with ``temporal_navigation="first"``)."""
-    args = {"num_classes": model.num_classes, "num_frames": model.num_frames, "shift": bool(model.shift)}
-    if getattr(model, "spatial", False):
-        args.update(spatial=True, region_grid=list(model.region_grid))
-    if args.get("spatial") or getattr(model, "temporal_navigation", "block") != "block":
-        args["temporal_navigation"] = model.temporal_navigation
-    return args
+    """The arguments :func:`create_model` needs to rebuild ``model``, as the model describes
+    itself (:meth:`VideoModel.model_args`)."""
+    return model.model_args()
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict:
@@ -168,6 +178,8 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike, *, skip_classifie
     if ckpt.get("format") == FORMAT:
         trained_frames = (ckpt.get("model_args") or {}).get("num_frames")
         source = BACKBONE_SOURCES[1] if trained_frames == 1 and model.num_frames != 1 else "afnet"
+        own = set(model.state_dict())
+        state = {translate_afnet_key(k, own): v for k, v in state.items()}
     elif any(k.startswith("module.base_model.") for k in state):
         source = "authors' video"
         state = {translate_authors_key(k): v for k, v in state.items()}

@@ -13,12 +13,14 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 
-def count_flops(model: nn.Module, video: torch.Tensor, temperature: float = 1.0) -> float:
+def count_flops(model: nn.Module, video: torch.Tensor, temperature: float = 1.0, *, warmup: bool = True) -> float:
     """GFLOPs (multiply-accumulates) per video for ``model(video)`` in the model's current
-    mode and execution. A first, uncounted pass fills per-weight caches (the focal
-    branch's response to a skipped frame is computed once, not per video)."""
+    mode and execution. A first, uncounted pass (``warmup``; skip it when the model has
+    already run at this shape) fills per-weight caches (the focal branch's response to a
+    skipped frame is computed once, not per video)."""
     with torch.no_grad():
-        model(video, temperature)
+        if warmup:
+            model(video, temperature)
         with FlopCounterMode(display=False) as counter:
             model(video, temperature)
     return counter.get_total_flops() / 2 / 1e9 / video.shape[0]

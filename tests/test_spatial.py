@@ -139,7 +139,7 @@ def test_temporal_navigation_first_shares_one_mask():
     assert all(m is out.masks[0] for m in out.masks)
     per_block = spatial_small(temporal_navigation="block")
     assert not hasattr(per_block, "navigation") and len(per_block.layer1.navigation) == 1
-    with pytest.raises(ValueError, match="temporal_navigation must be one of block, first"):
+    with pytest.raises(ValueError, match="temporal_navigation=.last.; accepted: block, first"):
         spatial_small(temporal_navigation="last")
 
 
@@ -175,7 +175,7 @@ def test_spatial_configuration_errors():
     with pytest.raises(ValueError, match="spatial navigation is implemented for af_resnet50"):
         create_model("af_mobilenetv3", num_classes=5, num_frames=T, spatial=True)
     plain = create_model("af_resnet_small", num_classes=5, num_frames=T)
-    with pytest.raises(ValueError, match="built without spatial navigation"):
+    with pytest.raises(ValueError, match="needs spatial=true .the model is built without spatial navigation"):
         plain.configure(region_selection="center", region_ratio=0.5)
     with pytest.raises(ValueError, match="region_selection='center' needs a region_ratio"):
         spatial_small().configure(region_selection="center")

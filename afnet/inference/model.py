@@ -4,8 +4,9 @@ names, navigation-point names and the evaluation preset its inputs are read with
 Two kinds of checkpoint:
 
 - project checkpoints (``afnet.save_checkpoint``: ``format: "afnet"``): the architecture
-  and its arguments are stored, so the file alone suffices. ``class_names`` and a
-  ``config`` dict are used when present (see :func:`checkpoint_defaults`).
+  and its arguments are stored, so the file alone suffices. ``class_names`` (stored by
+  ``afnet train``) and the run's ``config`` (its ``data.preset``, ``data.input_size`` and
+  frame/region policy ``model.selection`` ...) are used when present.
 - the authors' released checkpoints: no architecture is stored, so ``model``, ``frames``,
   ``classes`` and ``labels`` (a class-name file) must be given.
 """
@@ -20,12 +21,9 @@ from afnet.checkpoint import FORMAT, load_checkpoint, read_checkpoint
 from afnet.data.annotations import load_class_names
 from afnet.data.presets import DatasetConfig, get_preset
 from afnet.models import create_model
-from afnet.models.layers import AFStage, Navigation
 from afnet.runtime import prepare_for_inference
 
 DEFAULT_PRESET = "sthv2"
-_PRESET_KEYS = ("preset", "dataset")
-_SIZE_KEYS = ("input_size", "size", "crop_size")
 
 
 @dataclass
@@ -58,38 +56,13 @@ class InferenceModel:
         return None if self.class_names is None else self.class_names[index]
 
 
-def navigation_point_names(model: nn.Module) -> list[str]:
-    """One name per entry of ``VideoOutput.masks``, network order: the focal blocks of the AF
-    stages (``layer1.focal.0`` -> ``layer1.0``), whether each has its navigation module or
-    all share one (``temporal_navigation="first"``); for models without AF stages (the
-    single-branch ablation), the names of their navigation modules."""
-    stages = [(name, m) for name, m in model.named_modules() if isinstance(m, AFStage)]
-    if stages:
-        return [f"{name}.{i}" for name, stage in stages for i in range(len(stage.focal))]
-    return [name for name, m in model.named_modules() if isinstance(m, Navigation)]
-
-
-def _find(config: dict, keys: tuple[str, ...]):
-    """First of ``keys`` in ``config`` or in one of its nested dicts (e.g. ``config["data"]``)."""
-    for key in keys:
-        if config.get(key) is not None:
-            return config[key]
-    for value in config.values():
-        if isinstance(value, dict):
-            found = _find(value, keys)
-            if found is not None:
-                return found
-    return None
-
-
 def checkpoint_defaults(ckpt: dict) -> tuple[str | None, int | None]:
-    """(preset name, input size) stored in a checkpoint's ``config`` dict, if any: keys
-    ``preset``/``dataset`` and ``input_size``/``size``/``crop_size``, at the top level of
-    ``config`` or one level down (``config["data"]["preset"]``)."""
-    config = ckpt.get("config")
-    if not isinstance(config, dict):
+    """(preset name, input size) of the run that wrote the checkpoint: its config's
+    ``data.preset`` and ``data.input_size``, if recorded."""
+    data = (ckpt.get("config") or {}).get("data") if isinstance(ckpt.get("config"), dict) else None
+    if not isinstance(data, dict):
         return None, None
-    preset, size = _find(config, _PRESET_KEYS), _find(config, _SIZE_KEYS)
+    preset, size = data.get("preset"), data.get("input_size")
     return (preset if isinstance(preset, str) else None), (int(size) if isinstance(size, int) else None)
 
 
@@ -166,7 +139,7 @@ def load_model_for_inference(checkpoint: str | os.PathLike, model: str | None = 
     net = create_model(arch, **args)
     load_checkpoint(net, path)
     net.configure(**stored_selection(ckpt))
-    points = navigation_point_names(net)
+    points = [p.name for p in net.navigation_points()]
     prepare_for_inference(net)
     config = eval_config(preset or stored_preset or DEFAULT_PRESET, net.num_frames, net.num_classes,
                          size if size is not None else stored_size)

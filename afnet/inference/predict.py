@@ -8,8 +8,8 @@ Latency is the wall-clock of the model call alone (``model(clip)`` under
 ``torch.no_grad`` on the already decoded and transformed clip, all views of one video in
 one call); decoding and transforms are reported apart (``decode_ms``). The first call at a
 new input shape is preceded by an untimed warm-up call. GFLOPs (multiply-accumulates, as
-in the paper) are counted by ``FlopCounterMode`` around a second, untimed call on the same
-clip: eval mode is deterministic, so it executes the same operations.
+in the paper) are counted by :func:`afnet.count_flops` on a second, untimed call on the
+same clip: eval mode is deterministic, so it executes the same operations.
 """
 from __future__ import annotations
 
@@ -18,10 +18,10 @@ import time
 from dataclasses import dataclass, field
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from afnet.data.dataset import average_views, clip_indices, eval_views
 from afnet.data.decoding import DecodeError, count_frames, open_reader
+from afnet.flops import count_flops
 from afnet.inference.model import InferenceModel
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".flv",
@@ -141,11 +141,7 @@ def run_model(im: InferenceModel, clip: torch.Tensor, *, flops: bool = True):
         start = time.perf_counter()
         out = model(clip)
         latency_ms = (time.perf_counter() - start) * 1e3
-        gflops = None
-        if flops:
-            with FlopCounterMode(display=False) as counter:
-                model(clip)
-            gflops = counter.get_total_flops() / 2 / 1e9
+        gflops = count_flops(model, clip, warmup=False) * clip.shape[0] if flops else None  # all V views
     probs = average_views(out.logits, clip.shape[0], softmax=True)[0]
     return probs, [m.detach() for m in out.masks], [r.detach() for r in out.regions], latency_ms, gflops
 

@@ -11,9 +11,58 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from afnet.models.layers import (EXECUTIONS, REGION_SELECTIONS, SELECTIONS, Navigation, SelectionContext,
-                                 SpatialNavigation, check_ratio,
-                                 is_channels_last)
+from afnet.models.layers import (EXECUTIONS, REGION_SELECTIONS, SELECTIONS, AFStage, Navigation, SelectionContext,
+                                 SpatialNavigation, is_channels_last)
+
+
+def _unit(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and 0.0 < float(x) <= 1.0
+
+
+def selection_problems(o: dict, *, has_navigation: bool, spatial: bool, model: str, prefix: str = "") -> list[str]:
+    """The rules on :meth:`VideoModel.configure`'s options ``o`` (``None``: unset), one
+    message per broken rule naming the option (``prefix`` + name) and what it accepts.
+    ``has_navigation``/``spatial``: whether the model has a focal branch / spatial navigation."""
+    p = prefix
+    problems = []
+    selection, ratio, execution = o.get("selection"), o.get("ratio"), o.get("execution")
+    if selection is not None and selection not in SELECTIONS:
+        problems.append(f"{p}selection={selection!r}; accepted: {', '.join(SELECTIONS)}")
+    elif selection not in (None, "all") and not has_navigation:
+        problems.append(f"{model} has no focal branch; {p}selection must be 'all', got {selection!r}")
+    if execution is not None and execution not in EXECUTIONS:
+        problems.append(f"{p}execution={execution!r}; accepted: {', '.join(EXECUTIONS)}")
+    for key in ("ratio", "region_ratio"):
+        if o.get(key) is not None and not _unit(o[key]):
+            problems.append(f"{p}{key} must be in (0, 1], got {o[key]!r}")
+    if selection in ("uniform", "random", "normal") and ratio is None:
+        problems.append(f"{p}selection={selection!r} needs a {p}ratio in (0, 1]")
+    if selection == "soft" and execution == "sparse":
+        problems.append(f"{p}selection='soft' weighs every frame; {p}execution must be 'auto' or 'masked'")
+    region_selection, region_ratio = o.get("region_selection"), o.get("region_ratio")
+    if region_selection is not None and region_selection not in REGION_SELECTIONS:
+        problems.append(f"{p}region_selection={region_selection!r}; accepted: {', '.join(REGION_SELECTIONS)}")
+    elif not spatial:
+        problems += [f"{p}{k}={o[k]!r} needs {p}spatial=true (the model is built without spatial navigation)"
+                     for k in ("region_selection", "region_ratio") if o.get(k) not in (None, "all")]
+    elif region_selection in ("random", "center") and region_ratio is None:
+        problems.append(f"{p}region_selection={region_selection!r} needs a {p}region_ratio in (0, 1]")
+    dense_above = o.get("dense_above")
+    if dense_above is not None and not (isinstance(dense_above, (int, float)) and 0.0 < dense_above <= 1.0 + 1e-9):
+        problems.append(f"{p}dense_above must be in (0, 1], got {dense_above!r}")
+    return problems
+
+
+class NavigationPoint(NamedTuple):
+    """One entry of ``VideoOutput.masks``: ``name`` (e.g. ``layer1.0``, the focal block) and,
+    with spatial navigation, the side of its region grid (``grid``; ``None``: temporal only)."""
+
+    name: str
+    grid: int | None = None
+
+    @property
+    def spatial(self) -> bool:
+        return self.grid is not None
 
 
 class VideoOutput(NamedTuple):
@@ -38,6 +87,7 @@ class VideoModel(nn.Module):
 
     has_navigation = False
     spatial = False   # spatial navigation (paper §3.3): set by models that have it
+    shift = False     # temporal shift in every block (the create_model option)
 
     def __init__(self, num_classes: int, num_frames: int):
         super().__init__()
@@ -78,31 +128,16 @@ class VideoModel(nn.Module):
         selection = self.selection if selection is None else selection
         execution = self.execution if execution is None else execution
         ratio = self.ratio if ratio is None else ratio
-        if selection not in SELECTIONS:
-            raise ValueError(f"unknown selection {selection!r}; expected one of {', '.join(SELECTIONS)}")
-        if execution not in EXECUTIONS:
-            raise ValueError(f"unknown execution {execution!r}; expected one of {', '.join(EXECUTIONS)}")
-        if not self.has_navigation and selection != "all":
-            raise ValueError(f"{type(self).__name__} has no focal branch; selection must be 'all', got {selection!r}")
-        check_ratio(ratio)
-        if selection in ("uniform", "random", "normal") and ratio is None:
-            raise ValueError(f"selection={selection!r} needs a ratio in (0, 1]")
-        if selection == "soft" and execution == "sparse":
-            raise ValueError("selection='soft' weighs every frame; execution must be 'auto' or 'masked'")
         region_selection = self.region_selection if region_selection is None else region_selection
         region_ratio = self.region_ratio if region_ratio is None else region_ratio
-        if region_selection not in REGION_SELECTIONS:
-            raise ValueError(f"unknown region_selection {region_selection!r}; expected one of "
-                             f"{', '.join(REGION_SELECTIONS)}")
-        if not self.spatial and region_selection != "all":
-            raise ValueError(f"{type(self).__name__} was built without spatial navigation (spatial=True); "
-                             f"region_selection must be 'all', got {region_selection!r}")
-        check_ratio(region_ratio, "region_ratio")
-        if region_selection in ("random", "center") and region_ratio is None:
-            raise ValueError(f"region_selection={region_selection!r} needs a region_ratio in (0, 1]")
+        problems = selection_problems(dict(selection=selection, ratio=ratio, execution=execution,
+                                           dense_above=dense_above, region_selection=region_selection,
+                                           region_ratio=region_ratio),
+                                      has_navigation=self.has_navigation, spatial=self.spatial,
+                                      model=getattr(self, "arch", type(self).__name__))
+        if problems:
+            raise ValueError("; ".join(problems))
         if dense_above is not None:
-            if not 0.0 < dense_above <= 1.0 + 1e-9:
-                raise ValueError(f"dense_above must be in (0, 1], got {dense_above!r}")
             self.dense_above = float(dense_above)
         self.selection, self.ratio, self.execution = selection, (None if ratio is None else float(ratio)), execution
         self.region_selection = region_selection
@@ -161,6 +196,26 @@ class VideoModel(nn.Module):
     def navigation_parameters(self) -> list[nn.Parameter]:
         """Parameters of the temporal and spatial navigation modules."""
         return [p for m in self.modules() if isinstance(m, (Navigation, SpatialNavigation)) for p in m.parameters()]
+
+    # -------------------------------------------------------------- self-description
+    def navigation_points(self) -> list[NavigationPoint]:
+        """One point per entry of ``VideoOutput.masks`` (and of ``regions`` for spatial
+        points), in network order: the focal blocks of the AF stages (``layer1.focal.0`` ->
+        ``layer1.0``), whether each has its navigation module or all share one
+        (``temporal_navigation="first"``). Empty for the TSN/TSM baselines."""
+        points = []
+        for name, stage in self.named_modules():
+            if isinstance(stage, AFStage):
+                grids = [None] * len(stage.focal) if stage.spatial is None else [s.grid for s in stage.spatial]
+                points += [NavigationPoint(f"{name}.{i}", g) for i, g in enumerate(grids)]
+        return points
+
+    def model_args(self) -> dict:
+        """The :func:`~afnet.models.create_model` arguments that rebuild this network
+        (recorded in checkpoints): the sizes, the shift and the constructor options it was
+        built with."""
+        return {"num_classes": self.num_classes, "num_frames": self.num_frames, "shift": bool(self.shift),
+                **getattr(self, "build_args", {})}
 
     def extra_repr(self) -> str:
         return (f"num_classes={self.num_classes}, num_frames={self.num_frames}, selection={self.selection!r}, "

@@ -26,13 +26,6 @@ EXECUTIONS = ("auto", "sparse", "masked")
 TEMPORAL_NAVIGATION = ("block", "first")
 
 
-def check_ratio(ratio: float | None, name: str = "ratio") -> None:
-    if ratio is None:
-        return
-    if not isinstance(ratio, (int, float)) or not 0.0 < float(ratio) <= 1.0:
-        raise ValueError(f"{name} must be in (0, 1], got {ratio!r}")
-
-
 # ----------------------------------------------------------------------------- temporal shift
 class TemporalShift(nn.Module):
     """TSM shift (Lin et al. 2019) of the first ``2 * C // fold_div`` channels.
@@ -138,6 +131,12 @@ def gumbel_keep(logits: torch.Tensor, temperature: float, training: bool) -> tor
 
     Train: hard Gumbel-Softmax with straight-through gradients (paper Eq. 4-6).
     Eval: deterministic, keep where keep-logit > skip-logit, no noise.
+
+    Not ``F.gumbel_softmax(logits, temperature, hard=True)``: it computes the same hard
+    straight-through sample, but draws its noise as ``-log(Exponential(1))`` where this (and
+    the authors' code) draws ``-log(-log(U))`` from ``torch.rand_like``. Switching would
+    change every seeded run (the demo's numbers, and a resumed run against checkpoints
+    written before), for no change in the method; eval stays noise-free either way.
     """
     if not training:
         return (logits[..., 1] > logits[..., 0]).to(logits.dtype)
@@ -186,8 +185,6 @@ class Navigation(nn.Module):
 
     def __init__(self, in_channels: int, num_frames: int, init_bias: tuple[float, float] = (1.0, 10.0)):
         super().__init__()
-        if not init_bias[1] > init_bias[0]:
-            raise ValueError(f"navigation init_bias (skip, keep) must start with keep > skip, got {tuple(init_bias)}")
         self.num_frames = num_frames
         self.init_bias = (float(init_bias[0]), float(init_bias[1]))
         self.conv1 = nn.Conv2d(in_channels, 2, kernel_size=1, bias=False)
@@ -251,8 +248,6 @@ class SpatialNavigation(nn.Module):
     def __init__(self, in_channels: int, grid: int, hidden: int = 16,
                  init_bias: tuple[float, float] = (1.0, 10.0)):
         super().__init__()
-        if not init_bias[1] > init_bias[0]:
-            raise ValueError(f"navigation init_bias (skip, keep) must start with keep > skip, got {tuple(init_bias)}")
         self.grid = grid
         self.init_bias = (float(init_bias[0]), float(init_bias[1]))
         self.conv1 = nn.Conv2d(in_channels, hidden, kernel_size=3, padding=1, bias=False)
@@ -437,7 +432,8 @@ class ResidualBlock(nn.Module):
     """``act(shortcut(x) + body(shift(x) * keep))`` with the focal branch's two executions.
 
     Subclasses define ``body`` (the convolutions), ``shortcut`` (``None`` for no residual,
-    an ``nn.Identity`` or a projection), ``shift`` and ``act``.
+    an ``nn.Identity`` or a projection), ``time_shift`` (a :class:`TemporalShift` or an
+    identity) and ``act``.
 
     - ``keep is None``: every frame computed (ample, fusion and plain blocks).
     - masked: every frame computed after multiplying the input by the mask, as in the
@@ -453,7 +449,7 @@ class ResidualBlock(nn.Module):
     """
 
     shortcut: nn.Module | None
-    shift: nn.Module
+    time_shift: nn.Module
     act: nn.Module
 
     def body(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
@@ -483,13 +479,13 @@ class ResidualBlock(nn.Module):
         with ``M_n``: ``1 + L_n M_n dv``), elsewhere the block passes the residual alone."""
         residual = None if self.shortcut is None else self.shortcut(x)
         if keep is None:
-            out = self.body(self.shift(x))
+            out = self.body(self.time_shift(x))
         else:
             keep = keep.reshape(-1)
             if sparse and (regions is not None or keep.sum() < dense_above * keep.numel()):
                 return self.act(self._sparse(x, keep, residual, regions))
             k = keep.view(-1, 1, 1, 1).to(x.dtype)
-            out = self.body(self.shift(x) * k)
+            out = self.body(self.time_shift(x) * k)
             if regions is not None:  # skipped frames keep body(0); kept frames their regions
                 out = out * (1 - k + k * upsample_regions(regions.to(out.dtype), out.shape[-2:]))
         if residual is not None:
@@ -507,13 +503,13 @@ class ResidualBlock(nn.Module):
             if self.region_macs(len(local), index.numel(), *local.size, h, w) < index.numel() * self.frame_macs(h, w):
                 return self._sparse_regions(x, keep, index, residual, base, local)
             if index.numel() == keep.numel():  # every frame kept, most regions: gate them in place
-                out = self.body(self.shift(x))
+                out = self.body(self.time_shift(x))
                 out = out * upsample_regions(regions.to(out.dtype), out.shape[-2:])
                 return out if residual is None else out.add_(residual)
         out = base.expand(x.shape[0], *base.shape[1:]) if residual is None else residual + base
         out = out.contiguous(memory_format=_memory_format(x))
         if index.numel():
-            y = self.body(gather_shifted(self.shift, x, index))
+            y = self.body(gather_shifted(self.time_shift, x, index))
             if regions is not None:  # computing the kept frames whole was cheaper: gate them
                 y = y * upsample_regions(regions.index_select(0, index).to(y.dtype), y.shape[-2:])
             if residual is not None:
@@ -629,5 +625,5 @@ __all__ = [
     "SpatialNavigation", "decide_regions", "fixed_region_mask", "RegionLayout", "gather_regions", "add_regions_",
     "upsample_regions", "FusionGate", "ResidualBlock",
     "AFStage", "SelectionContext", "decide", "gumbel_keep", "fixed_policy_mask", "gather_frames",
-    "scatter_frames_", "gather_shifted", "check_ratio", "make_divisible", "is_channels_last",
+    "scatter_frames_", "gather_shifted", "make_divisible", "is_channels_last",
 ]

@@ -19,53 +19,40 @@ from afnet.models.layers import AFStage, FusionGate, Navigation, ResidualBlock, 
 
 @dataclass(frozen=True)
 class IR:
-    """One inverted-residual row: kernel, expansion, output channels, SE, h-swish, stride."""
+    """One inverted-residual row, the columns of torchvision's ``_mobilenet_v3_conf``:
+    depthwise kernel, expansion ratio, output channels, squeeze-excite, activation
+    (``"RE"`` ReLU, ``"HS"`` h-swish), stride."""
 
     kernel: int
     expand: float
     out: int
     se: bool
-    hswish: bool
+    act: str
     stride: int
-
-
-def _rows(*rows) -> tuple[IR, ...]:
-    return tuple(IR(k, t, c, bool(se), bool(hs), s) for k, t, c, se, hs, s in rows)
 
 
 # MobileNetV3-Large, read off the authors' release and checkpoint layout.
 AF_MBV3_LARGE = {
-    "head": _rows((3, 1, 16, 0, 0, 1)),
-    "stage1": _rows((3, 4, 24, 0, 0, 2), (3, 3, 24, 0, 0, 2)),
-    "stage2_ample": _rows((5, 3, 40, 1, 0, 2), (5, 3, 40, 1, 0, 1)),
-    "stage2_focal": _rows((5, 3, 40, 1, 0, 1), (5, 3, 40, 1, 0, 1)),
-    "stage2_fusion": _rows((5, 3, 40, 1, 0, 2)),
-    "stage3_ample": _rows((3, 6, 80, 0, 1, 2), (3, 2.5, 80, 0, 1, 1), (3, 2.3, 80, 0, 1, 1)),
-    "stage3_focal": _rows((3, 6, 80, 0, 1, 1), (3, 2.5, 80, 0, 1, 1), (3, 2.3, 80, 0, 1, 1)),
-    "stage3_fusion": _rows((3, 2.3, 80, 0, 1, 1)),
-    "stage4": _rows((3, 6, 112, 1, 1, 1), (3, 6, 112, 1, 1, 1)),
-    "stage5": _rows((5, 6, 160, 1, 1, 2), (5, 6, 160, 1, 1, 1), (5, 6, 160, 1, 1, 1)),
+    "stage0": (IR(3, 1, 16, False, "RE", 1),),
+    "stage1": (IR(3, 4, 24, False, "RE", 2), IR(3, 3, 24, False, "RE", 2)),
+    "stage2_ample": (IR(5, 3, 40, True, "RE", 2), IR(5, 3, 40, True, "RE", 1)),
+    "stage2_focal": (IR(5, 3, 40, True, "RE", 1), IR(5, 3, 40, True, "RE", 1)),
+    "stage2_fusion": (IR(5, 3, 40, True, "RE", 2),),
+    "stage3_ample": (IR(3, 6, 80, False, "HS", 2), IR(3, 2.5, 80, False, "HS", 1), IR(3, 2.3, 80, False, "HS", 1)),
+    "stage3_focal": (IR(3, 6, 80, False, "HS", 1), IR(3, 2.5, 80, False, "HS", 1), IR(3, 2.3, 80, False, "HS", 1)),
+    "stage3_fusion": (IR(3, 2.3, 80, False, "HS", 1),),
+    "stage4": (IR(3, 6, 112, True, "HS", 1), IR(3, 6, 112, True, "HS", 1)),
+    "stage5": (IR(5, 6, 160, True, "HS", 2), IR(5, 6, 160, True, "HS", 1), IR(5, 6, 160, True, "HS", 1)),
 }
 
 # Standard MobileNetV3-Large (Howard et al. 2019, Table 1) for the baselines.
-MBV3_LARGE = _rows(
-    (3, 1, 16, 0, 0, 1), (3, 4, 24, 0, 0, 2), (3, 3, 24, 0, 0, 1), (5, 3, 40, 1, 0, 2), (5, 3, 40, 1, 0, 1),
-    (5, 3, 40, 1, 0, 1), (3, 6, 80, 0, 1, 2), (3, 2.5, 80, 0, 1, 1), (3, 2.3, 80, 0, 1, 1), (3, 2.3, 80, 0, 1, 1),
-    (3, 6, 112, 1, 1, 1), (3, 6, 112, 1, 1, 1), (5, 6, 160, 1, 1, 2), (5, 6, 160, 1, 1, 1), (5, 6, 160, 1, 1, 1))
-
-
-class HSigmoid(nn.Module):
-    """relu6(x + 3) / 6."""
-
-    def forward(self, x):
-        return F.hardsigmoid(x)
-
-
-class HSwish(nn.Module):
-    """x * relu6(x + 3) / 6."""
-
-    def forward(self, x):
-        return F.hardswish(x)
+MBV3_LARGE = (
+    IR(3, 1, 16, False, "RE", 1), IR(3, 4, 24, False, "RE", 2), IR(3, 3, 24, False, "RE", 1),
+    IR(5, 3, 40, True, "RE", 2), IR(5, 3, 40, True, "RE", 1), IR(5, 3, 40, True, "RE", 1),
+    IR(3, 6, 80, False, "HS", 2), IR(3, 2.5, 80, False, "HS", 1), IR(3, 2.3, 80, False, "HS", 1),
+    IR(3, 2.3, 80, False, "HS", 1), IR(3, 6, 112, True, "HS", 1), IR(3, 6, 112, True, "HS", 1),
+    IR(5, 6, 160, True, "HS", 2), IR(5, 6, 160, True, "HS", 1), IR(5, 6, 160, True, "HS", 1))
+ACTIVATIONS = {"RE": nn.ReLU, "HS": nn.Hardswish}
 
 
 class SqueezeExcite(nn.Module):
@@ -73,7 +60,7 @@ class SqueezeExcite(nn.Module):
         super().__init__()
         hidden = make_divisible(channels // reduction, 8)
         self.fc = nn.Sequential(nn.Linear(channels, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, channels),
-                                HSigmoid())
+                                nn.Hardsigmoid())
 
     def forward(self, x):
         b, c = x.shape[:2]
@@ -94,7 +81,7 @@ class InvertedResidual(ResidualBlock):
         out_ch = make_divisible(row.out, 8)
         groups = 2 if focal else 1
         self.expand = in_ch != hidden
-        act = HSwish if row.hswish else nn.ReLU
+        act = ACTIVATIONS[row.act]
         pad = (row.kernel - 1) // 2
         if self.expand:
             self.conv1 = nn.Conv2d(in_ch, hidden, 1, bias=False, groups=groups)
@@ -118,7 +105,7 @@ class InvertedResidual(ResidualBlock):
                                           nn.BatchNorm2d(out_ch))
         else:
             self.shortcut = None
-        self.shift = TemporalShift(num_frames) if shift else nn.Identity()
+        self.time_shift = TemporalShift(num_frames) if shift else nn.Identity()
         self.act = nn.Identity()
         self.out_channels = out_ch
 
@@ -155,17 +142,19 @@ def _init_mobilenet(model: nn.Module) -> None:
             m.reset_parameters()
 
 
-class _MobileNetHead(VideoModel):
+class _MobileNetBase(VideoModel):
+    """Stem, last 1x1 conv, per-frame head and classifier shared by AF-MobileNetV3 and the baselines."""
+
     def _build_stem(self) -> None:
         self.conv = nn.Conv2d(3, 16, 3, 2, 1, bias=False)
         self.bn = nn.BatchNorm2d(16)
-        self.act = HSwish()
+        self.act = nn.Hardswish()
 
     def _build_head(self, in_ch: int, dropout: float) -> None:
         last = make_divisible(in_ch * 6, 8)
         self.conv_last = nn.Conv2d(in_ch, last, 1, bias=False)
         self.bn_last = nn.BatchNorm2d(last)
-        self.fc = nn.Sequential(nn.Linear(last, 1280), HSwish(), nn.Dropout(dropout), nn.Linear(1280, self.num_classes))
+        self.fc = nn.Sequential(nn.Linear(last, 1280), nn.Hardswish(), nn.Dropout(dropout), nn.Linear(1280, self.num_classes))
 
     def stem(self, x):
         return self.act(self.bn(self.conv(x)))
@@ -178,7 +167,7 @@ class _MobileNetHead(VideoModel):
         return self.fc[3]
 
 
-class AFMobileNetV3(_MobileNetHead):
+class AFMobileNetV3(_MobileNetBase):
     """AF-MobileNetV3-Large: AF modules in ``stage2`` and ``stage3`` (5 navigation points)."""
 
     has_navigation = True
@@ -189,8 +178,8 @@ class AFMobileNetV3(_MobileNetHead):
         self.shift = shift
         t = num_frames
         self._build_stem()
-        head, ch = _blocks(16, config["head"], t, shift)
-        self.head = nn.Sequential(*head)
+        stage0, ch = _blocks(16, config["stage0"], t, shift)
+        self.stage0 = nn.Sequential(*stage0)   # the first inverted residual (16 channels)
         stage1, ch = _blocks(ch, config["stage1"], t, shift)
         self.stage1 = nn.Sequential(*stage1)
         self.stage2, ch = self._af_stage(ch, config, "stage2", t, shift, navigation_bias)
@@ -214,12 +203,12 @@ class AFMobileNetV3(_MobileNetHead):
         return stage, out_ch
 
     def forward_features(self, x, ctx):
-        x = self.stage1(self.head(self.stem(x)))
+        x = self.stage1(self.stage0(self.stem(x)))
         x = self.stage3(self.stage2(x, ctx), ctx)
         return self.stage5(self.stage4(x))
 
 
-class MobileNetV3(_MobileNetHead):
+class MobileNetV3(_MobileNetBase):
     """TSN (``shift=False``) / TSM (``shift=True``) MobileNetV3-Large; the shift runs in every
     block, as in AF-MobileNetV3."""
 

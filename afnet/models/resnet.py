@@ -12,8 +12,8 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import nn
 
-from afnet.models.base import VideoModel
-from afnet.models.layers import (TEMPORAL_NAVIGATION, AFStage, FusionGate, Navigation, ResidualBlock, SpatialNavigation,
+from afnet.models.base import NavigationPoint, VideoModel
+from afnet.models.layers import (AFStage, FusionGate, Navigation, ResidualBlock, SpatialNavigation,
                                  TemporalShift, decide, gather_regions, gather_shifted)
 
 
@@ -45,7 +45,7 @@ class Bottleneck(ResidualBlock):
         self.conv3 = nn.Conv2d(mid, out_ch, 1, bias=False, groups=groups)
         self.bn3 = nn.BatchNorm2d(out_ch)
         self.shortcut = _shortcut(in_ch, out_ch, stride, shortcut)
-        self.shift = TemporalShift(num_frames) if shift else nn.Identity()
+        self.time_shift = TemporalShift(num_frames) if shift else nn.Identity()
         self.act = nn.ReLU(inplace=True) if last_relu else nn.Identity()
 
     def body(self, x):
@@ -62,11 +62,11 @@ class Bottleneck(ResidualBlock):
             raise ValueError("region-sparse execution needs a stride-1 block (focal blocks are)")
         h, w = x.shape[-2:]
         if self._conv1_on_frames(len(local), index.numel(), *local.size, h, w):
-            a = F.relu(self.bn1(self.conv1(gather_shifted(self.shift, x, index))), inplace=True)
+            a = F.relu(self.bn1(self.conv1(gather_shifted(self.time_shift, x, index))), inplace=True)
             a, inside = gather_regions(a, local, halo=1)
         else:
-            if isinstance(self.shift, TemporalShift):  # shift only the kept frames, then cut
-                patches, inside = gather_regions(self.shift.gather(x, index), local, halo=1)
+            if isinstance(self.time_shift, TemporalShift):  # shift only the kept frames, then cut
+                patches, inside = gather_regions(self.time_shift.gather(x, index), local, halo=1)
             else:  # cut the regions straight from the input
                 patches, inside = gather_regions(x, dest, halo=1)
             a = F.relu(self.bn1(self.conv1(patches)), inplace=True)
@@ -104,8 +104,10 @@ def _init_resnet(model: nn.Module) -> None:
             m.reset_parameters()
 
 
-class _ResNetHead(VideoModel):
+class _ResNetBase(VideoModel):
     """Stem, per-frame head and classifier shared by AF-ResNet and the baselines."""
+
+    STEM_STRIDE = 4   # 7x7/2 conv, 3x3/2 max pool
 
     def _build_stem(self, width: int) -> None:
         self.conv1 = nn.Conv2d(3, width, 7, stride=2, padding=3, bias=False)
@@ -125,7 +127,7 @@ class _ResNetHead(VideoModel):
         return self.fc
 
 
-class AFResNet(_ResNetHead):
+class AFResNet(_ResNetBase):
     """AF-ResNet: AF modules in stages 1-3 (``layer1``-``layer3``), plain ``layer4``.
 
     Spatial navigation (paper §3.3, ``spatial=True``): each focal block also gets a
@@ -137,6 +139,7 @@ class AFResNet(_ResNetHead):
     """
 
     has_navigation = True
+    AF_STRIDES = (2, 2, 1)   # stride of each AF stage (its fusion block)
 
     def __init__(self, layers: tuple[int, int, int, int], *, num_classes: int, num_frames: int,
                  widths: tuple[int, int, int, int] = (64, 128, 256, 512), shift: bool = False,
@@ -147,12 +150,7 @@ class AFResNet(_ResNetHead):
         if min(layers[:3]) < 2:
             raise ValueError(f"an AF stage needs at least 2 blocks (one ample/focal pair and the fusion block), got {layers}")
         temporal_navigation = temporal_navigation or ("first" if spatial else "block")
-        if temporal_navigation not in TEMPORAL_NAVIGATION:
-            raise ValueError(f"temporal_navigation must be one of {', '.join(TEMPORAL_NAVIGATION)}, "
-                             f"got {temporal_navigation!r}")
         grids = (region_grid,) * 3 if isinstance(region_grid, int) else tuple(region_grid)
-        if len(grids) != 3 or not all(isinstance(g, int) and g >= 1 for g in grids):
-            raise ValueError(f"region_grid must be a positive int or one per AF stage (3), got {region_grid!r}")
         self.shift = shift
         self.spatial = bool(spatial)
         self.region_grid = grids if spatial else None
@@ -162,7 +160,7 @@ class AFResNet(_ResNetHead):
         if temporal_navigation == "first":
             self.navigation = Navigation(widths[0], t, navigation_bias)
         in_ch = widths[0]
-        for i, (blocks, stride) in enumerate(zip(layers[:3], (2, 2, 1))):
+        for i, (blocks, stride) in enumerate(zip(layers[:3], self.AF_STRIDES)):
             out_ch = widths[i] * 4
             stage = self._af_stage(in_ch, out_ch, blocks, stride, t, shift, alpha, focal_groups, navigation_bias,
                                    per_block=temporal_navigation == "block", grid=grids[i] if spatial else None)
@@ -174,6 +172,24 @@ class AFResNet(_ResNetHead):
             for j in range(layers[3]))
         self._build_head(out_ch, dropout)
         _init_resnet(self)
+
+    @classmethod
+    def focal_map_sizes(cls, input_size: int) -> list[int]:
+        """Side of the focal maps of the three AF stages for ``input_size`` inputs (each stage
+        runs at its input's resolution: the stem's, then halved by each stage's stride)."""
+        sizes, stride = [], cls.STEM_STRIDE
+        for s in cls.AF_STRIDES:
+            sizes.append(-(-input_size // stride))
+            stride *= s
+        return sizes
+
+    def model_args(self) -> dict:
+        args = super().model_args()
+        if self.spatial:
+            args.update(spatial=True, region_grid=list(self.region_grid))
+        if self.spatial or self.temporal_navigation != "block":
+            args["temporal_navigation"] = self.temporal_navigation
+        return args
 
     @staticmethod
     def _af_stage(in_ch, out_ch, blocks, stride, t, shift, alpha, groups, navigation_bias, per_block=True,
@@ -204,7 +220,7 @@ class AFResNet(_ResNetHead):
         return x
 
 
-class ResNet(_ResNetHead):
+class ResNet(_ResNetBase):
     """TSN (``shift=False``) / TSM (``shift=True``) ResNet: torchvision's ResNet v1.5 run per
     frame, the temporal shift on the input of every block's first conv (residual unshifted)."""
 
@@ -253,6 +269,11 @@ class NavResNet(ResNet):
         self.navigation = nn.ModuleList(
             nn.ModuleList(Navigation(widths[i] * 4, num_frames, navigation_bias) for _ in range(layers[i] - 1))
             for i in range(3))
+
+    def navigation_points(self):
+        """One point per navigation module (``navigation.<stage>.<block>``), network order."""
+        return [NavigationPoint(f"navigation.{i}.{j}") for i, points in enumerate(self.navigation)
+                for j in range(len(points))]
 
     def forward_features(self, x, ctx):
         x = self.stem(x)
