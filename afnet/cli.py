@@ -96,6 +96,8 @@ def _cmd_demo(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from afnet.models import list_models
+    from afnet.models.layers import EXECUTIONS, FIXED_REGION_SELECTIONS, SELECTIONS
+    from afnet.models.registry import SPATIAL_MODELS
 
     parser = argparse.ArgumentParser(prog="afnet", description="AFNet: efficient video recognition")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -106,10 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--classes", type=int, default=174)
     p.add_argument("--shift", action="store_true", default=None, help="temporal shift (TSM) in every block")
-    p.add_argument("--selection", choices=["navigation", "all", "uniform", "random", "normal", "soft"])
+    p.add_argument("--selection", choices=SELECTIONS)
     p.add_argument("--ratio", type=float, help="share of frames kept by a fixed policy, in (0, 1]")
-    p.add_argument("--execution", choices=["sparse", "masked"], default="sparse")
-    g = p.add_argument_group("spatial navigation (paper §3.3; af_resnet50, af_resnet101, af_resnet_small)")
+    p.add_argument("--execution", choices=EXECUTIONS, default="sparse")
+    g = p.add_argument_group(f"spatial navigation (paper §3.3; {', '.join(SPATIAL_MODELS)})")
     g.add_argument("--spatial", action="store_true",
                    help="build the model with spatial navigation (one temporal navigation at the first layer)")
     g.add_argument("--region-grid", type=int, nargs="+", metavar="G",
@@ -118,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--region-ratio", type=float, metavar="R",
                    help="share of regions computed per kept frame by a fixed region policy, in (0, 1]; "
                         "implies --spatial")
-    g.add_argument("--region-policy", choices=["center", "random"],
+    g.add_argument("--region-policy", choices=FIXED_REGION_SELECTIONS,
                    help="fixed region policy for --region-ratio (default center)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_flops)

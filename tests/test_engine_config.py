@@ -6,8 +6,8 @@ import pytest
 import yaml
 
 import afnet
-from afnet.engine import ConfigError, load_config, train
-from afnet.engine.config import dump_config
+from afnet.engine import ConfigError, dump_config, load_config, train
+from afnet.engine import Config, DataConfig, ModelConfig
 from engine_fixtures import REPO, SYNTHETIC_CONFIG, tiny_overrides, tiny_synthetic
 
 EXPERIMENTS = sorted(p for p in (REPO / "configs").rglob("*.yaml"))
@@ -16,8 +16,12 @@ EXPERIMENTS = sorted(p for p in (REPO / "configs").rglob("*.yaml"))
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: str(p.relative_to(REPO / "configs")))
 def test_every_config_loads_and_resolves(path):
     cfg = load_config(path)
-    assert cfg["data"]["num_frames"] >= 1 and cfg["data"]["num_classes"] >= 1 and cfg["data"]["input_size"] >= 1
-    assert cfg["model"]["name"] in afnet.list_models()
+    assert isinstance(cfg, Config) and isinstance(cfg.model, ModelConfig) and isinstance(cfg.data, DataConfig)
+    assert cfg.data.num_frames >= 1 and cfg.data.num_classes >= 1 and cfg.data.input_size >= 1
+    assert cfg.model.name in afnet.list_models()
+    model = afnet.create_model(cfg.model.name, num_classes=cfg.data.num_classes, num_frames=cfg.data.num_frames,
+                               **cfg.model.options())   # the typed config is what create_model takes
+    assert model.arch == cfg.model.name
 
 
 @pytest.mark.parametrize("name, frames, rt, model, selection", [
@@ -29,24 +33,25 @@ def test_every_config_loads_and_resolves(path):
 ])
 def test_paper_experiments_carry_the_paper_hyperparameters(name, frames, rt, model, selection):
     cfg = load_config(REPO / "configs" / name)
-    assert (cfg["data"]["num_frames"], cfg["objective"]["target_ratio"]) == (frames, rt)
-    assert (cfg["model"]["name"], cfg["model"]["selection"]) == (model, selection)
-    assert cfg["data"]["batch_size"] == 32 and cfg["optim"]["lr"] == 0.01
-    assert cfg["optim"]["lr_steps"] == [25, 45] and cfg["optim"]["epochs"] == 55
-    o = cfg["objective"]
-    assert (o["rt_begin"], o["rt_end"], o["t_end"], o["ratio_weight"]) == (10, 20, 50, 0.5)
-    assert cfg["optim"]["clip_grad"] == 20 and cfg["optim"]["weight_decay"] == 5e-4
-    assert cfg["model"]["dropout"] == 0.5 and cfg["optim"]["navigation_lr_mult"] == 10
-    assert cfg["eval"]["num_clips"] == 1 and cfg["eval"]["num_crops"] == 1
+    assert (cfg.data.num_frames, cfg.objective.target_ratio) == (frames, rt)
+    assert (cfg.model.name, cfg.model.selection) == (model, selection)
+    assert cfg.data.batch_size == 32 and cfg.optim.lr == 0.01
+    assert cfg.optim.lr_steps == [25, 45] and cfg.optim.epochs == 55
+    o = cfg.objective
+    assert (o.rt_begin, o.rt_end, o.t_end, o.ratio_weight) == (10, 20, 50, 0.5)
+    assert cfg.optim.clip_grad == 20 and cfg.optim.weight_decay == 5e-4
+    assert cfg.model.dropout == 0.5 and cfg.optim.navigation_lr_mult == 10
+    assert cfg.eval.num_clips == 1 and cfg.eval.num_crops == 1
 
 
 def test_overrides_are_dotted_and_yaml_parsed(tmp_path):
     cfg = load_config(SYNTHETIC_CONFIG, ["optim.lr=2e-2", "optim.lr_steps=[3, 5]", "model.selection=uniform",
                                          "model.ratio=0.5", "data.num_frames=4", "trainer.precision=bf16-mixed"])
-    assert cfg["optim"]["lr"] == 0.02 and cfg["optim"]["lr_steps"] == [3, 5]
-    assert cfg["model"]["ratio"] == 0.5 and cfg["data"]["num_frames"] == 4 and cfg["trainer"]["precision"] == "bf16-mixed"
+    assert cfg.optim.lr == 0.02 and cfg.optim.lr_steps == [3, 5]
+    assert cfg.model.ratio == 0.5 and cfg.data.num_frames == 4 and cfg.trainer.precision == "bf16-mixed"
     dump_config(cfg, tmp_path / "config.yaml")      # the saved config loads back unchanged
     assert load_config(tmp_path / "config.yaml") == cfg
+    assert load_config(cfg.to_dict()) == cfg and load_config(cfg) == cfg   # a mapping or a Config, too
 
 
 def test_base_chain_is_relative_to_the_file(tmp_path):
@@ -54,7 +59,7 @@ def test_base_chain_is_relative_to_the_file(tmp_path):
     (tmp_path / "a" / "parent.yaml").write_text("optim: {lr: 0.5, epochs: 3}\n")
     (tmp_path / "child.yaml").write_text("base: a/parent.yaml\noptim: {epochs: 4}\n")
     cfg = load_config(tmp_path / "child.yaml")
-    assert (cfg["optim"]["lr"], cfg["optim"]["epochs"]) == (0.5, 4)
+    assert (cfg.optim.lr, cfg.optim.epochs) == (0.5, 4)
 
 
 @pytest.mark.parametrize("override, words", [
@@ -63,7 +68,11 @@ def test_base_chain_is_relative_to_the_file(tmp_path):
     ("objective.target_ratio=0", "objective.target_ratio=0 is outside (0, 1]"),
     ("data.preset=sthv3", "data.preset='sthv3': unknown dataset preset"),
     ("model.name=resnet9000", "model.name='resnet9000'"),
-    ("model.selection=uniform", "needs model.ratio"),
+    ("model.selection=uniform", "model.selection='uniform' needs a model.ratio in (0, 1]"),
+    ("model.ratio=1.5", "model.ratio must be in (0, 1], got 1.5"),
+    ("model.dropout=1", "model.dropout=1; accepted: [0, 1)"),
+    ("trainer.devices=[1]", "'trainer.devices': expected int or str, got [1]"),
+    ("optim.lr=fast", "'optim.lr': expected number, got 'fast'"),
     ("optim.schedule=linear", "optim.schedule='linear'"),
     ("optim.epochs=0", "optim.epochs=0"),
     ("data.batch_size=abc", "'data.batch_size': expected int"),
@@ -105,3 +114,25 @@ def test_cli_reports_config_errors_in_one_line(tmp_path):
                           env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 2
     assert "unknown config key 'bogus'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_model_section_is_derived_from_create_models_signature():
+    """ModelConfig's fields are create_model's options (but the run-time execution ones), with
+    the same defaults, plus the engine's own: a new model option is a config key at once."""
+    import dataclasses
+    import inspect
+
+    from afnet.models.registry import RUNTIME_OPTIONS
+
+    params = {p.name: p.default for p in inspect.signature(afnet.create_model).parameters.values()
+              if p.kind is p.KEYWORD_ONLY and p.default is not p.empty and p.name not in RUNTIME_OPTIONS}
+    fields = {f.name: f.default for f in dataclasses.fields(ModelConfig)}
+    assert set(fields) == set(params) | {"name", "pretrained", "skip_classifier"}
+    assert all(fields[k] == params[k] for k in params)
+
+
+def test_unknown_key_lists_the_sections_keys_and_sections_must_be_mappings():
+    with pytest.raises(ConfigError, match=r"unknown config key 'model.size'; accepted in model: name, shift, "):
+        load_config(SYNTHETIC_CONFIG, ["model.size=3"])
+    with pytest.raises(ConfigError, match="config key 'optim' is a section; got 3"):
+        load_config(SYNTHETIC_CONFIG, ["optim=3"])

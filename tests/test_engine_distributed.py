@@ -26,7 +26,7 @@ def test_each_rank_reads_its_own_shard(synth):
     cfg = load_config(SYNTHETIC_CONFIG, tiny_overrides(synth, "unused"))
     seen = []
     for rank in (0, 1):
-        dm = VideoDataModule(cfg)
+        dm = VideoDataModule(cfg.data, seed=cfg.seed)
         dm.trainer = SimpleNamespace(world_size=2, global_rank=rank)
         dm.setup("fit")
         loader = dm.train_dataloader().loader

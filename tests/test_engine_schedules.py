@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import afnet
-from afnet.engine.config import DEFAULTS
+from afnet.engine import OptimConfig
 from afnet.engine.objective import afnet_loss
 from afnet.engine.optim import build_optimizer, parameter_groups
 from afnet.engine.schedules import lr_factor, target_ratio, temperature
@@ -48,7 +48,7 @@ def test_loss_is_cross_entropy_plus_lambda_mean_squared_ratio_gap():
     ratio = ((0.75 - 0.5) ** 2 + (0.25 - 0.5) ** 2) / 2
     loss = afnet_loss(logits, target, masks, target_ratio=0.5, ratio_weight=0.5)
     assert loss.classification.item() == pytest.approx(ce, rel=1e-6)
-    assert loss.ratio.item() == pytest.approx(ratio)
+    assert loss.ratio_loss.item() == pytest.approx(ratio)
     assert loss.total.item() == pytest.approx(ce + 0.5 * ratio, rel=1e-6)
     assert loss.kept.tolist() == [0.75, 0.25]
     fixed = afnet_loss(logits, target, masks, target_ratio=0.5, ratio_weight=0.5, with_ratio=False)
@@ -78,7 +78,7 @@ def test_parameter_groups_decay_and_lr_multipliers():
     assert bn - nav - ids("backbone_no_decay") == set()
     assert groups["backbone_no_decay"]["weight_decay"] == 0.0 and groups["backbone"]["weight_decay"] == 5e-4
     assert sum(len(g["params"]) for g in groups.values()) == len(list(model.parameters()))
-    opt = build_optimizer(model, {**DEFAULTS["optim"], "lr": 0.01}, (5.0, 10.0))
+    opt = build_optimizer(model, OptimConfig(lr=0.01), (5.0, 10.0))
     lrs = {g["name"]: g["lr"] for g in opt.param_groups}
     assert lrs["navigation"] == pytest.approx(0.1) and lrs["classifier_weight"] == pytest.approx(0.05)
     assert opt.defaults["momentum"] == 0.9

@@ -9,7 +9,6 @@ import torch
 import afnet
 from afnet.checkpoint import read_checkpoint
 from afnet.engine import ConfigError, evaluate, load_config, train
-from afnet.engine.config import focal_map_sizes
 from afnet.engine.module import AFNetModule
 from afnet.engine.objective import afnet_loss
 from afnet.engine.run import build_model
@@ -35,12 +34,12 @@ def synth(tmp_path_factory):
 def test_spatial_configs_resolve_and_build(name):
     selection, rt, region_selection, region_ratio, rs = SPATIAL_CONFIGS[name]
     cfg = load_config(ACTIVITYNET / name)
-    m, o = cfg["model"], cfg["objective"]
-    assert (m["name"], m["spatial"], m["region_grid"], cfg["data"]["num_frames"]) == ("af_resnet50", True, 7, 12)
-    assert (m["selection"], o["target_ratio"], m["region_selection"], m["region_ratio"], o["target_region_ratio"]) \
+    m, o = cfg.model, cfg.objective
+    assert (m.name, m.spatial, m.region_grid, cfg.data.num_frames) == ("af_resnet50", True, 7, 12)
+    assert (m.selection, o.target_ratio, m.region_selection, m.region_ratio, o.target_region_ratio) \
         == (selection, rt, region_selection, region_ratio, rs)
-    assert (o["rt_begin"], o["rt_end"], o["ratio_weight"], cfg["optim"]["lr"]) == (10, 20, 0.5, 0.01)
-    m.update(name="af_resnet_small", pretrained=None)   # the same options on the small variant
+    assert (o.rt_begin, o.rt_end, o.ratio_weight, cfg.optim.lr) == (10, 20, 0.5, 0.01)
+    m.name, m.pretrained = "af_resnet_small", None   # the same options on the small variant
     model, _ = build_model(cfg)
     assert model.spatial and model.region_grid == (7, 7, 7) and model.temporal_navigation == "first"
     assert model.selection == (selection or "navigation") and model.region_ratio == region_ratio
@@ -65,7 +64,7 @@ def test_focal_map_sizes_match_the_model():
             model(torch.randn(1, 2, 3, size, size))
         for h in hooks:
             h.remove()
-        assert seen == focal_map_sizes(size)
+        assert seen == model.focal_map_sizes(size)
 
 
 def test_region_term_is_lambda_s_mean_squared_region_gap():
@@ -79,16 +78,16 @@ def test_region_term_is_lambda_s_mean_squared_region_gap():
     region = ((0.75 - 0.4) ** 2 + (0.125 - 0.4) ** 2) / 2
     kw = dict(target_ratio=0.5, ratio_weight=0.5, regions=regions, target_region_ratio=0.4)
     loss = afnet_loss(logits, target, masks, **kw, region_ratio_weight=2.0, with_region_ratio=True)
-    assert loss.ratio.item() == pytest.approx(ratio) and loss.region_ratio.item() == pytest.approx(region)
+    assert loss.ratio_loss.item() == pytest.approx(ratio) and loss.region_loss.item() == pytest.approx(region)
     assert loss.total.item() == pytest.approx(ce + 0.5 * ratio + 2.0 * region, rel=1e-6)
     assert loss.selected.tolist() == [0.75, 0.125] and loss.kept.tolist() == [0.75, 0.75]
     same_lambda = afnet_loss(logits, target, masks, **kw, with_region_ratio=True)        # null: ratio_weight
     assert same_lambda.total.item() == pytest.approx(ce + 0.5 * ratio + 0.5 * region, rel=1e-6)
     fixed = afnet_loss(logits, target, masks, **kw, region_ratio_weight=2.0, with_region_ratio=False)
-    assert fixed.region_ratio.item() == 0.0 and fixed.total.item() == pytest.approx(ce + 0.5 * ratio, rel=1e-6)
+    assert fixed.region_loss.item() == 0.0 and fixed.total.item() == pytest.approx(ce + 0.5 * ratio, rel=1e-6)
     assert fixed.selected.tolist() == [0.75, 0.125]                                      # still reported
     plain = afnet_loss(logits, target, masks, target_ratio=0.5, ratio_weight=0.5)
-    assert plain.region_ratio.item() == 0.0 and len(plain.selected) == 0
+    assert plain.region_loss.item() == 0.0 and len(plain.selected) == 0
 
 
 def test_rs_steps_down_like_rt_and_fixed_policies_have_no_region_term(synth):
@@ -99,7 +98,7 @@ def test_rs_steps_down_like_rt_and_fixed_policies_have_no_region_term(synth):
     rs = [module.schedule(epoch * 10, 10)["target_region_ratio"] for epoch in range(8)]
     assert rs == pytest.approx([1.0, 1.0, 0.8, 0.8, 0.6, 0.6, 0.4, 0.4])   # RS + 2/3 (1 - RS), RS + 1/3 (1 - RS)
     assert module.schedule(60, 10)["target_ratio"] == 1.0 and module.with_region_ratio and module.with_ratio
-    cfg["objective"].update(rs_begin=None, rs_end=None)                       # null: the RT epochs
+    cfg.objective.rs_begin = cfg.objective.rs_end = None                       # null: the RT epochs
     assert [module.schedule(e * 10, 10)["target_region_ratio"] for e in (9, 10, 15, 20)] == pytest.approx(
         [1.0, 0.8, 0.6, 0.4])
 
@@ -166,9 +165,10 @@ def test_spatial_model_fine_tunes_from_an_image_backbone(synth, tmp_path):
     (["model.temporal_navigation=first", "model.name=af_mobilenetv3"], "model.temporal_navigation='first' is an option"),
     (["model.spatial=true", "model.region_selection=crop"], "model.region_selection='crop'; accepted: navigation"),
     (["model.spatial=true", "model.region_selection=random"], "model.region_selection='random' needs model.region_ratio"),
-    (["model.spatial=true", "model.region_ratio=1.5"], "model.region_ratio=1.5 is outside (0, 1]"),
+    (["model.spatial=true", "model.region_ratio=1.5"], "model.region_ratio must be in (0, 1], got 1.5"),
     (["model.region_grid=[4, 2]"], "model.region_grid=[4, 2]; accepted: a positive integer, or a list of 3"),
-    (["model.region_grid=abc"], "'model.region_grid': expected int or list, got 'abc'"),
+    (["model.region_grid=abc"], "model.region_grid='abc'; accepted: a positive integer, or a list of 3"),
+    (["model.region_grid=[4, 2, 1]"], "model.region_grid=[4, 2, 1] needs model.spatial=true"),
     (["model.spatial=true", "model.region_grid=3"],
      "model.region_grid=3 does not divide the focal maps at data.input_size=28 (sides [7, 4, 2]; stage 1: 3 on 7"),
     (["objective.target_region_ratio=0"], "objective.target_region_ratio=0 is outside (0, 1]"),

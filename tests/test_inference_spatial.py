@@ -22,7 +22,6 @@ from afnet.inference import (
     prediction_to_json,
     read_sample,
 )
-from afnet.inference.model import navigation_point_names
 from conftest import write_video
 from test_spatial import balanced
 
@@ -83,7 +82,7 @@ def test_cli_flops_fall_with_region_ratio(capsys):
     (["--region-grid", "2"], "--region-grid needs --spatial or --region-ratio"),
     (["--region-ratio", "0.5"], "region grid 7x7 does not divide the 16x16 feature map"),
     (["--region-ratio", "1.5", "--region-grid", "2"], "region_ratio must be in (0, 1], got 1.5"),
-    (["--spatial", "--region-grid", "2", "2"], "region_grid must be a positive int or one per AF stage"),
+    (["--spatial", "--region-grid", "2", "2"], "region_grid=[2, 2]; accepted: a positive integer, or a list of 3"),
 ])
 def test_cli_flops_bad_region_args(capsys, argv, message):
     rc, out, err = _flops(capsys, *argv)
@@ -100,11 +99,17 @@ def test_cli_flops_region_ratio_needs_a_spatial_model(capsys):
 def test_point_names_match_masks(temporal):
     model = spatial_model(temporal_navigation=temporal).eval()
     out = model(torch.randn(1, T, 3, SIZE, SIZE))
-    assert navigation_point_names(model) == ["layer1.0", "layer2.0", "layer3.0"]
+    assert [p.name for p in model.navigation_points()] == ["layer1.0", "layer2.0", "layer3.0"]
+    assert [p.grid for p in model.navigation_points()] == [2, 2, 2] and all(p.spatial for p in model.navigation_points())
     assert len(out.masks) == len(out.regions) == 3
     af50 = afnet.create_model("af_resnet50", num_classes=K, num_frames=T, spatial=True)
-    assert navigation_point_names(af50)[:3] == ["layer1.0", "layer1.1", "layer2.0"]
-    assert len(navigation_point_names(af50)) == 10  # 2 + 3 + 5 focal blocks, one Navigation module
+    assert [p.name for p in af50.navigation_points()][:3] == ["layer1.0", "layer1.1", "layer2.0"]
+    assert len(af50.navigation_points()) == 10  # 2 + 3 + 5 focal blocks, one Navigation module
+    temporal = afnet.create_model("af_mobilenetv3", num_classes=K, num_frames=T)
+    assert [p.name for p in temporal.navigation_points()] == ["stage2.0", "stage2.1", "stage3.0", "stage3.1",
+                                                              "stage3.2"]
+    assert not any(p.spatial for p in temporal.navigation_points())
+    assert afnet.create_model("tsn_resnet_small", num_classes=K, num_frames=T).navigation_points() == []
 
 
 def test_spatial_checkpoint_round_trip(ckpt, video):

@@ -7,7 +7,8 @@
     decoding.py      frame folders (JPEG), PyAV / decord / torchcodec -> uint8 (N, 3, H, W)
     transforms.py    multi-scale crop, flip, resize, crops, normalise (pure tensor functions)
     dataset.py       VideoDataset, build_dataset, build_dataloader, load_video, average_views
-    presets.py       sthv1, sthv2, jester, minikinetics, activitynet, kinetics, synthetic
+    presets.py       sthv1, sthv2, jester, minikinetics, activitynet, kinetics, synthetic, imagefolder
+    images.py        the image-folder dataset of the ``imagefolder`` preset (T=1, ImageNet pre-training)
     check.py         check_dataset (``afnet check-data``)
     synthetic.py     make_synthetic (``afnet make-synthetic``)
 

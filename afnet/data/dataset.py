@@ -173,8 +173,12 @@ def build_dataset(preset: str | DatasetConfig, root, annotation_file, *, train: 
     annotation file (list, Kinetics CSV or SthV2 JSON; see
     :mod:`afnet.data.annotations`). ``overrides`` replace preset fields
     (e.g. ``num_frames=16``). Annotation errors raise :class:`AnnotationError`
-    naming file and line."""
+    naming file and line. An ``image_folder`` preset (``imagefolder``) reads the folder
+    ``annotation_file`` (relative to ``root``) of class folders instead."""
     config = get_preset(preset, **overrides)
+    if config.source == "image_folder":
+        from afnet.data.images import ImageFolderDataset
+        return ImageFolderDataset(os.path.join(root, annotation_file), config, train=train, seed=seed)
     class_file = class_file or _default_class_file(annotation_file, kind)
     class_names = load_class_names(class_file) if class_file else None
     if class_names is not None and len(class_names) != config.num_classes:

@@ -16,6 +16,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 SAMPLING_MODES = ("tsn", "dense")
+SOURCES = ("video", "image_folder")
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,9 @@ class DatasetConfig:
         num_crops: 1 (centre crop) or 3 (three-crop) in evaluation.
         multi_label: targets are multi-hot vectors (ActivityNet, evaluated by mAP).
         mean, std: normalisation statistics (ImageNet).
+        source: ``"video"`` (annotation file of videos or frame folders) or
+            ``"image_folder"`` (``<split>/<class>/<image>``, one frame per image; the
+            annotation file is the split's folder).
     """
 
     name: str = "custom"
@@ -56,6 +60,7 @@ class DatasetConfig:
     multi_label: bool = False
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
+    source: str = "video"
 
     def __post_init__(self) -> None:
         problems = []
@@ -71,6 +76,10 @@ class DatasetConfig:
             problems.append(f"num_clips={self.num_clips!r} (expected a positive integer)")
         if self.num_crops not in (1, 3):
             problems.append(f"num_crops={self.num_crops!r} (expected 1 or 3)")
+        if self.source not in SOURCES:
+            problems.append(f"source={self.source!r} (expected one of {SOURCES})")
+        elif self.source == "image_folder" and self.num_frames != 1:
+            problems.append(f"num_frames={self.num_frames!r} (an image folder has one frame per image)")
         if self.input_size > self.scale_size:
             problems.append(
                 f"input_size={self.input_size} > scale_size={self.scale_size} "
@@ -117,6 +126,11 @@ PRESETS: dict[str, DatasetConfig] = {
     "synthetic": DatasetConfig(
         name="synthetic", num_classes=8, frame_template="{:05d}.jpg", flip=False, num_frames=8,
         input_size=56, scale_size=64, scales=(1.0, 0.875, 0.75),
+    ),
+    # ImageNet-style folders (<split>/<class>/<image>) for pre-training the backbone, T=1.
+    "imagefolder": DatasetConfig(
+        name="imagefolder", num_classes=1000, num_frames=1, flip=True, input_size=224, scale_size=256,
+        scales=(1.0, 0.875, 0.75, 0.66, 0.5), source="image_folder",
     ),
 }
 

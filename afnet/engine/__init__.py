@@ -5,7 +5,9 @@
     result = train(cfg)                       # TrainResult(run_dir, best_checkpoint, last_checkpoint, metrics)
     metrics = evaluate(cfg, result.best_checkpoint)
 
-    config.py      YAML configs: base chain, dotted overrides, checks naming the key
+    schema.py      typed configs (OmegaConf structured): Config, ModelConfig (from create_model's
+                   signature), DataConfig, ObjectiveConfig, OptimConfig, TrainerConfig, EvalConfig;
+                   YAML base chain, dotted overrides, checks naming the key
     schedules.py   target ratio, Gumbel temperature, learning rate: pure functions of (epoch, step)
     objective.py   Eq. 16: cross-entropy (BCE multi-label) + lambda * mean (r_n - RT)^2
                    (+ lambda_s * mean (s_n - RS)^2 with spatial navigation)
@@ -13,12 +15,13 @@
     metrics.py     top-1/top-5/class-mean accuracy, mAP, kept ratio, region ratio (torchmetrics)
     module.py      AFNetModule: the thin LightningModule
     datamodule.py  VideoDataModule: afnet.data behind a LightningDataModule, per-rank sharding
-    images.py      image-folder dataset (T=1) for ImageNet pre-training
     run.py         train, evaluate, TrainResult
     plot.py        kept ratio per block with a cubic trend (paper Fig. 5)
     cli.py         ``afnet train``, ``afnet eval``
 """
-from afnet.engine.config import ConfigError, load_config
+from afnet.engine.schema import (Config, ConfigError, DataConfig, EvalConfig, ModelConfig, ObjectiveConfig,
+                                 OptimConfig, TrainerConfig, dump_config, load_config)
 from afnet.engine.run import TrainResult, evaluate, train
 
-__all__ = ["ConfigError", "load_config", "train", "evaluate", "TrainResult"]
+__all__ = ["Config", "ConfigError", "DataConfig", "EvalConfig", "ModelConfig", "ObjectiveConfig", "OptimConfig",
+           "TrainerConfig", "dump_config", "load_config", "train", "evaluate", "TrainResult"]

@@ -11,38 +11,24 @@ from __future__ import annotations
 import lightning as L
 import numpy as np
 import torch
+from torch.optim.lr_scheduler import LambdaLR
 
-from afnet.checkpoint import FORMAT, model_args
+from afnet.checkpoint import FORMAT
 from afnet.data import average_views
 from afnet.engine import schedules
-from afnet.engine.config import rs_epochs
 from afnet.engine.datamodule import epoch_in_progress
 from afnet.engine.metrics import VideoMetrics
 from afnet.engine.objective import afnet_loss
-from afnet.engine.optim import build_optimizer, set_lr
+from afnet.engine.optim import build_optimizer
+from afnet.engine.schema import Config
 from afnet.flops import count_flops
-from afnet.models.layers import AFStage, Navigation, SpatialNavigation
+from afnet.models.layers import Navigation, SpatialNavigation
 
 PREFIX = "model."
 
 
 class NonFiniteLoss(ArithmeticError, ValueError):
     """The loss became NaN or infinite; training stops and the last good checkpoint stays."""
-
-
-def num_navigation_points(model) -> int:
-    """Masks per forward pass: one per navigation module, or, with the temporal navigation at
-    the first layer, one per focal block (each records the shared mask)."""
-    if not model.has_navigation:
-        return 0
-    if getattr(model, "temporal_navigation", "block") == "first":
-        return sum(len(m.focal) for m in model.modules() if isinstance(m, AFStage))
-    return sum(isinstance(m, Navigation) for m in model.modules())
-
-
-def num_region_points(model) -> int:
-    """Region masks per forward pass: one per focal block of a spatial model."""
-    return sum(isinstance(m, SpatialNavigation) for m in model.modules())
 
 
 def _freeze(model, kind) -> None:
@@ -52,11 +38,16 @@ def _freeze(model, kind) -> None:
 
 
 class AFNetModule(L.LightningModule):
-    def __init__(self, model, cfg: dict, *, multi_label: bool = False, classifier_lr_mult=(1.0, 1.0)):
+    """``model`` trained as ``cfg`` (its ``objective``, ``optim`` and ``seed``) says.
+    ``class_names``: stored in the checkpoints, so that predictions show names."""
+
+    def __init__(self, model, cfg: Config, *, multi_label: bool = False, classifier_lr_mult=(1.0, 1.0),
+                 class_names: list | None = None):
         super().__init__()
         self.model = model
         self.cfg = cfg
         self.classifier_lr_mult = tuple(classifier_lr_mult)
+        self.class_names = None if class_names is None else list(class_names)
         self.with_ratio = model.has_navigation and model.selection == "navigation"
         self.with_region_ratio = model.spatial and model.region_selection == "navigation"
         # fixed policies and "all" never run the navigation: frozen, so DDP waits for no gradient
@@ -64,8 +55,9 @@ class AFNetModule(L.LightningModule):
             _freeze(model, Navigation)
         if model.region_selection != "navigation":
             _freeze(model, SpatialNavigation)
-        self.metrics = VideoMetrics(model.num_classes, num_navigation_points(model), multi_label,
-                                    num_region_points=num_region_points(model))
+        points = model.navigation_points()
+        self.metrics = VideoMetrics(model.num_classes, len(points), multi_label,
+                                    num_region_points=sum(p.spatial for p in points))
         self.val_results: dict = {}
         self.flops_clip: torch.Tensor | None = None
         self.num_views = 1
@@ -74,18 +66,22 @@ class AFNetModule(L.LightningModule):
     # ------------------------------------------------------------ schedules
     def schedule(self, step: int | None = None, steps_per_epoch: int | None = None) -> dict:
         """lr, RT, temperature (and RS for spatial models) at global ``step`` (default: the trainer's)."""
-        o, p = self.cfg["objective"], self.cfg["optim"]
+        o = self.cfg.objective
         step = self.global_step if step is None else step
         spe = steps_per_epoch or self.steps_per_epoch()
-        rs = {"target_region_ratio": schedules.target_ratio(step // spe, o["target_region_ratio"], *rs_epochs(o))}
+        rs = {"target_region_ratio": schedules.target_ratio(step // spe, o.target_region_ratio, *o.rs_epochs())}
         return {
-            "lr": p["lr"] * schedules.lr_factor(step, spe, schedule=p["schedule"], epochs=p["epochs"],
-                                                lr_steps=p["lr_steps"], lr_decay=p["lr_decay"],
-                                                warmup_epochs=p["warmup_epochs"]),
-            "target_ratio": schedules.target_ratio(step // spe, o["target_ratio"], o["rt_begin"], o["rt_end"]),
-            "temperature": schedules.temperature(step, spe, o["t_end"], o["t_start"], o["t_min"]),
+            "lr": self.cfg.optim.lr * self.lr_factor(step, spe),
+            "target_ratio": schedules.target_ratio(step // spe, o.target_ratio, o.rt_begin, o.rt_end),
+            "temperature": schedules.temperature(step, spe, o.t_end, o.t_start, o.t_min),
             **(rs if self.model.spatial else {}),
         }
+
+    def lr_factor(self, step: int, steps_per_epoch: int | None = None) -> float:
+        p = self.cfg.optim
+        return schedules.lr_factor(step, steps_per_epoch or self.steps_per_epoch(), schedule=p.schedule,
+                                   epochs=p.epochs, lr_steps=p.lr_steps, lr_decay=p.lr_decay,
+                                   warmup_epochs=p.warmup_epochs)
 
     def steps_per_epoch(self) -> int:
         n = self.trainer.num_training_batches
@@ -93,32 +89,38 @@ class AFNetModule(L.LightningModule):
 
     # ------------------------------------------------------------ training
     def configure_optimizers(self):
-        return build_optimizer(self.model, self.cfg["optim"], self.classifier_lr_mult)
+        """SGD with the paper's parameter groups; the learning rate is a ``LambdaLR`` stepped
+        every iteration (so Lightning's ``LearningRateMonitor`` sees it), its factor a pure
+        function of the global step (:func:`schedules.lr_factor`)."""
+        optimizer = build_optimizer(self.model, self.cfg.optim, self.classifier_lr_mult)
+        if self._trainer is not None:
+            self.trainer.estimated_stepping_batches  # sizes the epoch before the first factor is taken
+        scheduler = LambdaLR(optimizer, lambda step: self.lr_factor(step))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def on_train_epoch_start(self) -> None:
         # Gumbel noise and dropout from (seed, epoch, rank): a resumed epoch draws the same.
-        state = np.random.SeedSequence([self.cfg["seed"], epoch_in_progress(self.trainer), self.global_rank])
+        state = np.random.SeedSequence([self.cfg.seed, epoch_in_progress(self.trainer), self.global_rank])
         torch.manual_seed(int(state.generate_state(1)[0]))
 
     def on_train_batch_start(self, batch, batch_idx) -> None:
         self.current_schedule = self.schedule()
-        set_lr(self.trainer.optimizers[0], self.current_schedule["lr"])
 
     def training_step(self, batch, batch_idx):
         s = self.current_schedule
-        o = self.cfg["objective"]
+        o = self.cfg.objective
         out = self.model(batch.clip, temperature=s["temperature"])
         loss = afnet_loss(out.logits, batch.target, out.masks, target_ratio=s["target_ratio"],
-                          ratio_weight=o["ratio_weight"], with_ratio=self.with_ratio, regions=out.regions,
+                          ratio_weight=o.ratio_weight, with_ratio=self.with_ratio, regions=out.regions,
                           target_region_ratio=s.get("target_region_ratio", 1.0),
-                          region_ratio_weight=o["region_ratio_weight"], with_region_ratio=self.with_region_ratio)
+                          region_ratio_weight=o.region_ratio_weight, with_region_ratio=self.with_region_ratio)
         if not torch.isfinite(loss.total):
             raise NonFiniteLoss(f"non-finite loss {loss.total.item()} (classification {loss.classification.item()}, "
-                                f"ratio {loss.ratio.item()}) at epoch {self.current_epoch}, step {self.global_step}; "
-                                f"training stopped, the last good checkpoint is kept in "
-                                f"{self.cfg['run_dir']}/checkpoints (lower optim.lr or check the data)")
-        spatial = {"train/region_ratio_loss": loss.region_ratio, "train/region_ratio": loss.selected.mean()}
-        self.log_dict({"train/loss": loss.total, "train/ce": loss.classification, "train/ratio_loss": loss.ratio,
+                                f"ratio {loss.ratio_loss.item()}) at epoch {self.current_epoch}, step "
+                                f"{self.global_step}; training stopped, the last good checkpoint is kept in "
+                                f"{self.cfg.run_dir}/checkpoints (lower optim.lr or check the data)")
+        spatial = {"train/region_ratio_loss": loss.region_loss, "train/region_ratio": loss.selected.mean()}
+        self.log_dict({"train/loss": loss.total, "train/ce": loss.classification, "train/ratio_loss": loss.ratio_loss,
                        "train/kept_ratio": loss.kept.mean() if len(loss.kept) else 1.0,
                        **(spatial if len(loss.selected) else {}), **{f"schedule/{k}": v for k, v in s.items()}},
                       prog_bar=False, batch_size=len(batch.target))
@@ -157,8 +159,8 @@ class AFNetModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["state_dict"] = {k[len(PREFIX):]: v for k, v in checkpoint["state_dict"].items()
                                     if k.startswith(PREFIX)}
-        checkpoint.update(format=FORMAT, arch=self.model.arch, model_args=model_args(self.model),
-                          config=self.cfg, metrics=self.val_results,
+        checkpoint.update(format=FORMAT, arch=self.model.arch, model_args=self.model.model_args(),
+                          class_names=self.class_names, config=self.cfg.to_dict(), metrics=self.val_results,
                           schedule=self.schedule() if self._trainer is not None else {},
                           step=self.global_step)
 

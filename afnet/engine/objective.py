@@ -21,9 +21,9 @@ import torch.nn.functional as F
 class Loss(NamedTuple):
     total: torch.Tensor
     classification: torch.Tensor
-    ratio: torch.Tensor          # the mean squared gap, before lambda
+    ratio_loss: torch.Tensor     # mean_n (r_n - RT)^2, before lambda
     kept: torch.Tensor           # (N,) kept fraction per navigation point (detached)
-    region_ratio: torch.Tensor   # the mean squared gap of the region fractions, before lambda_s
+    region_loss: torch.Tensor    # mean_n (s_n - RS)^2 of the region fractions, before lambda_s
     selected: torch.Tensor       # (N,) selected-region fraction per focal block (detached; empty: no spatial)
 
 
@@ -54,8 +54,8 @@ def afnet_loss(logits: torch.Tensor, target: torch.Tensor, masks: list, *, targe
     (learned region selection) weighted by ``region_ratio_weight`` (None: ``ratio_weight``)."""
     ce = classification_loss(logits, target)
     kept, selected = kept_ratios(masks), kept_ratios(list(regions))
-    ratio = _gap(kept, target_ratio, with_ratio, ce)
-    region_ratio = _gap(selected, target_region_ratio, with_region_ratio, ce)
+    ratio_loss = _gap(kept, target_ratio, with_ratio, ce)
+    region_loss = _gap(selected, target_region_ratio, with_region_ratio, ce)
     weight_s = ratio_weight if region_ratio_weight is None else region_ratio_weight
-    total = ce + ratio_weight * ratio + weight_s * region_ratio
-    return Loss(total, ce, ratio, kept.detach(), region_ratio, selected.detach())
+    total = ce + ratio_weight * ratio_loss + weight_s * region_loss
+    return Loss(total, ce, ratio_loss, kept.detach(), region_loss, selected.detach())

@@ -8,7 +8,8 @@
     classifier bias    classifier_lr_mult[1] (10*)  no
     (*) when fine-tuning from an ImageNet backbone; 1 otherwise.
 
-Each group carries ``lr_mult``; the training step sets ``lr = base_lr * factor * lr_mult``.
+Each group starts at ``lr = base_lr * lr_mult``; the LR schedule (a ``LambdaLR``, see
+``AFNetModule.configure_optimizers``) multiplies it by the schedule's factor every step.
 """
 from __future__ import annotations
 
@@ -45,15 +46,10 @@ def parameter_groups(model, *, weight_decay: float, navigation_lr_mult: float,
     return list(groups.values())
 
 
-def build_optimizer(model, optim_cfg: dict, classifier_lr_mult) -> torch.optim.SGD:
-    groups = parameter_groups(model, weight_decay=optim_cfg["weight_decay"],
-                              navigation_lr_mult=optim_cfg["navigation_lr_mult"],
+def build_optimizer(model, optim, classifier_lr_mult) -> torch.optim.SGD:
+    """SGD over :func:`parameter_groups` with the ``optim`` config's lr, momentum, decay."""
+    groups = parameter_groups(model, weight_decay=optim.weight_decay, navigation_lr_mult=optim.navigation_lr_mult,
                               classifier_lr_mult=classifier_lr_mult)
     for g in groups:
-        g["lr"] = optim_cfg["lr"] * g["lr_mult"]
-    return torch.optim.SGD(groups, lr=optim_cfg["lr"], momentum=optim_cfg["momentum"])
-
-
-def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
-    for g in optimizer.param_groups:
-        g["lr"] = lr * g.get("lr_mult", 1.0)
+        g["lr"] = optim.lr * g["lr_mult"]
+    return torch.optim.SGD(groups, lr=optim.lr, momentum=optim.momentum)

@@ -16,21 +16,20 @@ carry the afnet format's keys: pass either to ``afnet eval``/``afnet predict`` o
 """
 from __future__ import annotations
 
-import copy
 import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import lightning as L
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from afnet.checkpoint import CheckpointError, atomic_torch_save, load_checkpoint, read_checkpoint
-from afnet.engine.config import ConfigError, check_config, dataset_preset, dump_config, rs_epochs
-from afnet.engine.datamodule import VideoDataModule, data_paths
+from afnet.engine.datamodule import VideoDataModule
 from afnet.engine.module import AFNetModule
+from afnet.engine.schema import Config, ConfigError, dump_config, load_config
 from afnet.models import create_model
 
 
@@ -61,64 +60,54 @@ def _checkpoint_frames(path, key: str, num_frames: int, model) -> None:
                           f"set data.num_frames={theirs}")
 
 
-def build_model(cfg: dict, checkpoint=None):
+def build_model(cfg: Config, checkpoint=None):
     """The model a config describes, with ``model.pretrained`` (or ``checkpoint``) loaded.
     Returns ``(model, classifier_lr_mult)``."""
-    m, d = cfg["model"], cfg["data"]
+    m, d = cfg.model, cfg.data
     try:
-        extra = {} if m["navigation_bias"] is None else {"navigation_bias": tuple(m["navigation_bias"])}
-        if m["temporal_navigation"] is not None:
-            extra["temporal_navigation"] = m["temporal_navigation"]
-        if m["spatial"]:
-            grid = m["region_grid"]
-            extra.update(spatial=True, region_grid=tuple(grid) if isinstance(grid, list) else grid,
-                         region_selection=m["region_selection"], region_ratio=m["region_ratio"])
-        model = create_model(m["name"], num_classes=d["num_classes"], num_frames=d["num_frames"], shift=m["shift"],
-                             selection=m["selection"], ratio=m["ratio"], dropout=m["dropout"], **extra)
+        model = create_model(m.name, num_classes=d.num_classes, num_frames=d.num_frames, **m.options())
     except ValueError as exc:
-        raise ConfigError(f"model ({m['name']}): {exc}") from None
+        raise ConfigError(f"model ({m.name}): {exc}") from None
     imagenet = False
-    for key, path, skip in (("model.pretrained", m["pretrained"], m["skip_classifier"]),
-                            ("checkpoint", checkpoint, False)):
+    for key, path, skip in (("model.pretrained", m.pretrained, m.skip_classifier), ("checkpoint", checkpoint, False)):
         if path is None:
             continue
         if not Path(path).is_file():
             raise FileNotFoundError(f"{key}={str(path)!r}: checkpoint not found")
-        _checkpoint_frames(path, key, d["num_frames"], model)
+        _checkpoint_frames(path, key, d.num_frames, model)
         try:
             report = load_checkpoint(model, path, skip_classifier=skip)
         except CheckpointError as exc:
             raise ConfigError(f"{key}: {exc}") from None
         imagenet = imagenet or report.is_backbone
-    mult = cfg["optim"]["classifier_lr_mult"] or ([5.0, 10.0] if imagenet else [1.0, 1.0])
+    mult = cfg.optim.classifier_lr_mult or ([5.0, 10.0] if imagenet else [1.0, 1.0])
     return model, mult
 
 
-def _resume_path(cfg: dict):
-    resume = cfg["resume"]
-    if resume is None:
+def _resume_path(cfg: Config):
+    if cfg.resume is None:
         return None
-    path = Path(cfg["run_dir"]) / "checkpoints" / "last.ckpt" if resume == "last" else Path(resume)
+    path = Path(cfg.run_dir) / "checkpoints" / "last.ckpt" if cfg.resume == "last" else Path(cfg.resume)
     if not path.is_file():
-        raise FileNotFoundError(f"resume={resume!r}: checkpoint not found at {path}")
+        raise FileNotFoundError(f"resume={cfg.resume!r}: checkpoint not found at {path}")
     saved = read_checkpoint(path).get("config", {})
     for section, key in (("model", "name"), ("model", "spatial"), ("data", "num_frames"), ("data", "num_classes")):
-        theirs = saved.get(section, {}).get(key)
-        if theirs is not None and theirs != cfg[section][key]:
-            raise ConfigError(f"{section}.{key}={cfg[section][key]!r} does not match the checkpoint "
-                              f"{path} ({theirs!r}); resume with the run's config")
+        theirs, ours = saved.get(section, {}).get(key), getattr(getattr(cfg, section), key)
+        if theirs is not None and theirs != ours:
+            raise ConfigError(f"{section}.{key}={ours!r} does not match the checkpoint {path} ({theirs!r}); "
+                              "resume with the run's config")
     return str(path)
 
 
-def best_from_epoch(cfg: dict, module: AFNetModule) -> int:
+def best_from_epoch(cfg: Config, module: AFNetModule) -> int:
     """The first epoch trained at the final ratio targets: RT from ``rt_end`` on (learned
     frame selection), RS from ``rs_end`` on (learned region selection); 0 otherwise. A
     checkpoint from before computes more than the run's budget, so it cannot be the best
     (capped at the last epoch, so that a short run still keeps one)."""
-    o = cfg["objective"]
-    first = max([0] + ([o["rt_end"]] if module.with_ratio else []) +
-                ([rs_epochs(o)[1]] if module.with_region_ratio else []))
-    return min(int(math.ceil(first)), cfg["optim"]["epochs"] - 1)
+    o = cfg.objective
+    first = max([0] + ([o.rt_end] if module.with_ratio else []) +
+                ([o.rs_epochs()[1]] if module.with_region_ratio else []))
+    return min(int(math.ceil(first)), cfg.optim.epochs - 1)
 
 
 class BestAtTargets(ModelCheckpoint):
@@ -137,25 +126,26 @@ class BestAtTargets(ModelCheckpoint):
             super().on_train_epoch_end(trainer, pl_module)
 
 
-def _trainer(cfg: dict, **kwargs) -> L.Trainer:
-    t = cfg["trainer"]
-    return L.Trainer(accelerator=t["accelerator"], devices=t["devices"], num_nodes=t["num_nodes"],
-                     strategy=t["strategy"], precision=t["precision"], sync_batchnorm=t["sync_batchnorm"],
-                     enable_progress_bar=t["progress_bar"], limit_val_batches=t["limit_val_batches"],
-                     use_distributed_sampler=False, num_sanity_val_steps=0, enable_model_summary=False,
-                     plugins=[AtomicCheckpointIO()], **kwargs)
+def _trainer(cfg: Config, **kwargs) -> L.Trainer:
+    t = cfg.trainer
+    return L.Trainer(accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy,
+                     precision=t.precision, sync_batchnorm=t.sync_batchnorm, enable_progress_bar=t.progress_bar,
+                     limit_val_batches=t.limit_val_batches, use_distributed_sampler=False, num_sanity_val_steps=0,
+                     enable_model_summary=False, plugins=[AtomicCheckpointIO()], **kwargs)
 
 
-def train(cfg: dict) -> TrainResult:
-    """Train as ``cfg`` says (see ``docs/training.md``); resume when ``cfg["resume"]`` is set."""
-    cfg = check_config(copy.deepcopy(cfg))
-    data_paths(cfg)
+def train(cfg: Config) -> TrainResult:
+    """Train as ``cfg`` says (see ``docs/training.md``); resume when ``cfg.resume`` is set.
+    ``cfg``: a :class:`Config` (or what :func:`load_config` reads), checked again here."""
+    cfg = load_config(cfg)
+    data = VideoDataModule(cfg.data, seed=cfg.seed)
+    class_names = data.class_names()            # reads the lists: data errors before any model is built
     resume = _resume_path(cfg)
-    L.seed_everything(cfg["seed"], verbose=False)   # model initialisation
+    L.seed_everything(cfg.seed, verbose=False)   # model initialisation
     model, mult = build_model(cfg)
-    run_dir = Path(cfg["run_dir"])
-    multi_label = dataset_preset(cfg).multi_label
-    module = AFNetModule(model, cfg, multi_label=multi_label, classifier_lr_mult=mult)
+    run_dir = Path(cfg.run_dir)
+    multi_label = cfg.data.dataset().multi_label
+    module = AFNetModule(model, cfg, multi_label=multi_label, classifier_lr_mult=mult, class_names=class_names)
     ckpt_dir = run_dir / "checkpoints"
     # best first, then last: last.ckpt then holds the best-tracking state of this epoch too.
     # (Lightning's save_last writes only when the top-k file changed, not every epoch.)
@@ -164,43 +154,43 @@ def train(cfg: dict) -> TrainResult:
                          enable_version_counter=False, auto_insert_metric_name=False)
     last = ModelCheckpoint(dirpath=ckpt_dir, filename="last", monitor=None, save_top_k=1, every_n_epochs=1,
                            enable_version_counter=False)
-    t = cfg["trainer"]
-    trainer = _trainer(cfg, max_epochs=cfg["optim"]["epochs"], callbacks=[best, last],
-                       gradient_clip_val=cfg["optim"]["clip_grad"], gradient_clip_algorithm="norm",
+    t = cfg.trainer
+    trainer = _trainer(cfg, max_epochs=cfg.optim.epochs, callbacks=[best, last, LearningRateMonitor("step")],
+                       gradient_clip_val=cfg.optim.clip_grad, gradient_clip_algorithm="norm",
                        logger=[TensorBoardLogger(run_dir, name="tensorboard", version=""),
                                CSVLogger(run_dir, name="csv", version="")],
-                       log_every_n_steps=t["log_every_n_steps"], limit_train_batches=t["limit_train_batches"],
+                       log_every_n_steps=t.log_every_n_steps, limit_train_batches=t.limit_train_batches,
                        default_root_dir=run_dir)
     if trainer.is_global_zero:
         dump_config(cfg, run_dir / "config.yaml")
-    trainer.fit(module, datamodule=VideoDataModule(cfg), ckpt_path=resume)
+    trainer.fit(module, datamodule=data, ckpt_path=resume)
     return TrainResult(run_dir, ckpt_dir / "best.ckpt", ckpt_dir / "last.ckpt", dict(module.val_results))
 
 
-def evaluate(cfg: dict, checkpoint, *, out_dir=None) -> dict:
+def evaluate(cfg: Config, checkpoint, *, out_dir=None) -> dict:
     """Validation-set metrics of ``checkpoint`` (any file ``afnet.load_checkpoint`` reads) with
     ``eval.num_clips`` x ``eval.num_crops`` views: top1, top5, class_mean_acc (mAP for
     multi-label), gflops_per_video (all views), kept_ratio (per navigation point; empty for
     baselines), mean_kept_ratio; spatial models: region_ratio (per focal block), mean_region_ratio.
     Rank 0 writes ``metrics.json`` and ``kept_ratio.png`` to
     ``out_dir`` (default ``run_dir/eval``)."""
-    cfg = check_config(copy.deepcopy(cfg))
-    data_paths(cfg)
-    cfg["model"]["pretrained"] = None
+    cfg = load_config(cfg)
+    e = cfg.eval
+    data = VideoDataModule(cfg.data, seed=cfg.seed, num_clips=e.num_clips, num_crops=e.num_crops)
+    data.setup("validate")
+    cfg.model.pretrained = None
     model, _ = build_model(cfg, checkpoint=checkpoint)
-    module = AFNetModule(model, cfg, multi_label=dataset_preset(cfg).multi_label)
-    e = cfg["eval"]
+    module = AFNetModule(model, cfg, multi_label=cfg.data.dataset().multi_label)
     trainer = _trainer(cfg, logger=False, enable_checkpointing=False)
-    trainer.validate(module, datamodule=VideoDataModule(cfg, num_clips=e["num_clips"], num_crops=e["num_crops"]),
-                     verbose=False)
+    trainer.validate(module, datamodule=data, verbose=False)
     metrics = {k: v for k, v in module.val_results.items() if k not in ("epoch", "step")}
-    metrics.update(checkpoint=str(checkpoint), num_clips=e["num_clips"], num_crops=e["num_crops"])
+    metrics.update(checkpoint=str(checkpoint), num_clips=e.num_clips, num_crops=e.num_crops)
     if trainer.is_global_zero:
-        out = Path(out_dir or Path(cfg["run_dir"]) / "eval")
+        out = Path(out_dir or Path(cfg.run_dir) / "eval")
         out.mkdir(parents=True, exist_ok=True)
         (out / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
-        if e["plot"] and metrics["kept_ratio"]:
+        if e.plot and metrics["kept_ratio"]:
             from afnet.engine.plot import plot_kept_ratio
             metrics["plot"] = str(plot_kept_ratio(metrics["kept_ratio"], out / "kept_ratio.png",
-                                                  title=f"{cfg['model']['name']}, RT={cfg['objective']['target_ratio']}"))
+                                                  title=f"{cfg.model.name}, RT={cfg.objective.target_ratio}"))
     return metrics

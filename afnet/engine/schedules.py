@@ -1,5 +1,6 @@
 """Training schedules as pure functions of (epoch, step): a resumed run recomputes exactly
-the values an uninterrupted run would have used. No scheduler object holds state.
+the values an uninterrupted run would have used (the learning rate's ``LambdaLR`` holds only
+the step count).
 
     target_ratio(epoch)              RT of Eq. 16, stepped down from 1 (authors' release);
                                      RS, the target region ratio (§3.3, §4), steps down the same way

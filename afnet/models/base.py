@@ -11,7 +11,8 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from afnet.models.layers import (EXECUTIONS, REGION_SELECTIONS, SELECTIONS, AFStage, Navigation, SelectionContext,
+from afnet.models.layers import (EXECUTIONS, FIXED_REGION_SELECTIONS, FIXED_SELECTIONS, REGION_SELECTIONS,
+                                 SELECTIONS, AFStage, Navigation, SelectionContext,
                                  SpatialNavigation, is_channels_last)
 
 
@@ -35,7 +36,7 @@ def selection_problems(o: dict, *, has_navigation: bool, spatial: bool, model: s
     for key in ("ratio", "region_ratio"):
         if o.get(key) is not None and not _unit(o[key]):
             problems.append(f"{p}{key} must be in (0, 1], got {o[key]!r}")
-    if selection in ("uniform", "random", "normal") and ratio is None:
+    if selection in FIXED_SELECTIONS and ratio is None:
         problems.append(f"{p}selection={selection!r} needs a {p}ratio in (0, 1]")
     if selection == "soft" and execution == "sparse":
         problems.append(f"{p}selection='soft' weighs every frame; {p}execution must be 'auto' or 'masked'")
@@ -45,7 +46,7 @@ def selection_problems(o: dict, *, has_navigation: bool, spatial: bool, model: s
     elif not spatial:
         problems += [f"{p}{k}={o[k]!r} needs {p}spatial=true (the model is built without spatial navigation)"
                      for k in ("region_selection", "region_ratio") if o.get(k) not in (None, "all")]
-    elif region_selection in ("random", "center") and region_ratio is None:
+    elif region_selection in FIXED_REGION_SELECTIONS and region_ratio is None:
         problems.append(f"{p}region_selection={region_selection!r} needs a {p}region_ratio in (0, 1]")
     dense_above = o.get("dense_above")
     if dense_above is not None and not (isinstance(dense_above, (int, float)) and 0.0 < dense_above <= 1.0 + 1e-9):

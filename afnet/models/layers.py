@@ -21,7 +21,9 @@ import torch.nn.functional as F
 from torch import nn
 
 SELECTIONS = ("navigation", "all", "uniform", "random", "normal", "soft")
+FIXED_SELECTIONS = ("uniform", "random", "normal")        # Table 5's frame policies: need a ratio
 REGION_SELECTIONS = ("navigation", "all", "random", "center")
+FIXED_REGION_SELECTIONS = ("center", "random")             # Table 5's region policies: need a region_ratio
 EXECUTIONS = ("auto", "sparse", "masked")
 TEMPORAL_NAVIGATION = ("block", "first")
 
@@ -621,7 +623,7 @@ def make_divisible(v: float, divisor: int = 8, min_value: int | None = None) -> 
 
 
 __all__ = [
-    "SELECTIONS", "REGION_SELECTIONS", "EXECUTIONS", "TEMPORAL_NAVIGATION", "TemporalShift", "Navigation",
+    "SELECTIONS", "FIXED_SELECTIONS", "REGION_SELECTIONS", "FIXED_REGION_SELECTIONS", "EXECUTIONS", "TEMPORAL_NAVIGATION", "TemporalShift", "Navigation",
     "SpatialNavigation", "decide_regions", "fixed_region_mask", "RegionLayout", "gather_regions", "add_regions_",
     "upsample_regions", "FusionGate", "ResidualBlock",
     "AFStage", "SelectionContext", "decide", "gumbel_keep", "fixed_policy_mask", "gather_frames",

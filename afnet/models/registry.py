@@ -86,6 +86,8 @@ def create_model(name: str, *, num_classes: int, num_frames: int, shift: bool | 
 
 # The options of VideoModel.configure (settable on a built model); the rest are the constructor's.
 CONFIGURE_OPTIONS = tuple(inspect.signature(VideoModel.configure).parameters)[1:]
+# How a built model executes, not what it computes: chosen at inference, not part of a training config.
+RUNTIME_OPTIONS = ("execution", "dense_above")
 
 
 def model_options() -> dict:
@@ -103,7 +105,8 @@ def _number(x) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
-def option_problems(name: str, options: dict, *, prefix: str = "", input_size: int | None = None) -> list[str]:
+def option_problems(name: str, options: dict, *, prefix: str = "", input_size: int | None = None,
+                    input_size_key: str = "input_size") -> list[str]:
     """Every rule on :func:`create_model`'s options, one message per broken rule naming the
     option (``prefix`` + its name: ``model.`` in the engine's configs) and what it accepts.
     Options left out take their defaults. ``input_size``: also check that the region grids
@@ -134,7 +137,7 @@ def option_problems(name: str, options: dict, *, prefix: str = "", input_size: i
         sizes = AFResNet.focal_map_sizes(input_size)
         bad = [f"stage {i + 1}: {g} on {s}" for i, (g, s) in enumerate(zip(grids, sizes)) if s % g]
         if bad:
-            problems.append(f"{p}region_grid={_show(grid)} does not divide the focal maps at input size {input_size} "
+            problems.append(f"{p}region_grid={_show(grid)} does not divide the focal maps at {input_size_key}={input_size} "
                             f"(sides {sizes}; {', '.join(bad)}): choose a grid per AF stage, or an input size, "
                             "so that each grid divides its map")
     elif not o["spatial"] and tuple(grids) != (model_options()["region_grid"],) * 3:

@@ -1,4 +1,5 @@
-"""A minimal image-folder dataset for ImageNet pre-training of the two-branch backbone.
+"""A minimal image-folder dataset for ImageNet pre-training of the two-branch backbone: the
+``imagefolder`` preset (``source="image_folder"``), built by :func:`afnet.data.build_dataset`.
 
 ``<split folder>/<class name>/<image>`` (the ImageNet layout); classes are the sorted folder
 names. Each image is a one-frame clip (T=1) through the video transforms, so the same
@@ -12,23 +13,13 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from afnet.data import DatasetConfig
 from afnet.data.dataset import eval_views
 from afnet.data.decoding import decode_image
+from afnet.data.presets import DatasetConfig
 from afnet.data.sampling import sample_generator
 from afnet.data.transforms import train_transform
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
-
-
-def image_config(data: dict, **overrides) -> DatasetConfig:
-    """The dataset config of ``data.preset: imagefolder`` (ImageNet statistics, flip, T=1)."""
-    fields = {"name": "imagefolder", "num_classes": data["num_classes"] or 1000, "num_frames": 1,
-              "input_size": data["input_size"] or 224, "scale_size": data["scale_size"] or 256,
-              "scales": (1.0, 0.875, 0.75, 0.66, 0.5), "flip": True}
-    if data["num_frames"] not in (None, 1):
-        raise ValueError(f"data.num_frames={data['num_frames']}: the imagefolder preset has one frame per image")
-    return DatasetConfig(**{**fields, **overrides})
 
 
 class ImageFolderDataset(Dataset):
@@ -36,7 +27,7 @@ class ImageFolderDataset(Dataset):
         folder = Path(folder)
         classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
         if len(classes) != config.num_classes:
-            raise ValueError(f"{folder}: {len(classes)} class folders but data.num_classes={config.num_classes}")
+            raise ValueError(f"{folder}: {len(classes)} class folders but num_classes={config.num_classes}")
         self.samples = [(str(f), label) for label, name in enumerate(classes)
                         for f in sorted((folder / name).iterdir()) if f.suffix.lower() in IMAGE_EXTENSIONS]
         if not self.samples:
