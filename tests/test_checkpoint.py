@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import afnet
-from afnet.checkpoint import CheckpointError, translate_authors_key
+from afnet.checkpoint import CheckpointError, read_checkpoint, translate_authors_key
 from authors_reference import af_mobilenetv3_forward, af_resnet_forward
 from conftest import randomize
 
@@ -125,6 +125,44 @@ def test_round_trip(tmp_path):
     with torch.no_grad():
         a, b = model(video), fresh(video)
     assert torch.equal(a.logits, b.logits)
+
+
+def test_checkpoint_written_before_the_renames_still_loads(tmp_path):
+    """An afnet checkpoint written before the model described itself: AF-MobileNetV3's first
+    block stored as ``head.*`` (now ``stage0.*``), ``model_args`` as the old code wrote them, a
+    config dict (the run's preset and size, and its frame policy) beside them."""
+    from afnet.inference import load_model_for_inference
+
+    model = randomize(afnet.create_model("af_mobilenetv3", num_classes=5, num_frames=4)).eval()
+    state = {("head." + k[len("stage0."):] if k.startswith("stage0.") else k): v
+             for k, v in model.state_dict().items()}
+    assert any(k.startswith("head.") for k in state)
+    path = tmp_path / "old.ckpt"
+    torch.save({"format": "afnet", "arch": "af_mobilenetv3", "state_dict": state,
+                "model_args": {"num_classes": 5, "num_frames": 4, "shift": True},
+                "config": {"data": {"preset": "synthetic", "input_size": 48},
+                           "model": {"selection": "uniform", "ratio": 0.5}}}, path)
+    fresh = afnet.create_model("af_mobilenetv3", num_classes=5, num_frames=4).eval()
+    assert afnet.load_checkpoint(fresh, path).source == "afnet"
+    video = torch.randn(1, 4, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(fresh(video).logits, model(video).logits)
+    im = load_model_for_inference(path)
+    assert (im.arch, im.config.name, im.config.input_size, im.model.selection, im.model.ratio) == (
+        "af_mobilenetv3", "synthetic", 48, "uniform", 0.5)
+    assert [p.name for p in im.model.navigation_points()] == im.point_names and len(im.point_names) == 5
+
+
+def test_checkpoint_records_the_models_own_arguments(tmp_path):
+    model = afnet.create_model("af_resnet_small", num_classes=6, num_frames=4, dropout=0.2, navigation_bias=(0, 3),
+                               spatial=True, region_grid=(4, 2, 1))
+    path = tmp_path / "m.pt"
+    afnet.save_checkpoint(path, model)
+    args = read_checkpoint(path)["model_args"]
+    assert args == {"num_classes": 6, "num_frames": 4, "shift": False, "dropout": 0.2, "navigation_bias": [0, 3],
+                    "spatial": True, "region_grid": [4, 2, 1], "temporal_navigation": "first"}
+    rebuilt = afnet.create_model("af_resnet_small", **args)
+    assert rebuilt.model_args() == args and afnet.load_checkpoint(rebuilt, path).source == "afnet"
 
 
 def test_frame_count_mismatch_is_named(layouts, tmp_path):

@@ -82,3 +82,26 @@ def test_parameter_groups_decay_and_lr_multipliers():
     lrs = {g["name"]: g["lr"] for g in opt.param_groups}
     assert lrs["navigation"] == pytest.approx(0.1) and lrs["classifier_weight"] == pytest.approx(0.05)
     assert opt.defaults["momentum"] == 0.9
+
+
+def test_lr_schedule_is_a_lambda_lr_stepped_per_iteration(tmp_path):
+    """The optimiser's learning rate follows lr_factor step by step (warm-up included, which
+    depends on the epoch's length), so Lightning's LearningRateMonitor reports it."""
+    from afnet.engine import load_config
+    from afnet.engine.module import AFNetModule
+    from engine_fixtures import SYNTHETIC_CONFIG
+
+    cfg = load_config(SYNTHETIC_CONFIG, ["optim.warmup_epochs=1", "optim.lr_steps=[1]", "optim.lr=0.1"])
+    module = AFNetModule(afnet.create_model("af_resnet_small", num_classes=8, num_frames=8), cfg)
+    conf = module.configure_optimizers()                 # before the epoch's length is known
+    optimizer, scheduler = conf["optimizer"], conf["lr_scheduler"]["scheduler"]
+    assert conf["lr_scheduler"]["interval"] == "step"
+    module.steps_per_epoch = lambda: 4                   # then the trainer knows it: 4 steps
+    module.lr_schedulers = lambda: scheduler
+    module.on_train_start()
+    lrs = []
+    for _ in range(6):
+        lrs.append(optimizer.param_groups[0]["lr"] / optimizer.param_groups[0]["lr_mult"])
+        optimizer.step()
+        scheduler.step()
+    assert lrs == pytest.approx([0.1 * f for f in (0.25, 0.5, 0.75, 1.0, 0.1, 0.1)])

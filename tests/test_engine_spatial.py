@@ -164,7 +164,7 @@ def test_spatial_model_fine_tunes_from_an_image_backbone(synth, tmp_path):
     (["model.temporal_navigation=last"], "model.temporal_navigation='last'; accepted: block, first or null"),
     (["model.temporal_navigation=first", "model.name=af_mobilenetv3"], "model.temporal_navigation='first' is an option"),
     (["model.spatial=true", "model.region_selection=crop"], "model.region_selection='crop'; accepted: navigation"),
-    (["model.spatial=true", "model.region_selection=random"], "model.region_selection='random' needs model.region_ratio"),
+    (["model.spatial=true", "model.region_selection=random"], "model.region_selection='random' needs a model.region_ratio in (0, 1]"),
     (["model.spatial=true", "model.region_ratio=1.5"], "model.region_ratio must be in (0, 1], got 1.5"),
     (["model.region_grid=[4, 2]"], "model.region_grid=[4, 2]; accepted: a positive integer, or a list of 3"),
     (["model.region_grid=abc"], "model.region_grid='abc'; accepted: a positive integer, or a list of 3"),

@@ -1,5 +1,6 @@
 """Training on the synthetic dataset: the API the demo calls, checkpoints, fine-tuning, NaN stop."""
 import csv
+import json
 
 import pytest
 import torch
@@ -70,6 +71,7 @@ def test_train_and_evaluate_api(trained):
     assert ckpt["lr_schedulers"][0]["last_epoch"] == 6        # the LambdaLR, stepped per iteration
     model = afnet.create_model("af_resnet_small", num_classes=8, num_frames=8)
     assert afnet.load_checkpoint(model, result.best_checkpoint).source == "afnet"
+    assert ckpt["class_names"] == afnet.data.load_class_names(f"{cfg.data.root}/category.txt")
 
     metrics = evaluate(cfg, result.best_checkpoint)
     assert metrics["top1"] == pytest.approx(result.metrics["top1"])
@@ -162,3 +164,25 @@ def test_best_checkpoint_comes_from_an_epoch_at_the_final_targets(synth, tmp_pat
     assert best_from_epoch(fixed, AFNetModule(build_model(fixed)[0], fixed)) == 0  # no ratio schedule to wait for
     late = load_config(SYNTHETIC_CONFIG, tiny_overrides(synth, tmp_path, **{"objective.rt_end": 9}))
     assert best_from_epoch(late, AFNetModule(build_model(late)[0], late)) == 1   # capped: the last epoch
+
+
+def test_class_names_travel_with_the_checkpoint(trained, tmp_path, capsys):
+    """A model trained with a class file predicts names, with no --labels (which still overrides)."""
+    from afnet.cli import main
+    from afnet.inference import explain_video, load_model_for_inference
+
+    cfg, result = trained
+    names = afnet.data.load_class_names(f"{cfg.data.root}/category.txt")
+    im = load_model_for_inference(result.best_checkpoint)
+    assert im.class_names == names
+    video = f"{cfg.data.root}/frames/val/video_00000"
+    assert main(["predict", video, "--checkpoint", str(result.best_checkpoint), "--json", "--no-flops"]) == 0
+    top = json.loads(capsys.readouterr().out)["top"]
+    assert all(t["name"] == names[t["class"]] for t in top)
+    assert explain_video(video, im).prediction.top[0][1] in names      # afnet explain's title
+    labels = tmp_path / "labels.txt"
+    labels.write_text("".join(f"label {i}\n" for i in range(8)))
+    assert main(["predict", video, "--checkpoint", str(result.best_checkpoint), "--labels", str(labels),
+                 "--json", "--no-flops"]) == 0
+    top = json.loads(capsys.readouterr().out)["top"]
+    assert all(t["name"] == f"label {t['class']}" for t in top)

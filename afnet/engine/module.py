@@ -84,7 +84,7 @@ class AFNetModule(L.LightningModule):
                                    warmup_epochs=p.warmup_epochs)
 
     def steps_per_epoch(self) -> int:
-        n = self.trainer.num_training_batches
+        n = self.trainer.num_training_batches if self._trainer is not None else 0
         return int(n) if 0 < n < float("inf") else 1
 
     # ------------------------------------------------------------ training
@@ -93,10 +93,16 @@ class AFNetModule(L.LightningModule):
         every iteration (so Lightning's ``LearningRateMonitor`` sees it), its factor a pure
         function of the global step (:func:`schedules.lr_factor`)."""
         optimizer = build_optimizer(self.model, self.cfg.optim, self.classifier_lr_mult)
-        if self._trainer is not None:
-            self.trainer.estimated_stepping_batches  # sizes the epoch before the first factor is taken
         scheduler = LambdaLR(optimizer, lambda step: self.lr_factor(step))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_train_start(self) -> None:
+        # The LambdaLR took its step-0 factor before the epoch's length was known (a warm-up
+        # depends on it): take it again now. (A resumed run restored its scheduler instead.)
+        if self.global_step == 0:
+            scheduler = self.lr_schedulers()
+            for group, base in zip(scheduler.optimizer.param_groups, scheduler.base_lrs):
+                group["lr"] = base * self.lr_factor(0)
 
     def on_train_epoch_start(self) -> None:
         # Gumbel noise and dropout from (seed, epoch, rank): a resumed epoch draws the same.
