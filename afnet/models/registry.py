@@ -71,8 +71,10 @@ def create_model(name: str, *, num_classes: int, num_frames: int, shift: bool | 
         raise ValueError("; ".join(problems))
     defaults = model_options()
     build = {k: v for k, v in options.items() if k not in CONFIGURE_OPTIONS and v != defaults[k]}
-    entry = _MODELS[name]
-    model = entry.build(num_classes=num_classes, num_frames=num_frames, **build)
+    try:
+        model = _MODELS[name].build(num_classes=num_classes, num_frames=num_frames, **build)
+    except TypeError as exc:   # an option of another family (e.g. spatial=True on a MobileNet)
+        raise ValueError(f"{name} does not take {', '.join(build)}: {exc}") from None
     model.arch = name
     model.build_args = {k: list(v) if isinstance(v, tuple) else v for k, v in build.items()}
     configure = {k: options[k] for k in CONFIGURE_OPTIONS}
