@@ -22,11 +22,11 @@ def test_frames_and_videos_datasets(data_synthetic):
     root = data_synthetic.root
     for source in ("frames", "videos"):
         train = synthetic_dataset(root, "train", source=source)
-        clip, target, index = train[SampleKey(2, 0)]
+        clip, target, index, evidence = train[SampleKey(2, 0)]
         assert clip.shape == (8, 3, 28, 28) and clip.dtype == torch.float32
-        assert target.dtype == torch.long and int(target) == 2 and index == 2
+        assert target.dtype == torch.long and int(target) == 2 and index == 2 and evidence is None
         val = synthetic_dataset(root, "val", source=source, num_clips=2, num_crops=3)
-        clip, target, _ = val[1]
+        clip, target, _, _ = val[1]
         assert clip.shape == (6, 8, 3, 28, 28) and val.num_views == 6
 
 
@@ -85,7 +85,7 @@ def test_multi_label_targets(tmp_path, data_synthetic):
     (tmp_path / "list.txt").write_text("v a 12 3,17\n")
     ds = build_dataset("activitynet", tmp_path, tmp_path / "list.txt", train=False,
                        frame_template="{:05d}.jpg", input_size=28, scale_size=32)
-    _, target, _ = ds[0]
+    _, target, _, _ = ds[0]
     assert target.shape == (200,) and target.dtype == torch.float32
     assert target.nonzero().flatten().tolist() == [3, 17]
 
@@ -149,7 +149,7 @@ def test_kinetics_csv_and_sthv2_json_end_to_end(tmp_path, data_synthetic):
                                     "abseiling,AAA,10,20,train\nzumba,BBB,0,10,train\n")
     ds = build_dataset("kinetics", tmp_path / "k", tmp_path / "k.csv", train=True,
                        input_size=28, scale_size=32, scales=(1.0, 0.875))
-    clip, target, _ = ds[1]
+    clip, target, _, _ = ds[1]
     assert clip.shape == (8, 3, 28, 28) and int(target) == 1
 
     (tmp_path / "s").mkdir()
@@ -161,7 +161,7 @@ def test_kinetics_csv_and_sthv2_json_end_to_end(tmp_path, data_synthetic):
     (tmp_path / "train.json").write_text('[{"id": "123", "template": "Moving [something] up"}]')
     ds = build_dataset("sthv2", tmp_path / "s", tmp_path / "train.json", train=False,
                        input_size=28, scale_size=32)  # labels.json found next to the JSON
-    clip, target, _ = ds[0]
+    clip, target, _, _ = ds[0]
     assert clip.shape == (1, 12, 3, 28, 28) and int(target) == 5
 
 

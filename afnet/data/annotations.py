@@ -71,6 +71,7 @@ class VideoRecord:
     num_frames: int | None = None  # known for frame folders; None for video files
     list_file: str = ""
     line: int = 0
+    evidence: tuple[int, ...] | None = None  # 0-based frames carrying the class evidence, where annotated
 
     @property
     def label(self) -> int:
@@ -390,3 +391,30 @@ def load_annotations(annotation_file, root, **kwargs) -> list[VideoRecord]:
     if not records:
         raise AnnotationError([Problem(str(annotation_file), 0, "no videos listed")])
     return records
+
+
+def load_evidence(path, root) -> dict[str, tuple[int, ...]]:
+    """An evidence file: JSON ``{path as listed (relative to root): [0-based frame indices]}``
+    naming, per video, the frames that carry its class evidence (``make_synthetic(task=
+    "evidence")`` writes one). Returns ``{absolute path: indices}``; a malformed entry raises
+    :class:`AnnotationError` naming the file and the entry."""
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        raise AnnotationError([Problem(str(path), 0, "evidence file not found")]) from None
+    except json.JSONDecodeError as exc:
+        raise AnnotationError([Problem(str(path), exc.lineno, f"not valid JSON: {exc.msg}")]) from None
+    if not isinstance(data, dict):
+        raise AnnotationError([Problem(str(path), 0, "expected a JSON object {path: [frame indices]}")])
+    out, problems = {}, []
+    for key, frames in data.items():
+        if not (isinstance(frames, list) and all(isinstance(t, int) and not isinstance(t, bool) and t >= 0
+                                                 for t in frames)):
+            problems.append(Problem(str(path), 0, f"entry {key!r}: expected a list of frame indices >= 0, "
+                                                  f"got {frames!r}"))
+            continue
+        out[os.path.normpath(os.path.join(root, key))] = tuple(sorted(set(frames)))
+    if problems:
+        raise AnnotationError(problems)
+    return out

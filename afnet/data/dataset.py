@@ -5,16 +5,18 @@ One sample (``VideoDataset[SampleKey(index, epoch)]``)::
     VideoRecord ──sample_generator(seed, epoch, index)──> generator
         │
         ├─ open_reader (frame folder | video file) ──> num_frames
-        ├─ sample_indices / multi_clip_indices      ──> frame indices
+        ├─ sample_indices / multi_clip_indices      ──> frame indices ──> evidence (where annotated)
         ├─ reader.get_frames                        ──> uint8 (N, 3, H, W)
         └─ train_transform / eval_transform         ──> float clip
-    returns (clip, target, index)
+    returns (clip, target, index, evidence)
 
 Shapes: training clip ``(T, 3, S, S)``; evaluation ``(V, T, 3, S, S)`` with
 ``V = num_clips * num_crops`` views, clip-major (view ``v`` is clip
 ``v // num_crops``, crop ``v % num_crops``); average the model's outputs over
 views with :func:`average_views`. Target: ``int64`` class index, or a float
-multi-hot vector ``(num_classes,)`` when ``config.multi_label``.
+multi-hot vector ``(num_classes,)`` when ``config.multi_label``. Evidence: for a record
+with annotated evidence frames (``evidence_file``), float ``(T,)`` / ``(V, T)``, 1 where the
+sampled frame carries the class evidence (for navigation precision); otherwise ``None``.
 
 Errors: a sample that fails to decode raises :class:`DecodeError` naming the
 file and its list line (``on_error="raise"``, default), or with
@@ -24,6 +26,7 @@ is ever substituted.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from typing import NamedTuple
@@ -38,6 +41,7 @@ from afnet.data.annotations import (
     VideoRecord,
     load_annotations,
     load_class_names,
+    load_evidence,
 )
 from afnet.data.decoding import DecodeError, open_reader
 from afnet.data.presets import DatasetConfig, get_preset
@@ -71,6 +75,7 @@ class Batch(NamedTuple):
     target: torch.Tensor  # (B,) int64 or (B, num_classes) float multi-hot
     index: torch.Tensor  # (B,) dataset indices
     skipped: tuple[SkippedSample, ...] = ()
+    evidence: torch.Tensor | None = None  # (B, T) train, (B, V, T) eval; None unless every sample has it
 
 
 def make_target(labels: tuple[int, ...], num_classes: int, multi_label: bool) -> torch.Tensor:
@@ -101,13 +106,17 @@ def eval_views(frames: torch.Tensor, config: DatasetConfig) -> torch.Tensor:
 
 
 def read_clip(reader, config: DatasetConfig, *, train: bool,
-              generator: torch.Generator | None = None) -> torch.Tensor:
-    """Sample, decode and transform one clip from an open reader."""
+              generator: torch.Generator | None = None, evidence: tuple[int, ...] | None = None):
+    """Sample, decode and transform one clip from an open reader. With ``evidence`` (the
+    video's evidence frames) returns ``(clip, evidence mask)``: 1 where a sampled frame is
+    one of them, ``(T,)`` in training, ``(V, T)`` in evaluation (one row per view)."""
     indices = clip_indices(len(reader), config, train=train, generator=generator)
     frames = reader.get_frames(indices.flatten())
-    if train:
-        return train_transform(frames, config, generator)
-    return eval_views(frames, config)
+    clip = train_transform(frames, config, generator) if train else eval_views(frames, config)
+    if evidence is None:
+        return clip
+    mask = torch.isin(indices, torch.tensor(evidence, dtype=indices.dtype)).float()
+    return clip, (mask if train else mask.repeat_interleave(config.num_views // config.num_clips, dim=0))
 
 
 class VideoDataset(Dataset):
@@ -146,7 +155,8 @@ class VideoDataset(Dataset):
             with open_reader(record.path, template=self.config.frame_template,
                              num_frames=record.num_frames, backend=self.backend,
                              threads=self.threads) as reader:
-                clip = read_clip(reader, self.config, train=self.train, generator=generator)
+                clip = read_clip(reader, self.config, train=self.train, generator=generator,
+                                 evidence=record.evidence)
         except DecodeError as exc:
             where = f" (listed at {record.where})" if record.list_file else ""
             if self.on_error == "raise":
@@ -154,7 +164,8 @@ class VideoDataset(Dataset):
             log.warning("skipping sample %d: %s%s", index, exc, where)
             return SkippedSample(index, record.path, str(exc))
         target = make_target(record.labels, self.config.num_classes, self.config.multi_label)
-        return clip, target, index
+        clip, evidence = clip if record.evidence is not None else (clip, None)
+        return clip, target, index, evidence
 
 
 # ------------------------------------------------------------------- building
@@ -168,13 +179,15 @@ def _default_class_file(annotation_file, kind: str):
 
 def build_dataset(preset: str | DatasetConfig, root, annotation_file, *, train: bool,
                   kind: str = "auto", class_file=None, backend: str = "pyav", seed: int = 0,
-                  on_error: str = "raise", threads: int = 1, **overrides) -> VideoDataset:
+                  on_error: str = "raise", threads: int = 1, evidence_file=None, **overrides) -> VideoDataset:
     """Build a dataset from a preset name (or config), a data root and an
     annotation file (list, Kinetics CSV or SthV2 JSON; see
     :mod:`afnet.data.annotations`). ``overrides`` replace preset fields
     (e.g. ``num_frames=16``). Annotation errors raise :class:`AnnotationError`
-    naming file and line. An ``image_folder`` preset (``imagefolder``) reads the folder
-    ``annotation_file`` (relative to ``root``) of class folders instead."""
+    naming file and line. ``evidence_file``: the videos' evidence frames
+    (:func:`~afnet.data.annotations.load_evidence`), attached to their records. An
+    ``image_folder`` preset (``imagefolder``) reads the folder ``annotation_file`` (relative
+    to ``root``) of class folders instead."""
     config = get_preset(preset, **overrides)
     if config.source == "image_folder":
         from afnet.data.images import ImageFolderDataset
@@ -188,6 +201,9 @@ def build_dataset(preset: str | DatasetConfig, root, annotation_file, *, train: 
     records = load_annotations(annotation_file, root, kind=kind,
                                num_classes=config.num_classes,
                                multi_label=config.multi_label, class_names=class_names)
+    if evidence_file is not None:
+        evidence = load_evidence(evidence_file, root)
+        records = [dataclasses.replace(r, evidence=evidence.get(os.path.normpath(r.path))) for r in records]
     return VideoDataset(records, config, train=train, backend=backend, seed=seed,
                         on_error=on_error, class_names=class_names, threads=threads)
 
@@ -249,13 +265,14 @@ class EpochSampler(Sampler):
 
 
 def collate_clips(samples) -> Batch:
-    """Stack ``(clip, target, index)`` samples, dropping :class:`SkippedSample` ones."""
+    """Stack ``(clip, target, index, evidence)`` samples, dropping :class:`SkippedSample` ones."""
     kept = [s for s in samples if not isinstance(s, SkippedSample)]
     skipped = tuple(s for s in samples if isinstance(s, SkippedSample))
     if not kept:
         return Batch(torch.empty(0), torch.empty(0), torch.empty(0, dtype=torch.long), skipped)
-    clips, targets, indices = zip(*kept)
-    return Batch(torch.stack(clips), torch.stack(targets), torch.tensor(indices), skipped)
+    clips, targets, indices, evidence = zip(*kept)
+    evidence = None if any(e is None for e in evidence) else torch.stack(evidence)
+    return Batch(torch.stack(clips), torch.stack(targets), torch.tensor(indices), skipped, evidence)
 
 
 def worker_init(worker_id: int) -> None:  # noqa: ARG001 - DataLoader's signature

@@ -45,4 +45,4 @@ class ImageFolderDataset(Dataset):
             clip = train_transform(frames, self.config, sample_generator(self.seed, epoch, index))
         else:
             clip = eval_views(frames, self.config)
-        return clip, torch.tensor(label), index
+        return clip, torch.tensor(label), index, None

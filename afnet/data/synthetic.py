@@ -26,6 +26,19 @@ change, flash order) and, for flashes, picking the few salient frames.
 ``difficulty`` in [0, 1] raises noise, distractor count, and shortens
 motion and flashes.
 
+``task="evidence"`` (the demo's task) is per-frame recognition with the evidence in a few
+frames: every frame shows a carrier square (random colour, slowly drifting) among
+random-walking distractor squares on a textured background. In 2 or 3 frames (the
+*evidence frames*, at random times) the carrier bears the glyph of the video's class (one
+of :data:`EVIDENCE_CLASSES`, a 5x5 pattern); in every other frame it bears a decoy glyph
+(:data:`DECOY_GLYPHS`, drawn per frame), which belongs to no class. A per-frame model can
+solve it (a frame with a class glyph identifies the class); computing on the decoy frames
+only adds noise. The evidence frames of each video are written to ``evidence.json``
+(``{listed path: [0-based frame indices]}``), so that the share of the frames a model
+computes that carry evidence (navigation precision) can be measured.
+:func:`make_glyph_images` writes single glyph images of all 16 glyphs in the ImageNet
+folder layout, the pre-training set shared by every model of the demo.
+
 Deterministic: the same ``seed`` gives the same JPEG bytes and the same decoded
 mp4 pixels.
 """
@@ -56,6 +69,30 @@ BLUE = np.array([30.0, 40.0, 225.0])
 PALETTE = np.array([[230, 220, 40], [40, 210, 90], [40, 210, 210], [220, 60, 220],
                     [235, 235, 235], [240, 140, 30]], dtype=np.float64)
 SPLITS = ("train", "val")
+EVIDENCE_FILE = "evidence.json"   # the evidence task's {listed path: evidence frames}
+TASKS = ("temporal", "evidence")
+
+# 5x5 glyphs ('#' = stroke), drawn with cells of max(1, size // 16) pixels on the carrier.
+GLYPHS = {
+    "plus": ("..#..", "..#..", "#####", "..#..", "..#.."),
+    "cross": ("#...#", ".#.#.", "..#..", ".#.#.", "#...#"),
+    "ring": ("#####", "#...#", "#...#", "#...#", "#####"),
+    "tee": ("#####", "..#..", "..#..", "..#..", "..#.."),
+    "ell": ("#....", "#....", "#....", "#....", "#####"),
+    "aitch": ("#...#", "#...#", "#####", "#...#", "#...#"),
+    "checker": ("#.#.#", ".#.#.", "#.#.#", ".#.#.", "#.#.#"),
+    "zed": ("#####", "...#.", "..#..", ".#...", "#####"),
+    "ess": ("#####", "#....", "#####", "....#", "#####"),
+    "bars": ("#####", ".....", "#####", ".....", "#####"),
+    "columns": ("#.#.#", "#.#.#", "#.#.#", "#.#.#", "#.#.#"),
+    "arrow": ("..#..", ".###.", "#.#.#", "..#..", "..#.."),
+    "dots": ("#...#", ".....", "..#..", ".....", "#...#"),
+    "hook": ("###..", "#....", "#....", "....#", "..###"),
+    "diagonal": ("#....", ".#...", "..#..", "...#.", "....#"),
+    "box": (".....", ".###.", ".#.#.", ".###.", "....."),
+}
+EVIDENCE_CLASSES = tuple(list(GLYPHS)[:8])   # the evidence task's classes
+DECOY_GLYPHS = tuple(list(GLYPHS)[8:])       # shown on the frames without evidence
 
 
 @dataclass(frozen=True)
@@ -80,20 +117,16 @@ def _square(frame, cy, cx, side, colour, alpha=1.0):
         frame[y0:y1, x0:x1] = (1 - alpha) * frame[y0:y1, x0:x1] + alpha * colour
 
 
-def render_video(label: int, rng: np.random.Generator, *, size: int = 64, num_frames: int = 16,
-                 difficulty: float = 0.5) -> np.ndarray:
-    """One video of class ``label`` (index into :data:`CLASSES`): uint8 ``(T, H, W, 3)``."""
+def _scene(rng: np.random.Generator, size: int, num_frames: int, difficulty: float) -> np.ndarray:
+    """Float ``(T, S, S, 3)``: a static smooth background texture with small distractor
+    squares random-walking over it (palette colours; more with ``difficulty``)."""
     t_count, s = num_frames, size
-    name = CLASSES[label]
-    # Static smooth background texture.
     coarse = rng.uniform(50, 150, size=(4, 4, 3))
     ramp = np.linspace(0, 3, s)
     iy, ix = np.clip(ramp.astype(int), 0, 2), ramp - np.clip(ramp.astype(int), 0, 2)
     rows = coarse[iy] * (1 - ix)[:, None, None] + coarse[iy + 1] * ix[:, None, None]
     background = rows[:, iy] * (1 - ix)[None, :, None] + rows[:, iy + 1] * ix[None, :, None]
     frames = np.repeat(background[None], t_count, axis=0)
-
-    # Distractors: small squares random-walking, palette colours.
     for _ in range(1 + int(round(3 * difficulty))):
         pos = rng.uniform(0.1 * s, 0.9 * s, size=2)
         steps = rng.normal(0, 0.04 * s, size=(t_count, 2)).cumsum(axis=0)
@@ -101,6 +134,21 @@ def render_video(label: int, rng: np.random.Generator, *, size: int = 64, num_fr
         for t in range(t_count):
             y, x = np.clip(pos + steps[t], 0, s)
             _square(frames[t], y, x, side, colour)
+    return frames
+
+
+def _finish(frames: np.ndarray, rng: np.random.Generator, difficulty: float) -> np.ndarray:
+    """Pixel noise (stronger with ``difficulty``), rounded to uint8."""
+    noise = rng.normal(0, 3 + 12 * difficulty, size=frames.shape)
+    return np.clip(np.rint(frames + noise), 0, 255).astype(np.uint8)
+
+
+def render_video(label: int, rng: np.random.Generator, *, size: int = 64, num_frames: int = 16,
+                 difficulty: float = 0.5) -> np.ndarray:
+    """One video of class ``label`` (index into :data:`CLASSES`): uint8 ``(T, H, W, 3)``."""
+    t_count, s = num_frames, size
+    name = CLASSES[label]
+    frames = _scene(rng, s, t_count, difficulty)
 
     # Target square: sizes in [lo, hi] for every class.
     lo, hi = 0.14 * s, 0.26 * s
@@ -141,9 +189,43 @@ def render_video(label: int, rng: np.random.Generator, *, size: int = 64, num_fr
         y, x = rng.uniform(flash_side / 2, s - flash_side / 2, size=2)
         for t in range(t0, t0 + flash_len):
             _square(frames[t], y, x, flash_side, flash_colour, alpha)
+    return _finish(frames, rng, difficulty)
 
-    noise = rng.normal(0, 3 + 12 * difficulty, size=frames.shape)
-    return np.clip(np.rint(frames + noise), 0, 255).astype(np.uint8)
+
+def _glyph_mask(name: str, cell: int) -> np.ndarray:
+    rows = np.array([[c == "#" for c in row] for row in GLYPHS[name]])
+    return np.kron(rows, np.ones((cell, cell), dtype=bool))
+
+
+def render_glyph_frames(glyphs: list, rng: np.random.Generator, *, size: int = 32,
+                        difficulty: float = 0.5) -> np.ndarray:
+    """uint8 ``(len(glyphs), S, S, 3)``: the evidence task's scene, the carrier square
+    bearing ``glyphs[t]`` (a name of :data:`GLYPHS`) in frame ``t``."""
+    t_count, s = len(glyphs), size
+    frames = _scene(rng, s, t_count, difficulty)
+    cell = max(1, s // 16)
+    side = 5 * cell + 2                      # the glyph with a one-pixel rim
+    colour = PALETTE[rng.integers(len(PALETTE))]
+    lo, hi = side / 2 + 1, s - side / 2 - 1
+    drift = rng.normal(0, 0.03 * s, size=(t_count, 2)).cumsum(axis=0)
+    centre = np.clip(rng.uniform(lo, hi, size=2) + drift, lo, hi)
+    for t, name in enumerate(glyphs):
+        y0, x0 = (int(round(c - side / 2)) for c in centre[t])
+        frames[t, y0:y0 + side, x0:x0 + side] = colour
+        inner = frames[t, y0 + 1:y0 + side - 1, x0 + 1:x0 + side - 1]
+        inner[_glyph_mask(name, cell)] = 0.25 * colour
+    return _finish(frames, rng, difficulty)
+
+
+def render_evidence_video(label: int, rng: np.random.Generator, *, size: int = 32, num_frames: int = 8,
+                          difficulty: float = 0.5) -> tuple[np.ndarray, list[int]]:
+    """One video of the evidence task, class ``label`` (index into :data:`EVIDENCE_CLASSES`):
+    uint8 ``(T, H, W, 3)`` and its evidence frames (sorted 0-based indices)."""
+    count = 2 + int(rng.integers(2))
+    evidence = sorted(int(t) for t in rng.choice(num_frames, size=count, replace=False))
+    glyphs = [EVIDENCE_CLASSES[label] if t in evidence else DECOY_GLYPHS[rng.integers(len(DECOY_GLYPHS))]
+              for t in range(num_frames)]
+    return render_glyph_frames(glyphs, rng, size=size, difficulty=difficulty), evidence
 
 
 def _jpeg_encoder(size: int):
@@ -209,47 +291,90 @@ def write_mp4(path: Path, video: np.ndarray, fps: int = 12) -> None:
 
 def make_synthetic(out, *, num_train: int = 320, num_val: int = 96, num_classes: int = 8,
                    num_frames: int = 16, size: int = 64, difficulty: float = 0.5,
-                   seed: int = 0, frames: bool = True, videos: bool = True) -> SyntheticDataset:
-    """Write the synthetic dataset under ``out`` (see module docstring)."""
-    if not 2 <= num_classes <= len(CLASSES):
-        raise ValueError(f"num_classes={num_classes}; accepted: 2..{len(CLASSES)}")
-    if num_frames < 8:
-        raise ValueError(f"num_frames={num_frames}; accepted: >= 8 (flashes need room)")
+                   seed: int = 0, frames: bool = True, videos: bool = True,
+                   task: str = "temporal") -> SyntheticDataset:
+    """Write the synthetic dataset under ``out`` (see module docstring). ``task``:
+    ``temporal`` (:data:`CLASSES`) or ``evidence`` (:data:`EVIDENCE_CLASSES`, with
+    ``evidence.json``)."""
+    if task not in TASKS:
+        raise ValueError(f"task={task!r}; accepted: {', '.join(TASKS)}")
+    classes = CLASSES if task == "temporal" else EVIDENCE_CLASSES
+    if not 2 <= num_classes <= len(classes):
+        raise ValueError(f"num_classes={num_classes}; accepted: 2..{len(classes)}")
+    least = 8 if task == "temporal" else 4
+    if num_frames < least:
+        raise ValueError(f"num_frames={num_frames}; accepted: >= {least} "
+                         f"({'flashes need room' if task == 'temporal' else 'evidence in 2-3 frames of more'})")
     if size < 32 or size % 2:
         raise ValueError(f"size={size}; accepted: an even number of pixels >= 32")
     if not 0.0 <= difficulty <= 1.0:
         raise ValueError(f"difficulty={difficulty}; accepted: 0..1")
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
-    (root / "category.txt").write_text("\n".join(CLASSES[:num_classes]) + "\n")
+    (root / "category.txt").write_text("\n".join(classes[:num_classes]) + "\n")
     encoder = _jpeg_encoder(size) if frames else None
-    frame_lists, video_lists = {}, {}
+    frame_lists, video_lists, evidence = {}, {}, {}
     for split_id, (split, count) in enumerate(zip(SPLITS, (num_train, num_val))):
         frame_lines, video_lines = [], []
         for i in range(count):
             label = i % num_classes
             rng = np.random.default_rng(np.random.SeedSequence([seed, split_id, i]))
-            video = render_video(label, rng, size=size, num_frames=num_frames,
-                                 difficulty=difficulty)
+            if task == "temporal":
+                video, frames_with_evidence = render_video(label, rng, size=size, num_frames=num_frames,
+                                                           difficulty=difficulty), None
+            else:
+                video, frames_with_evidence = render_evidence_video(label, rng, size=size, num_frames=num_frames,
+                                                                    difficulty=difficulty)
             name = f"video_{i:05d}"
+            written = []
             if frames:
                 write_frames(root / "frames" / split / name, video, encoder)
                 frame_lines.append(f"frames/{split}/{name} {num_frames} {label}")
+                written.append(f"frames/{split}/{name}")
             if videos:
                 write_mp4(root / "videos" / split / f"{name}.mp4", video)
                 video_lines.append(f"videos/{split}/{name}.mp4 {label}")
+                written.append(f"videos/{split}/{name}.mp4")
+            if frames_with_evidence is not None:
+                evidence.update(dict.fromkeys(written, frames_with_evidence))
         if frames:
             frame_lists[split] = root / f"{split}_frames.txt"
             frame_lists[split].write_text("\n".join(frame_lines) + "\n")
         if videos:
             video_lists[split] = root / f"{split}_videos.txt"
             video_lists[split].write_text("\n".join(video_lines) + "\n")
-    settings = {"num_classes": num_classes, "num_frames": num_frames, "size": size,
+    if task == "evidence":
+        (root / EVIDENCE_FILE).write_text(json.dumps(evidence, indent=0) + "\n")
+    settings = {"task": task, "num_classes": num_classes, "num_frames": num_frames, "size": size,
                 "difficulty": difficulty, "seed": seed, "num_train": num_train,
                 "num_val": num_val}
     (root / "synthetic.json").write_text(json.dumps(settings, indent=1) + "\n")
     return SyntheticDataset(root, root / "category.txt", frame_lists, video_lists,
                             num_classes, num_frames, size)
+
+
+def make_glyph_images(out, *, num_train: int = 4000, num_val: int = 800, size: int = 32,
+                      difficulty: float = 0.5, seed: int = 0) -> Path:
+    """Single-frame images of all 16 :data:`GLYPHS` (the evidence task's class glyphs and its
+    decoys) in the evidence task's scenes, in the ImageNet folder layout
+    ``out/<split>/<glyph>/NNNNN.jpg`` (the ``imagefolder`` preset): the demo's pre-training
+    set, as the paper pre-trains on ImageNet. Returns ``out``."""
+    if size < 32 or size % 2:
+        raise ValueError(f"size={size}; accepted: an even number of pixels >= 32")
+    root = Path(out)
+    encoder = _jpeg_encoder(size)
+    names = list(GLYPHS)
+    for split_id, (split, count) in enumerate(zip(SPLITS, (num_train, num_val))):
+        for name in names:
+            (root / split / name).mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            name = names[i % len(names)]
+            # streams apart from make_synthetic's: [seed, 2 + split, i]
+            rng = np.random.default_rng(np.random.SeedSequence([seed, 2 + split_id, i]))
+            image = render_glyph_frames([name], rng, size=size, difficulty=difficulty)[0]
+            frame = av.VideoFrame.from_ndarray(rgb_to_yuv420p(image, full_range=True), format="yuvj420p")
+            (root / split / name / f"{i:05d}.jpg").write_bytes(b"".join(bytes(p) for p in encoder.encode(frame)))
+    return root
 
 
 def synthetic_config(root, **overrides):

@@ -4,6 +4,10 @@ Single-label: top-1, top-5 and class-mean accuracy. Multi-label (ActivityNet): m
 top-1 counted as a hit when the highest-scoring class is one of the video's labels.
 Kept ratio: the mean fraction of frames kept at each navigation point. Region ratio (spatial
 models only): the mean fraction of regions the spatial navigation selects at each focal block.
+Navigation precision (data with annotated evidence frames, models with navigation points):
+at each point, the share of the frames it keeps that carry class evidence, over the whole
+split (kept evidence frames / kept frames); ``evidence_rate``, the share of all frames that
+carry evidence, is what a selection blind to content gets on average.
 """
 from __future__ import annotations
 
@@ -41,13 +45,25 @@ class VideoMetrics(nn.Module):
             })
         self.kept = nn.ModuleList(torchmetrics.MeanMetric() for _ in range(num_points))
         self.regions = nn.ModuleList(torchmetrics.MeanMetric() for _ in range(num_region_points))
+        # navigation precision: kept evidence frames and kept frames per point, all evidence frames, all frames
+        self.kept_evidence = nn.ModuleList(torchmetrics.SumMetric() for _ in range(num_points))
+        self.kept_frames = nn.ModuleList(torchmetrics.SumMetric() for _ in range(num_points))
+        self.evidence = torchmetrics.MeanMetric()
 
-    def update(self, scores: torch.Tensor, target: torch.Tensor, masks: list, regions: list = ()) -> None:
+    def update(self, scores: torch.Tensor, target: torch.Tensor, masks: list, regions: list = (),
+               evidence: torch.Tensor | None = None) -> None:
+        """``evidence``: ``(B*V, T)``, 1 where a frame carries class evidence (or None)."""
         self.scores.update(scores, target.int() if self.multi_label else target)
         for metric, mask in zip(self.kept, masks):
             metric.update(mask.float().mean(dim=1))
         for metric, region in zip(self.regions, regions):
             metric.update(region.float().flatten(1).mean(dim=1))
+        if evidence is not None:
+            self.evidence.update(evidence.float())
+            for hits, kept, mask in zip(self.kept_evidence, self.kept_frames, masks):
+                mask = mask.float()
+                hits.update((mask * evidence).sum())
+                kept.update(mask.sum())
 
     def compute(self) -> dict:
         out = {k: float(v) for k, v in self.scores.compute().items()}
@@ -57,9 +73,15 @@ class VideoMetrics(nn.Module):
         if len(self.regions):
             out["region_ratio"] = [float(m.compute()) for m in self.regions]
             out["mean_region_ratio"] = sum(out["region_ratio"]) / len(self.regions)
+        if self.evidence.update_count:
+            out["evidence_rate"] = float(self.evidence.compute())
+            if kept:
+                out["navigation_precision"] = [float(h.compute()) / max(float(k.compute()), 1.0)
+                                               for h, k in zip(self.kept_evidence, self.kept_frames)]
+                out["mean_navigation_precision"] = sum(out["navigation_precision"]) / len(kept)
         return out
 
     def reset(self) -> None:
         self.scores.reset()
-        for m in [*self.kept, *self.regions]:
+        for m in [*self.kept, *self.regions, *self.kept_evidence, *self.kept_frames, self.evidence]:
             m.reset()

@@ -6,7 +6,8 @@ Run directory (``run_dir``)::
     config.yaml              the resolved config (rank 0)
     checkpoints/last.ckpt    every epoch, written atomically (temp file, then rename)
     checkpoints/best.ckpt    best validation top-1 (mAP for multi-label) among the epochs trained
-                             at the final RT (and RS) targets
+                             at the final RT (and RS) targets (and within objective.ratio_tolerance of them)
+    train.log                one line per epoch: loss, val top-1, kept ratio, precision, seconds
     tensorboard/, csv/       logs (train loss, schedules, val metrics, GFLOPs, kept ratios)
     eval/                    ``evaluate``: metrics.json, kept_ratio.png
 
@@ -18,11 +19,12 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import lightning as L
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
@@ -110,6 +112,48 @@ def best_from_epoch(cfg: Config, module: AFNetModule) -> int:
     return min(int(math.ceil(first)), cfg.optim.epochs - 1)
 
 
+class EpochReport(Callback):
+    """One line per epoch (rank 0), appended to ``log_file`` and, with ``echo``, printed:
+    epoch, mean training loss, validation top-1 (mAP), kept ratio (and region ratio,
+    navigation precision where measured), seconds."""
+
+    def __init__(self, log_file, echo: bool = True):
+        self.log_file, self.echo = Path(log_file), echo
+        self.started, self.loss, self.steps = time.time(), 0.0, 0
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self.started, self.loss, self.steps = time.time(), 0.0, 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.loss += float(outputs["loss"])
+        self.steps += 1
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if not trainer.is_global_zero:
+            return
+        r = pl_module.val_results if pl_module.val_results.get("epoch") == trainer.current_epoch else {}
+        parts = [f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}",
+                 f"loss {self.loss / max(self.steps, 1):.3f}"]
+        if not r:
+            parts.append("not validated")
+        elif "mAP" in r:
+            parts.append(f"val mAP {r['mAP']:.1%}")
+        else:
+            parts.append(f"val top-1 {r['top1']:.1%}")
+        if r.get("kept_ratio"):
+            parts.append(f"kept {r['mean_kept_ratio']:.2f} [" + " ".join(f"{k:.2f}" for k in r["kept_ratio"]) + "]")
+        if "mean_region_ratio" in r:
+            parts.append(f"regions {r['mean_region_ratio']:.2f}")
+        if "mean_navigation_precision" in r:
+            parts.append(f"precision {r['mean_navigation_precision']:.2f} (evidence rate {r['evidence_rate']:.2f})")
+        line = f"{Path(pl_module.cfg.run_dir).name}: " + ", ".join(parts) + f", {time.time() - self.started:.0f} s"
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_file, "a") as f:
+            f.write(line + "\n")
+        if self.echo:
+            print(line, flush=True)
+
+
 class BestAtTargets(ModelCheckpoint):
     """Lightning's best-checkpoint callback, considering only epochs from ``first_epoch`` on."""
 
@@ -150,12 +194,13 @@ def train(cfg: Config) -> TrainResult:
     # best first, then last: last.ckpt then holds the best-tracking state of this epoch too.
     # (Lightning's save_last writes only when the top-k file changed, not every epoch.)
     best = BestAtTargets(best_from_epoch(cfg, module), dirpath=ckpt_dir, filename="best",
-                         monitor="val/mAP" if multi_label else "val/top1", mode="max", save_top_k=1,
+                         monitor="val/checkpoint_score", mode="max", save_top_k=1,
                          enable_version_counter=False, auto_insert_metric_name=False)
     last = ModelCheckpoint(dirpath=ckpt_dir, filename="last", monitor=None, save_top_k=1, every_n_epochs=1,
                            enable_version_counter=False)
     t = cfg.trainer
-    trainer = _trainer(cfg, max_epochs=cfg.optim.epochs, callbacks=[best, last, LearningRateMonitor("step")],
+    trainer = _trainer(cfg, max_epochs=cfg.optim.epochs, callbacks=[best, last, LearningRateMonitor("step"),
+                                                                       EpochReport(run_dir / "train.log", echo=not t.progress_bar)],
                        gradient_clip_val=cfg.optim.clip_grad, gradient_clip_algorithm="norm",
                        logger=[TensorBoardLogger(run_dir, name="tensorboard", version=""),
                                CSVLogger(run_dir, name="csv", version="")],

@@ -91,6 +91,7 @@ class DataConfig:
     train_list: Optional[str] = None       # relative paths are taken relative to root
     val_list: Optional[str] = None
     class_file: Optional[str] = None       # class names, stored in the checkpoints
+    evidence_file: Optional[str] = None    # {video: evidence frames} JSON: navigation precision in validation
     kind: str = "auto"                     # annotation kind (docs/data.md)
     backend: str = "pyav"
     num_frames: Optional[int] = None       # None: the preset's (filled by resolve)
@@ -135,8 +136,8 @@ class DataConfig:
             setattr(self, key, getattr(preset, key))
 
     def paths(self) -> dict:
-        """``train_list``, ``val_list``, ``class_file`` resolved against ``root`` (the
-        synthetic preset defaults to the files ``make_synthetic`` writes). Raises
+        """``train_list``, ``val_list``, ``class_file``, ``evidence_file`` resolved against
+        ``root`` (the synthetic preset defaults to the files ``make_synthetic`` writes). Raises
         FileNotFoundError / ConfigError naming the key."""
         if not self.root:
             raise ConfigError("data.root is not set; give the dataset's root folder (data.root=/path)")
@@ -144,11 +145,15 @@ class DataConfig:
             raise FileNotFoundError(f"data.root={self.root!r}: no such folder")
         defaults = {"train_list": "train_frames.txt", "val_list": "val_frames.txt", "class_file": "category.txt"} \
             if self.preset == "synthetic" else {}
+        if self.preset == "synthetic":
+            from afnet.data.synthetic import EVIDENCE_FILE
+            if os.path.isfile(os.path.join(self.root, EVIDENCE_FILE)):
+                defaults["evidence_file"] = EVIDENCE_FILE
         paths = {}
-        for key in ("train_list", "val_list", "class_file"):
+        for key in ("train_list", "val_list", "class_file", "evidence_file"):
             value = getattr(self, key) or defaults.get(key)
             if value is None:
-                if key != "class_file":
+                if key not in ("class_file", "evidence_file"):
                     raise ConfigError(f"data.{key} is not set; give the annotation file of the split")
                 paths[key] = None
                 continue
@@ -170,6 +175,8 @@ class ObjectiveConfig:
     region_ratio_weight: Optional[Number] = None  # lambda_s; None: ratio_weight
     rs_begin: Optional[Number] = None        # None: rt_begin
     rs_end: Optional[Number] = None          # None: rt_end
+    ratio_tolerance: Optional[Number] = None  # best.ckpt only among epochs whose val kept (region) ratio is
+                                             # within this of RT (RS); null: any epoch at the final targets
     t_end: Number = 50                       # epochs: Gumbel temperature decays t_start -> t_min over these
     t_start: Number = 1.0
     t_min: Number = 0.01
@@ -184,6 +191,8 @@ class ObjectiveConfig:
                     for k in ("target_ratio", "target_region_ratio") if not _unit(getattr(self, k))]
         if self.ratio_weight < 0:
             problems.append(f"objective.ratio_weight={self.ratio_weight!r}; accepted: >= 0")
+        if self.ratio_tolerance is not None and not 0 <= self.ratio_tolerance < 1:
+            problems.append(f"objective.ratio_tolerance={self.ratio_tolerance!r}; accepted: [0, 1) or null")
         if self.region_ratio_weight is not None and self.region_ratio_weight < 0:
             problems.append(f"objective.region_ratio_weight={self.region_ratio_weight!r}; accepted: >= 0 or null")
         if not 0 <= self.rt_begin <= self.rt_end:
