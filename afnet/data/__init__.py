@@ -14,6 +14,7 @@
 Importing this package does no I/O. It never imports ``afnet.models``.
 """
 from afnet.data.annotations import (
+    VIDEO_EXTENSIONS,
     AnnotationError,
     Problem,
     VideoRecord,
@@ -34,16 +35,24 @@ from afnet.data.dataset import (
     collate_clips,
     load_video,
 )
-from afnet.data.decoding import DecodeError, available_backends, open_reader, open_video
+from afnet.data.decoding import (
+    DEFAULT_DECODE_TIMEOUT,
+    DecodeError,
+    DecodeTimeout,
+    available_backends,
+    open_reader,
+    open_video,
+)
 from afnet.data.presets import PRESETS, DatasetConfig, get_preset
 from afnet.data.sampling import multi_clip_indices, sample_generator, sample_indices
 from afnet.data.synthetic import make_synthetic, synthetic_dataset
 
 __all__ = [
-    "AnnotationError", "Problem", "VideoRecord", "load_annotations", "load_class_names",
-    "parse_annotations", "check_dataset", "Batch", "SampleKey", "SkippedSample",
-    "VideoDataset", "VideoLoader", "average_views", "build_dataloader", "build_dataset",
-    "collate_clips", "load_video", "DecodeError", "available_backends", "open_reader",
-    "open_video", "PRESETS", "DatasetConfig", "get_preset", "multi_clip_indices",
-    "sample_generator", "sample_indices", "make_synthetic", "synthetic_dataset",
+    "VIDEO_EXTENSIONS", "AnnotationError", "Problem", "VideoRecord", "load_annotations",
+    "load_class_names", "parse_annotations", "check_dataset", "Batch", "SampleKey",
+    "SkippedSample", "VideoDataset", "VideoLoader", "average_views", "build_dataloader",
+    "build_dataset", "collate_clips", "load_video", "DEFAULT_DECODE_TIMEOUT", "DecodeError",
+    "DecodeTimeout", "available_backends", "open_reader", "open_video", "PRESETS",
+    "DatasetConfig", "get_preset", "multi_clip_indices", "sample_generator", "sample_indices",
+    "make_synthetic", "synthetic_dataset",
 ]
