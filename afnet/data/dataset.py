@@ -153,7 +153,7 @@ class VideoDataset(Dataset):
         except DecodeError as exc:
             where = f" (listed at {record.where})" if record.list_file else ""
             if self.on_error == "raise":
-                raise DecodeError(f"{exc}{where}") from exc
+                raise type(exc)(f"{exc}{where}") from exc
             log.warning("skipping sample %d: %s%s", index, exc, where)
             return SkippedSample(index, record.path, str(exc))
         target = make_target(record.labels, self.config.num_classes, self.config.multi_label)

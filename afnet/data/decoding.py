@@ -100,12 +100,21 @@ def frame_to_rgb(frame: av.VideoFrame) -> np.ndarray:
 
 
 # ------------------------------------------------------------------ PyAV video
+def _timestamp(item) -> int | None:
+    return item.pts if item.pts is not None else item.dts
+
+
 @dataclass(frozen=True)
 class FrameTable:
-    """Presentation-ordered frame timestamps of one stream and its keyframes."""
+    """Presentation-ordered frame timestamps of one stream and its keyframes.
+
+    ``timed`` is False when some packet carries no timestamp at all (raw elementary
+    streams such as ``.h264``): frames are then known only by their position in the
+    decoder's output, ``pts`` is ``0..n-1`` and the reader never seeks."""
 
     pts: np.ndarray  # int64, sorted; frame i has pts[i]
     keyframes: list[int]  # sorted frame indices of keyframes
+    timed: bool = True
 
     @property
     def num_frames(self) -> int:
@@ -123,11 +132,12 @@ def build_frame_table(container, stream, deadline: "_Deadline | None" = None) ->
     for packet in container.demux(stream):
         if deadline is not None:
             deadline.check()
-        ts = packet.pts if packet.pts is not None else packet.dts
-        if ts is None or packet.size == 0:
+        if packet.size == 0:
             continue
-        stamps.append(ts)
+        stamps.append(_timestamp(packet))
         keys.append(packet.is_keyframe)
+    if None in stamps:
+        return FrameTable(np.arange(len(stamps), dtype=np.int64), [0], timed=False)
     order = np.argsort(np.asarray(stamps, dtype=np.int64), kind="stable")
     pts = np.asarray(stamps, dtype=np.int64)[order]
     keyframes = [int(i) for i, o in enumerate(order) if keys[o]]
@@ -187,10 +197,6 @@ def _require_video_file(path: str) -> str:
     return path
 
 
-def _timestamp(item) -> int | None:
-    return item.pts if item.pts is not None else item.dts
-
-
 class PyAVReader(_Reader):
     """Random access to the frames of one video file with PyAV.
 
@@ -222,8 +228,11 @@ class PyAVReader(_Reader):
             if self.table.num_frames == 0:
                 raise DecodeError(f"{self.path}: video stream has no frames")
             self._index_of: dict[int, int] = {}  # pts -> first frame with it
-            for i, p in enumerate(self.table.pts.tolist()):
-                self._index_of.setdefault(p, i)
+            if self.table.timed:
+                for i, p in enumerate(self.table.pts.tolist()):
+                    self._index_of.setdefault(p, i)
+            else:
+                self.seekable = False
         except av.FFmpegError as exc:
             self.close()
             raise DecodeError(f"{self.path}: cannot read video ({exc})") from exc
@@ -253,15 +262,19 @@ class PyAVReader(_Reader):
             self._container.close()
             self._container = None
 
+    def _position(self, pts: int):
+        """Ask the demuxer for the keyframe at or before ``pts``; its packets from there."""
+        self._container.seek(pts, stream=self._stream, backward=True, any_frame=False)
+        self._stream.codec_context.flush_buffers()
+        return self._container.demux(self._stream)
+
     def _seek(self, frame_index: int):
         """Packets from the keyframe ``frame_index`` on, or ``None`` when the demuxer
         cannot seek or lands anywhere else (then ``seekable`` turns False)."""
         self.seeks += 1
         target = int(self.table.pts[frame_index])
         try:
-            self._container.seek(target, stream=self._stream, backward=True, any_frame=False)
-            self._stream.codec_context.flush_buffers()
-            packets = self._container.demux(self._stream)
+            packets = self._position(target)
             for first in packets:
                 if first.size:
                     break
