@@ -421,6 +421,8 @@ def decode_image(path: str, decoders: dict | None = None) -> np.ndarray:
             data = fh.read()
     except FileNotFoundError:
         raise DecodeError(f"{path}: frame file not found") from None
+    if not data:  # an empty packet would put a shared decoder into its end-of-stream state
+        raise DecodeError(f"{path}: cannot decode image (empty file)")
     try:
         if codec is None:  # any other format FFmpeg's image2 demuxer reads
             with av.open(path) as container:
@@ -436,6 +438,8 @@ def decode_image(path: str, decoders: dict | None = None) -> np.ndarray:
             decoders.pop(codec, None)  # do not reuse a decoder in an error state
         raise DecodeError(f"{path}: cannot decode image ({exc})") from exc
     if not frames:
+        if decoders is not None:
+            decoders.pop(codec, None)
         raise DecodeError(f"{path}: cannot decode image (no picture in file)")
     return frames[0].to_ndarray(format="rgb24")
 

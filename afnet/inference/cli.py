@@ -8,9 +8,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-import torch
-
-from afnet.data.decoding import DecodeError
 from afnet.data.presets import PRESETS
 
 
@@ -34,6 +31,9 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--backend", default="pyav", help="video decoder: pyav (default), decord, torchcodec")
     g.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     g.add_argument("--top-k", type=int, default=5, help="classes shown per video (default 5)")
+    g.add_argument("--decode-timeout", type=float, default=None, metavar="SECONDS",
+                   help="give up on a video whose opening or decoding takes longer (it is reported as "
+                        "failed and the others go on); default 60, 0 for no limit")
 
 
 def register(subparsers) -> None:
@@ -65,7 +65,17 @@ def register(subparsers) -> None:
     e.set_defaults(func=run_explain)
 
 
+def _decode_timeout(args):
+    from afnet.data.decoding import DEFAULT_DECODE_TIMEOUT, check_timeout
+
+    if args.decode_timeout is None:
+        return DEFAULT_DECODE_TIMEOUT
+    return check_timeout(args.decode_timeout, "--decode-timeout")
+
+
 def _load(args):
+    import torch
+
     from afnet.inference.model import load_model_for_inference
 
     if args.threads is not None:
@@ -78,12 +88,30 @@ def _load(args):
                                     preset=args.preset, size=args.size, shift=args.shift)
 
 
-def run_predict(args) -> int:
-    from tqdm import tqdm
+def _progress_bar(items, show: bool):
+    """tqdm on stderr when ``show`` and tqdm is installed; else the items as they are."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        show = False
+    if not show:
+        return _NoBar(items)
+    return tqdm(items, desc="predict", unit="video", file=sys.stderr)
 
+
+class _NoBar(list):
+    def write(self, text, file=None):
+        print(text, file=file, flush=True)
+
+    def close(self):
+        pass
+
+
+def run_predict(args) -> int:
     from afnet.inference.predict import find_videos, predict_video
     from afnet.inference.report import format_prediction, to_json_line
 
+    timeout = _decode_timeout(args)
     im = _load(args)
     videos = find_videos(args.paths, im.config.frame_template)
     show = args.progress if args.progress is not None else (len(videos) > 1 and sys.stderr.isatty())
@@ -95,9 +123,10 @@ def run_predict(args) -> int:
         print(f"{im.arch} ({im.source} checkpoint {im.checkpoint}): {im.num_frames} frames, "
               f"{c.input_size}x{c.input_size}, preset {c.name}{regions}, {len(videos)} video(s)", file=sys.stderr)
     failed = 0
-    bar = tqdm(videos, desc="predict", unit="video", file=sys.stderr, disable=not show)
+    bar = _progress_bar(videos, show)
     for path in bar:
-        result = predict_video(path, im, top_k=args.top_k, flops=args.flops, backend=args.backend)
+        result = predict_video(path, im, top_k=args.top_k, flops=args.flops, backend=args.backend,
+                               timeout=timeout)
         failed += not result.ok
         text = to_json_line(result) if args.json else format_prediction(result)
         if show:
@@ -114,11 +143,14 @@ def run_predict(args) -> int:
 
 
 def run_explain(args) -> int:
+    from afnet.data.decoding import DecodeError
     from afnet.inference.explain import draw_explanation, explain_video
 
+    timeout = _decode_timeout(args)
     im = _load(args)
     try:
-        explanation = explain_video(args.video, im, top_k=args.top_k, backend=args.backend)
+        explanation = explain_video(args.video, im, top_k=args.top_k, backend=args.backend,
+                                    timeout=timeout)
     except DecodeError as exc:
         print(f"afnet explain: error: {exc}", file=sys.stderr)
         return 1

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from afnet.data.decoding import DEFAULT_DECODE_TIMEOUT
 from afnet.inference.model import InferenceModel
 from afnet.inference.predict import VideoPrediction, predict_video, read_sample
 
@@ -45,10 +46,10 @@ class FigureLayout:
 
 
 def explain_video(path, im: InferenceModel, *, top_k: int = 5, backend: str = "pyav",
-                  threads: int = 1) -> Explanation:
+                  threads: int = 1, timeout: float | None = DEFAULT_DECODE_TIMEOUT) -> Explanation:
     """Predict ``path`` and keep its sampled frames. Raises :class:`DecodeError` (naming the
-    file) when it cannot be read."""
-    sample = read_sample(str(path), im, backend=backend, threads=threads)
+    file) when it cannot be read (in ``timeout`` seconds)."""
+    sample = read_sample(str(path), im, backend=backend, threads=threads, timeout=timeout)
     prediction = predict_video(path, im, top_k=top_k, sample=sample)
     frames = sample.frames[:im.num_frames]
     if prediction.regions:  # the region grid lies on the model's input: undo the normalisation
