@@ -47,10 +47,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-try:
-    import av
-except ImportError as exc:  # pragma: no cover - depends on the installation
-    raise ImportError("decoding videos and frame images needs PyAV: pip install 'afnet[video]'") from exc
+from afnet._imports import require
+
+av = require("av", "decoding videos and frame images")
 
 BACKENDS = ("pyav", "decord", "torchcodec")
 

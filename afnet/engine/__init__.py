@@ -17,8 +17,18 @@
     run.py         train, evaluate, TrainResult
     plot.py        kept ratio per block with a cubic trend (paper Fig. 5)
     cli.py         ``afnet train``, ``afnet eval``
-"""
-from afnet.engine.config import ConfigError, load_config
-from afnet.engine.run import TrainResult, evaluate, train
 
-__all__ = ["ConfigError", "load_config", "train", "evaluate", "TrainResult"]
+Names are imported on first use: importing this package (or ``afnet.engine.cli``) does not
+import Lightning.
+"""
+from afnet._imports import lazy_exports
+
+_EXPORTS = {
+    "ConfigError": "afnet.engine.config",
+    "load_config": "afnet.engine.config",
+    "train": "afnet.engine.run",
+    "evaluate": "afnet.engine.run",
+    "TrainResult": "afnet.engine.run",
+}
+__all__ = list(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import os
 
-import lightning as L
-
+from afnet._imports import require
 from afnet.data import build_dataloader, build_dataset
 from afnet.engine.config import ConfigError, dataset_preset
+
+L = require("lightning", "training (afnet.engine)")
 
 
 def data_paths(cfg: dict) -> dict:

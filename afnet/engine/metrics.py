@@ -8,9 +8,13 @@ models only): the mean fraction of regions the spatial navigation selects at eac
 from __future__ import annotations
 
 import torch
-import torchmetrics
 from torch import nn
-from torchmetrics.classification import MulticlassAccuracy, MultilabelAveragePrecision
+
+from afnet._imports import require
+
+torchmetrics = require("torchmetrics", "training metrics (afnet.engine)")
+MulticlassAccuracy = torchmetrics.classification.MulticlassAccuracy
+MultilabelAveragePrecision = torchmetrics.classification.MultilabelAveragePrecision
 
 
 class TopOneHit(torchmetrics.MeanMetric):

@@ -8,10 +8,10 @@ reads them directly; Lightning's own entries (optimiser, loops, callbacks) sit b
 """
 from __future__ import annotations
 
-import lightning as L
 import numpy as np
 import torch
 
+from afnet._imports import require
 from afnet.checkpoint import FORMAT, model_args
 from afnet.data import average_views
 from afnet.engine import schedules
@@ -22,6 +22,8 @@ from afnet.engine.objective import afnet_loss
 from afnet.engine.optim import build_optimizer, set_lr
 from afnet.flops import count_flops
 from afnet.models.layers import AFStage, Navigation, SpatialNavigation
+
+L = require("lightning", "training (afnet.engine)")
 
 PREFIX = "model."
 

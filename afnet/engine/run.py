@@ -22,16 +22,17 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import lightning as L
-from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
-from lightning.pytorch.plugins.io import TorchCheckpointIO
-
+from afnet._imports import require
 from afnet.checkpoint import CheckpointError, atomic_torch_save, load_checkpoint, read_checkpoint
 from afnet.engine.config import ConfigError, check_config, dataset_preset, dump_config, rs_epochs
 from afnet.engine.datamodule import VideoDataModule, data_paths
 from afnet.engine.module import AFNetModule
 from afnet.models import create_model
+
+L = require("lightning", "training (afnet.engine)")
+from lightning.pytorch.callbacks import ModelCheckpoint  # noqa: E402 - after the check above
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger  # noqa: E402
+from lightning.pytorch.plugins.io import TorchCheckpointIO  # noqa: E402
 
 
 @dataclass

@@ -84,8 +84,9 @@ def _load(args):
         torch.set_num_threads(args.threads)
     if args.top_k < 1:
         raise ValueError(f"--top-k must be positive, got {args.top_k}")
+    # a command owns its process: keep glibc from re-mmapping activations (see afnet.runtime)
     return load_model_for_inference(args.checkpoint, args.model, args.frames, args.classes, args.labels,
-                                    preset=args.preset, size=args.size, shift=args.shift)
+                                    preset=args.preset, size=args.size, shift=args.shift, tune_malloc=True)
 
 
 def _progress_bar(items, show: bool):

@@ -1,19 +1,25 @@
 """Model registry: two-line entry points registered by name, one builder per family."""
 from __future__ import annotations
 
-from typing import Callable
+import importlib
+from typing import TYPE_CHECKING, Callable
 
-from afnet.models.base import VideoModel
-from afnet.models.mobilenetv3 import AFMobileNetV3, MobileNetV3
-from afnet.models.resnet import AFResNet, NavResNet, ResNet
+if TYPE_CHECKING:
+    from afnet.models.base import VideoModel
 
-_MODELS: dict[str, Callable[..., VideoModel]] = {}
+_MODELS: dict[str, Callable[..., "VideoModel"]] = {}
 
 # The small variant: fewer and narrower blocks, trains on 2 CPU cores in minutes.
 SMALL_LAYERS = (2, 2, 2, 1)
 SMALL_WIDTHS = (16, 32, 64, 128)
 # Models built with spatial navigation (``spatial=True``).
 SPATIAL_MODELS = ("af_resnet50", "af_resnet101", "af_resnet_small")
+
+
+def _family(name: str):
+    """A model class, imported on first use: listing the zoo needs no torch."""
+    module = "afnet.models.mobilenetv3" if "MobileNet" in name else "afnet.models.resnet"
+    return getattr(importlib.import_module(module), name)
 
 
 def register_model(fn: Callable[..., VideoModel]) -> Callable[..., VideoModel]:
@@ -64,71 +70,71 @@ def create_model(name: str, *, num_classes: int, num_frames: int, shift: bool | 
 # ------------------------------------------------------------------ AF models
 @register_model
 def af_resnet50(**kwargs) -> VideoModel:
-    return AFResNet((3, 4, 6, 3), **kwargs)
+    return _family("AFResNet")((3, 4, 6, 3), **kwargs)
 
 
 @register_model
 def af_resnet101(**kwargs) -> VideoModel:
-    return AFResNet((4, 8, 18, 3), **kwargs)
+    return _family("AFResNet")((4, 8, 18, 3), **kwargs)
 
 
 @register_model
 def af_resnet_small(**kwargs) -> VideoModel:
-    return AFResNet(SMALL_LAYERS, widths=SMALL_WIDTHS, **kwargs)
+    return _family("AFResNet")(SMALL_LAYERS, widths=SMALL_WIDTHS, **kwargs)
 
 
 @register_model
 def af_mobilenetv3(**kwargs) -> VideoModel:
-    return AFMobileNetV3(**kwargs)
+    return _family("AFMobileNetV3")(**kwargs)
 
 
 @register_model
 def nav_resnet50(**kwargs) -> VideoModel:
     """Table 5's single-branch ablation: navigation inside a plain ResNet-50."""
-    return NavResNet((3, 4, 6, 3), **kwargs)
+    return _family("NavResNet")((3, 4, 6, 3), **kwargs)
 
 
 @register_model
 def nav_resnet_small(**kwargs) -> VideoModel:
-    return NavResNet(SMALL_LAYERS, widths=SMALL_WIDTHS, **kwargs)
+    return _family("NavResNet")(SMALL_LAYERS, widths=SMALL_WIDTHS, **kwargs)
 
 
 # ------------------------------------------------------------------ baselines
 @register_model
 def tsn_resnet50(shift: bool = False, **kwargs) -> VideoModel:
-    return ResNet((3, 4, 6, 3), shift=shift, **kwargs)
+    return _family("ResNet")((3, 4, 6, 3), shift=shift, **kwargs)
 
 
 @register_model
 def tsm_resnet50(shift: bool = True, **kwargs) -> VideoModel:
-    return ResNet((3, 4, 6, 3), shift=shift, **kwargs)
+    return _family("ResNet")((3, 4, 6, 3), shift=shift, **kwargs)
 
 
 @register_model
 def tsn_resnet101(shift: bool = False, **kwargs) -> VideoModel:
-    return ResNet((3, 4, 23, 3), shift=shift, **kwargs)
+    return _family("ResNet")((3, 4, 23, 3), shift=shift, **kwargs)
 
 
 @register_model
 def tsm_resnet101(shift: bool = True, **kwargs) -> VideoModel:
-    return ResNet((3, 4, 23, 3), shift=shift, **kwargs)
+    return _family("ResNet")((3, 4, 23, 3), shift=shift, **kwargs)
 
 
 @register_model
 def tsn_resnet_small(shift: bool = False, **kwargs) -> VideoModel:
-    return ResNet(SMALL_LAYERS, widths=SMALL_WIDTHS, shift=shift, **kwargs)
+    return _family("ResNet")(SMALL_LAYERS, widths=SMALL_WIDTHS, shift=shift, **kwargs)
 
 
 @register_model
 def tsm_resnet_small(shift: bool = True, **kwargs) -> VideoModel:
-    return ResNet(SMALL_LAYERS, widths=SMALL_WIDTHS, shift=shift, **kwargs)
+    return _family("ResNet")(SMALL_LAYERS, widths=SMALL_WIDTHS, shift=shift, **kwargs)
 
 
 @register_model
 def tsn_mobilenetv3(shift: bool = False, **kwargs) -> VideoModel:
-    return MobileNetV3(shift=shift, **kwargs)
+    return _family("MobileNetV3")(shift=shift, **kwargs)
 
 
 @register_model
 def tsm_mobilenetv3(shift: bool = True, **kwargs) -> VideoModel:
-    return MobileNetV3(shift=shift, **kwargs)
+    return _family("MobileNetV3")(shift=shift, **kwargs)
