@@ -64,7 +64,7 @@ def test_long_file_sparse_tsn_sampling(tmp_path, name, seeks):
         assert reader.num_frames == n
         clip = reader.get_frames(wanted)
         assert frame_ids(clip) == [i % 47 for i in wanted]
-        assert reader.seeks <= len(wanted)
+        assert reader.seeks <= len(wanted) + 1  # + 1: a demuxer indexing by decoding time
         if seeks:  # seeking works here: a GOP or so per frame
             assert reader.seekable and reader.frames_decoded <= 8 * 12
         else:  # one sequential pass, not one per frame
@@ -85,9 +85,20 @@ def test_a_seek_that_lands_early_never_loops(tmp_path):
     with EarlySeekReader(path) as reader:
         wanted = [5, 95, 150, 299]
         assert frame_ids(reader.get_frames(wanted)) == [i % 47 for i in wanted]
-        # the first seek (to frame 0) lands right; the second does not: one pass from the start
-        assert reader.seeks == 2 and not reader.seekable
+        # the first seek (to frame 0) lands right; the second does not (asked by presentation,
+        # then by decoding time): one pass from the start
+        assert reader.seeks == 3 and not reader.seekable
         assert reader.frames_decoded <= 6 + 300
+
+
+def test_avi_with_b_frames_seeks_by_decoding_time(tmp_path):
+    """AVI indexes keyframes by decoding time: asked by presentation time it lands a GOP late."""
+    path = write_video(tmp_path / "b.avi", 300, codec="mpeg4", gop=12, size=(32, 32),
+                       options={"bf": "2", "b": "2M"})
+    with PyAVReader(path) as reader:
+        wanted = [int(i) for i in np.linspace(0, 299, 8)]
+        assert frame_ids(reader.get_frames(wanted)) == [i % 47 for i in wanted]
+        assert reader.seekable and reader.frames_decoded < 100
 
 
 def test_a_seek_that_fails_falls_back_to_sequential(tmp_path):

@@ -13,7 +13,7 @@ PyAV reader (default), for one call of :meth:`PyAVReader.get_frames`::
     for each needed frame, in order:
         nearest keyframe at or before it is past the decoder position? -> seek there
         (at most one seek per needed frame; the first packet after it must be that
-        keyframe) decode forward (non-reference frames nobody needs are skipped by the
+        keyframe; asked by pts, else once by dts, as AVI indexes) decode forward (non-reference frames nobody needs are skipped by the
         decoder), converting only the needed frames to RGB (rotation applied)
     a seek failed or landed elsewhere, or a frame was passed or never came out?
         -> the reader stops seeking for good: frames still missing are decoded in one
@@ -42,7 +42,7 @@ import bisect
 import itertools
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -114,6 +114,7 @@ class FrameTable:
     pts: np.ndarray  # int64, sorted; frame i has pts[i]
     keyframes: list[int]  # sorted frame indices of keyframes
     timed: bool = True
+    keyframe_dts: dict = field(default_factory=dict)  # keyframe index -> its packet's dts, if any
 
     @property
     def num_frames(self) -> int:
@@ -127,7 +128,7 @@ class FrameTable:
 
 def build_frame_table(container, stream, deadline: "_Deadline | None" = None) -> FrameTable:
     """Demux (no decoding) every packet of ``stream``: pts and keyframe flags."""
-    stamps, keys = [], []
+    stamps, keys, dts = [], [], []
     for packet in container.demux(stream):
         if deadline is not None:
             deadline.check()
@@ -135,12 +136,14 @@ def build_frame_table(container, stream, deadline: "_Deadline | None" = None) ->
             continue
         stamps.append(_timestamp(packet))
         keys.append(packet.is_keyframe)
+        dts.append(packet.dts)
     if None in stamps:
         return FrameTable(np.arange(len(stamps), dtype=np.int64), [0], timed=False)
     order = np.argsort(np.asarray(stamps, dtype=np.int64), kind="stable")
     pts = np.asarray(stamps, dtype=np.int64)[order]
     keyframes = [int(i) for i, o in enumerate(order) if keys[o]]
-    return FrameTable(pts, keyframes or [0])
+    keyframe_dts = {int(i): dts[o] for i, o in enumerate(order) if keys[o] and dts[o] is not None}
+    return FrameTable(pts, keyframes or [0], keyframe_dts=keyframe_dts)
 
 
 def check_timeout(timeout, name: str = "timeout") -> float | None:
@@ -215,6 +218,7 @@ class PyAVReader(_Reader):
         self.frames_decoded = 0
         self.seeks = 0
         self.seekable = True
+        self._seek_by_dts = False  # the demuxer indexes by decoding time (AVI)
         self.skip_unneeded = skip_unneeded
         self.threads = threads
         self.timeout = check_timeout(timeout)
@@ -269,22 +273,28 @@ class PyAVReader(_Reader):
 
     def _seek(self, frame_index: int):
         """Packets from the keyframe ``frame_index`` on, or ``None`` when the demuxer
-        cannot seek or lands anywhere else (then ``seekable`` turns False)."""
-        self.seeks += 1
+        cannot seek or lands anywhere else (then ``seekable`` turns False).
+
+        The demuxer is asked for the keyframe's presentation time; if it lands elsewhere
+        and the keyframe's decoding time differs, once more for that (AVI indexes by it),
+        which is then used for every later seek."""
         target = int(self.table.pts[frame_index])
-        try:
-            packets = self._position(target)
-            for first in packets:
-                if first.size:
-                    break
-            else:
-                first = None
-        except av.FFmpegError:
-            first = None
-        if first is None or _timestamp(first) != target:
-            self.seekable = False
-            return None
-        return itertools.chain([first], packets)
+        dts = self.table.keyframe_dts.get(frame_index)
+        asks = [dts] if self._seek_by_dts and dts is not None else [target]
+        if not self._seek_by_dts and dts is not None and dts != target:
+            asks.append(dts)
+        for ask in asks:
+            self.seeks += 1
+            try:
+                packets = self._position(int(ask))
+                first = next((p for p in packets if p.size), None)
+            except av.FFmpegError:
+                break
+            if first is not None and _timestamp(first) == target:
+                self._seek_by_dts = ask != target
+                return itertools.chain([first], packets)
+        self.seekable = False
+        return None
 
     def _decode(self, packets, wanted_pts: set):
         """Decode ``packets``; packets of frames nobody asked for are decoded with
