@@ -90,22 +90,15 @@ def _load(args):
 
 
 def _progress_bar(items, show: bool):
-    """tqdm on stderr when ``show`` and tqdm is installed; else the items as they are."""
+    """A tqdm bar on stderr over ``items`` when ``show`` and tqdm (extra ``train``) is
+    installed, else ``None``."""
+    if not show:
+        return None
     try:
         from tqdm import tqdm
     except ImportError:
-        show = False
-    if not show:
-        return _NoBar(items)
+        return None
     return tqdm(items, desc="predict", unit="video", file=sys.stderr)
-
-
-class _NoBar(list):
-    def write(self, text, file=None):
-        print(text, file=file, flush=True)
-
-    def close(self):
-        pass
 
 
 def run_predict(args) -> int:
@@ -125,18 +118,19 @@ def run_predict(args) -> int:
               f"{c.input_size}x{c.input_size}, preset {c.name}{regions}, {len(videos)} video(s)", file=sys.stderr)
     failed = 0
     bar = _progress_bar(videos, show)
-    for path in bar:
+    for path in videos if bar is None else bar:
         result = predict_video(path, im, top_k=args.top_k, flops=args.flops, backend=args.backend,
                                timeout=timeout)
         failed += not result.ok
         text = to_json_line(result) if args.json else format_prediction(result)
-        if show:
+        if bar is not None:
             bar.write(text, file=sys.stdout)
         else:
             print(text, flush=True)
         if not result.ok and args.json:
             print(f"afnet predict: {result.path}: {result.error}", file=sys.stderr)
-    bar.close()
+    if bar is not None:
+        bar.close()
     if failed:
         print(f"afnet predict: {failed} of {len(videos)} video(s) failed", file=sys.stderr)
         return 1
