@@ -9,18 +9,21 @@ Public interface::
     out.masks                     # list of (B, T), one per navigation point
     afnet.count_flops(model, video)
     afnet.load_checkpoint(model, "AF-ResNet50.pth.tar")
-"""
-from afnet.models import VideoOutput, create_model, list_models
-from afnet.flops import count_flops, count_params
-from afnet.checkpoint import load_checkpoint, save_checkpoint
 
-__all__ = [
-    "VideoOutput",
-    "create_model",
-    "list_models",
-    "count_flops",
-    "count_params",
-    "load_checkpoint",
-    "save_checkpoint",
-]
+Names are imported on first use: ``import afnet`` itself imports neither torch nor
+Lightning nor matplotlib. ``afnet.data`` and the other subpackages import as usual.
+"""
+from afnet._imports import lazy_exports
+
+_EXPORTS = {
+    "VideoOutput": "afnet.models",
+    "create_model": "afnet.models",
+    "list_models": "afnet.models",
+    "count_flops": "afnet.flops",
+    "count_params": "afnet.flops",
+    "load_checkpoint": "afnet.checkpoint",
+    "save_checkpoint": "afnet.checkpoint",
+}
+__all__ = list(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)
 __version__ = "0.1.0"

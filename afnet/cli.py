@@ -6,7 +6,9 @@
     afnet check-data      walk a dataset's lists and files and report every problem
     afnet make-synthetic  write the built-in synthetic dataset (frame folders and mp4)
 
-User errors end in a one-line message and exit status 2, not a traceback.
+User errors end in a one-line message and exit status 2, not a traceback. Building the
+parser imports no torch, Lightning or matplotlib: each subcommand imports what it needs when
+it runs, so ``afnet --help`` and argument errors answer at once.
 """
 from __future__ import annotations
 
@@ -15,10 +17,19 @@ import json
 import sys
 from pathlib import Path
 
-import torch
+
+def _set_threads(threads: int | None) -> None:
+    """torch CPU threads: ``threads``, or by default min(2, torch's default)."""
+    import torch
+
+    if threads is not None and threads < 1:
+        raise ValueError(f"--threads must be positive, got {threads}")
+    torch.set_num_threads(threads or max(1, min(2, torch.get_num_threads())))
 
 
 def _cmd_flops(args) -> int:
+    import torch
+
     from afnet.flops import count_flops, count_params
     from afnet.models import create_model
     from afnet.models.registry import SPATIAL_MODELS
@@ -74,19 +85,27 @@ def _cmd_zoo(args) -> int:
     if unknown:
         raise ValueError(f"--models: not in the zoo table: {', '.join(sorted(unknown))}; "
                          f"choose from {', '.join(e[0] for e in DEFAULT_ZOO)}")
-    torch.set_num_threads(args.threads)
-    print(f"afnet model zoo on this CPU ({args.threads} threads), batch 1, {args.size}x{args.size}; "
+    import torch
+
+    _set_threads(args.threads)
+    print(f"afnet model zoo on this CPU ({torch.get_num_threads()} threads), batch 1, {args.size}x{args.size}; "
           f"AF models keep {args.ratio:.0%} of frames at every focal block (uniform policy)", file=sys.stderr)
-    rows = measure_zoo(entries, size=args.size, ratio=args.ratio, rounds=args.rounds,
+    # a command owns its process: keep glibc from re-mmapping activations (see afnet.runtime)
+    rows = measure_zoo(entries, size=args.size, ratio=args.ratio, rounds=args.rounds, tune_malloc=True,
                        progress=lambda msg: print(f"  {msg}", file=sys.stderr, flush=True))
     print(json.dumps(rows_as_dicts(rows), indent=1) if args.json else zoo_table(rows, args.ratio))
     return 0
 
 
 def _cmd_demo(args) -> int:
+    import logging
+
     from afnet.demo import run_demo
 
-    torch.set_num_threads(args.threads)
+    _set_threads(args.threads)
+    # the demo prints its own progress; Lightning's per-run banners would bury it (set here, by
+    # the command that owns the process, not by run_demo: a library call leaves logging alone)
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     out = args.out or ("results/demo_spatial" if args.spatial else "results/demo")
     report = run_demo(out, quick=args.quick, seeds=tuple(args.seeds), spatial=args.spatial,
                       progress=lambda msg: print(msg, file=sys.stderr, flush=True))
@@ -96,7 +115,7 @@ def _cmd_demo(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from afnet.models import list_models
-    from afnet.models.layers import EXECUTIONS, FIXED_REGION_SELECTIONS, SELECTIONS
+    from afnet.models.options import EXECUTIONS, FIXED_REGION_SELECTIONS, SELECTIONS
     from afnet.models.registry import SPATIAL_MODELS
 
     parser = argparse.ArgumentParser(prog="afnet", description="AFNet: efficient video recognition")
@@ -130,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--ratio", type=float, default=0.4)
     p.add_argument("--rounds", type=int, default=3, help="timed calls per configuration (median reported)")
-    p.add_argument("--threads", type=int, default=max(1, min(2, torch.get_num_threads())))
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: min(2, torch's default))")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_zoo)
 
@@ -141,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--spatial", action="store_true",
                    help="Table 5's spatial rows instead: spatial navigation vs random regions vs centre crop, RS 0.5")
-    p.add_argument("--threads", type=int, default=max(1, min(2, torch.get_num_threads())))
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: min(2, torch's default))")
     p.set_defaults(func=_cmd_demo)
 
     from afnet.data.cli import register as register_data_commands

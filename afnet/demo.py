@@ -16,7 +16,6 @@ to look changes from video to video and frame to frame.
 from __future__ import annotations
 
 import json
-import logging
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
@@ -137,8 +136,6 @@ def run_demo(out: str | Path = "results/demo", *, quick: bool = False, seeds=(0,
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     sz = QUICK if quick else FULL
-    # the demo prints its own progress; Lightning's per-run banners would bury it
-    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     start = time.time()
     progress(f"[demo] writing the synthetic dataset ({sz.num_train} train / {sz.num_val} val videos, "
              f"{sz.size}x{sz.size}) to {out / 'data'}")

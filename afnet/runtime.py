@@ -5,8 +5,10 @@ Each step is measured in ``benchmarks/bench_models.py`` (README, "Speed"):
 - channels-last activations (oneDNN's native layout for these convolutions);
 - BatchNorm folded into the preceding convolution (eval only): the forward path stays the
   same, the BN modules become identities;
-- glibc's allocator kept from returning large activations to the OS (a fresh ``mmap``
-  per call costs a page fault per 4 KiB page);
+- opt-in (``tune_malloc=True``, process-wide, so never by default): glibc's allocator kept
+  from returning large activations to the OS (a fresh ``mmap`` per call costs a page fault
+  per 4 KiB page). The ``afnet predict``/``explain``/``zoo`` commands and the benchmarks
+  turn it on; a library user decides for their own process;
 - optional bfloat16 autocast.
 
 The model's forward path is unchanged: the same ``forward`` runs, on folded weights.
@@ -76,8 +78,11 @@ def fold_batchnorm(model: nn.Module) -> int:
 
 
 def prepare_for_inference(model: nn.Module, *, channels_last: bool = True, fold_bn: bool = True,
-                          bf16: bool = False, tune_malloc: bool = True) -> nn.Module:
+                          bf16: bool = False, tune_malloc: bool = False) -> nn.Module:
     """Put ``model`` in eval mode and apply the CPU inference steps above, in place.
+
+    ``tune_malloc``: also call :func:`keep_allocations`, which changes glibc's allocator for
+    the whole process (off by default: a library must not do that behind its user's back).
 
     Logits match the unprepared model to float tolerance (bf16: to bf16 tolerance; frame
     choices may then differ where keep and skip logits are nearly tied)."""

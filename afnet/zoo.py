@@ -42,7 +42,9 @@ class ZooRow:
 
 
 def measure_zoo(entries=DEFAULT_ZOO, *, size: int = 224, classes: int = 174, ratio: float = 0.4,
-                rounds: int = 3, progress=None) -> list[ZooRow]:
+                rounds: int = 3, progress=None, tune_malloc: bool = False) -> list[ZooRow]:
+    """Params, GFLOPs and latency of each zoo entry; ``tune_malloc``: see
+    :func:`afnet.runtime.prepare_for_inference` (process-wide; off by default)."""
     rows = []
     for name, frames, shift in entries:
         if progress:
@@ -51,7 +53,8 @@ def measure_zoo(entries=DEFAULT_ZOO, *, size: int = 224, classes: int = 174, rat
         if model.has_navigation:
             model.configure(selection="uniform", ratio=ratio)
         params = count_params(model) / 1e6
-        sparse = prepare_for_inference(model.configure(execution="sparse") if model.has_navigation else model)
+        sparse = prepare_for_inference(model.configure(execution="sparse") if model.has_navigation else model,
+                                       tune_malloc=tune_malloc)
         video = torch.randn(1, frames, 3, size, size, generator=torch.Generator().manual_seed(0))
         calls = {"sparse": lambda m=sparse: m(video)}
         masked = sparse

@@ -43,7 +43,7 @@ BF16 = False
 
 def prepared(model):
     """The inference preparation of afnet.runtime, on the benchmark's device and precision."""
-    model = prepare_for_inference(model.to(DEVICE), bf16=BF16)
+    model = prepare_for_inference(model.to(DEVICE), bf16=BF16, tune_malloc=True)  # process-wide
     return model
 
 
@@ -174,7 +174,7 @@ def bf16_effect(size, rounds, videos=8):
             if isinstance(m, Navigation):
                 m.conv2.weight.normal_(0, 2.0)
                 m.conv2.bias.zero_()
-    fp32 = prepare_for_inference(model.to(DEVICE))
+    fp32 = prepare_for_inference(model.to(DEVICE), tune_malloc=True)  # process-wide
     bf16 = copy.deepcopy(fp32)
     bf16.autocast_dtype = torch.bfloat16
     v = video(videos, 12, size, seed=1)

@@ -37,7 +37,7 @@ def main(argv=None):
         torch.backends.cudnn.benchmark = True
 
     def prepared(model):
-        return prepare_for_inference(model.to(device), bf16=args.bf16)
+        return prepare_for_inference(model.to(device), bf16=args.bf16, tune_malloc=True)  # process-wide
 
     af = prepared(create_model("af_resnet50", num_classes=174, num_frames=12, shift=True, selection="uniform",
                                ratio=0.4, execution="sparse"))

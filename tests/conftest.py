@@ -95,6 +95,52 @@ def write_video(path, num_frames: int = 24, *, codec: str = "libx264",
     return str(path)
 
 
+# Containers and codecs FFmpeg demuxes beyond mp4/mkv/webm/avi, each written by PyAV here:
+# (file name, encoder, muxer (None: from the extension), pixel format, (height, width)).
+CONTAINERS = [
+    ("msmpeg4v3.asf", "msmpeg4", None, "yuv420p", (48, 64)),
+    ("msmpeg4v2.wmv", "msmpeg4v2", "asf", "yuv420p", (48, 64)),
+    ("wmv1.asf", "wmv1", None, "yuv420p", (48, 64)),
+    ("wmv2.wmv", "wmv2", "asf", "yuv420p", (48, 64)),
+    ("flv1.flv", "flv", None, "yuv420p", (48, 64)),
+    ("flv1.swf", "flv", "swf", "yuv420p", (48, 64)),
+    ("mpeg1_ps.mpg", "mpeg1video", "mpeg", "yuv420p", (48, 64)),
+    ("mpeg2_ps.mpeg", "mpeg2video", "mpeg", "yuv420p", (48, 64)),
+    ("mpeg2_dvd.vob", "mpeg2video", "vob", "yuv420p", (48, 64)),
+    ("mpeg2.ts", "mpeg2video", "mpegts", "yuv420p", (48, 64)),
+    ("mpeg1_es.m1v", "mpeg1video", "mpeg1video", "yuv420p", (48, 64)),
+    ("mpeg2_es.m2v", "mpeg2video", "mpeg2video", "yuv420p", (48, 64)),
+    ("h264_es.h264", "libx264", "h264", "yuv420p", (48, 64)),
+    ("mpeg4_es.m4v", "mpeg4", "m4v", "yuv420p", (48, 64)),
+    ("anim.gif", "gif", None, "rgb8", (48, 64)),
+    ("theora.ogv", "libtheora", "ogg", "yuv420p", (48, 64)),
+    ("vp8.ogv", "libvpx", "ogg", "yuv420p", (48, 64)),
+    ("rv10.rm", "rv10", "rm", "yuv420p", (48, 64)),
+    ("rv20.rm", "rv20", "rm", "yuv420p", (48, 64)),
+    ("h263.3gp", "h263", "3gp", "yuv420p", (96, 128)),
+    ("mpeg4.mov", "mpeg4", None, "yuv420p", (48, 64)),
+    ("ffv1.nut", "ffv1", None, "yuv420p", (48, 64)),
+    ("raw.y4m", "rawvideo", None, "yuv420p", (48, 64)),
+]
+
+
+def write_container(folder, name: str, num_frames: int = 30, gop: int = 6) -> str:
+    """Write the :data:`CONTAINERS` entry ``name`` (frames :func:`frame_pattern`) into
+    ``folder``; skips the test with the reason when this FFmpeg cannot write it."""
+    _, codec, fmt, pix_fmt, size = next(c for c in CONTAINERS if c[0] == name)
+    if codec not in av.codecs_available:
+        pytest.skip(f"the FFmpeg bundled with PyAV {av.__version__} has no {codec} encoder")
+    options = {"deadline": "realtime", "cpu-used": "8"} if "vpx" in codec else {}
+    if codec not in ("gif", "ffv1", "rawvideo", "libx264"):
+        options["b"] = "2M"  # grey levels of the pattern survive
+    path = os.path.join(str(folder), name)
+    try:
+        return write_video(path, num_frames, codec=codec, fmt=fmt, pix_fmt=pix_fmt, size=size,
+                           gop=gop, options=options)
+    except (av.FFmpegError, ValueError) as exc:
+        pytest.skip(f"this FFmpeg cannot write {name} ({exc})")
+
+
 def frame_ids(clip) -> list[int]:
     """Recover frame numbers (modulo 47) from a decoded uint8 (N, 3, H, W) clip of the pattern."""
     h, w = clip.shape[2:]

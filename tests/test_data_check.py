@@ -65,3 +65,43 @@ def test_check_data_cli_json_and_exit_code(tmp_path, data_synthetic, capsys):
     code = run_cli(["check-data", str(root / "train_frames.txt"), "--root", str(root),
                     "--preset", "synthetic", "--set", "num_framez=3"])
     assert code == 2 and "unknown dataset option(s) 'num_framez'" in capsys.readouterr().err
+
+
+def test_unreadable_frame_images_are_found_by_line(tmp_path, data_synthetic):
+    """Default: the first and last image of each folder; --full-decode: every listed image."""
+    src = data_synthetic.root / "frames" / "train"
+    for name in ("good", "bad middle", "bad last", "two bad", "odd size"):
+        shutil.copytree(src / "video_00000", tmp_path / name)
+    (tmp_path / "bad middle" / "00006.jpg").write_bytes(b"not a jpeg")
+    (tmp_path / "bad last" / "00012.jpg").write_bytes(b"\xff\xd8\xff truncated")
+    (tmp_path / "two bad" / "00003.jpg").write_bytes(b"")
+    (tmp_path / "two bad" / "00009.jpg").write_bytes(b"GIF89a")
+    shutil.copy(data_synthetic.root / "frames" / "train" / "video_00001" / "00001.jpg",
+                tmp_path / "odd size" / "00004.jpg")  # same size: fine
+    (tmp_path / "frames.txt").write_text(
+        "good 12 0\nbad middle 12 1\nbad last 12 2\ntwo bad 12 3\nodd size 12 4\n"
+        "good 10 5\n")  # 6: fewer listed than on disk is fine; frame 10 is then the last
+    problems = check_dataset("synthetic", tmp_path, tmp_path / "frames.txt")
+    assert [(p.line, p.path) for p in problems] == [(3, str(tmp_path / "bad last"))]
+    assert "unreadable frame image" in problems[0].reason and "00012.jpg" in problems[0].reason
+    problems = check_dataset("synthetic", tmp_path, tmp_path / "frames.txt", full_decode=True)
+    assert [p.line for p in problems] == [2, 3, 4]
+    assert "bad middle/00006.jpg: cannot decode image" in problems[0].reason
+    assert problems[2].reason.startswith("2 of 12 frame images checked are unreadable; first: ")
+    assert "two bad/00003.jpg: cannot decode image (empty file)" in problems[2].reason
+    code = run_cli(["check-data", str(tmp_path / "frames.txt"), "--root", str(tmp_path),
+                    "--preset", "synthetic", "--full-decode", "--json"])
+    assert code == 1
+
+
+def test_full_decode_of_a_video_with_a_bad_frame(tmp_path, data_video_writer):
+    """A video whose middle cannot be decoded: found by --full-decode only."""
+    path = data_video_writer(tmp_path / "v.mp4", 200, gop=10, size=(32, 32))
+    data = bytearray(open(path, "rb").read())
+    data[len(data) // 2: len(data) // 2 + 400] = bytes(range(200)) * 2  # corrupt the middle
+    (tmp_path / "hurt.mp4").write_bytes(bytes(data))
+    (tmp_path / "videos.txt").write_text("v.mp4 0\nhurt.mp4 1\n")
+    problems = check_dataset("synthetic", tmp_path, tmp_path / "videos.txt", full_decode=True)
+    assert [p.line for p in problems] == [2]
+    assert "hurt.mp4: decoding failed near frame" in problems[0].reason
+    assert check_dataset("synthetic", tmp_path, tmp_path / "videos.txt") == []  # first, last: fine

@@ -80,6 +80,7 @@ def test_base_chain_is_relative_to_the_file(tmp_path):
     ("data.num_frames=eight", "'data.num_frames': expected int or null"),
     ("trainer.sync_batchnorm=true", "trainer.sync_batchnorm=true needs GPUs"),
     ("model.navigation_bias=[2,1]", "model.navigation_bias=[2, 1]; accepted: [skip, keep] numbers with keep > skip"),
+    ("data.decode_timeout=-1", "data.decode_timeout=-1; accepted: seconds >= 0, or null"),
 ])
 def test_bad_values_are_rejected_naming_the_key(override, words):
     with pytest.raises(ConfigError, match=None) as info:
@@ -114,6 +115,19 @@ def test_cli_reports_config_errors_in_one_line(tmp_path):
                           env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 2
     assert "unknown config key 'bogus'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_decode_timeout_reaches_the_datasets(tmp_path):
+    """data.decode_timeout: the decoders' default time limit per video, passed to every split."""
+    from afnet.data.decoding import DEFAULT_DECODE_TIMEOUT
+    from afnet.engine.datamodule import VideoDataModule
+
+    assert DataConfig().decode_timeout == DEFAULT_DECODE_TIMEOUT
+    root = tiny_synthetic(tmp_path)
+    cfg = load_config(SYNTHETIC_CONFIG, tiny_overrides(root, tmp_path / "run", **{"data.decode_timeout": 7}))
+    assert VideoDataModule(cfg.data).build_split("val").decode_timeout == 7.0
+    cfg = load_config(SYNTHETIC_CONFIG, tiny_overrides(root, tmp_path / "run", **{"data.decode_timeout": "null"}))
+    assert VideoDataModule(cfg.data).build_split("train").decode_timeout is None
 
 
 def test_model_section_is_derived_from_create_models_signature():

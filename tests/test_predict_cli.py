@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import struct
+import time
 
 import av
 import pytest
@@ -20,7 +21,7 @@ from afnet.inference import (
     predict_videos,
     read_sample,
 )
-from conftest import randomize, write_video
+from conftest import CONTAINERS, randomize, write_container, write_video
 
 T, K = 8, 4
 
@@ -150,6 +151,47 @@ def test_bad_files_are_reported_and_the_others_processed(capsys, ckpt, videos, t
     assert "4 of 6 video(s) failed" in err
     rc, out, _ = _run(capsys, made[0], not_video, "--checkpoint", ckpt)
     assert rc == 1 and f"{not_video}: FAILED: " in out
+
+
+def test_predict_a_folder_of_every_container(capsys, ckpt, tmp_path):
+    """ASF, FLV, SWF, MPEG-PS/TS, raw streams, GIF, Ogg, RealMedia, 3GP, ...: every file is
+    found, predicted, and quickly; exit 0."""
+    made = []
+    for name, codec, *_ in CONTAINERS:
+        if codec in av.codecs_available:
+            try:
+                made.append(write_container(tmp_path, name, 40, gop=8))
+            except pytest.skip.Exception:
+                pass
+    assert len(made) >= 19
+    rc, out, err = _run(capsys, tmp_path, "--checkpoint", ckpt, "--json", "--no-flops")
+    rows = _json_lines(out)
+    assert rc == 0, err
+    assert [r["path"] for r in rows] == sorted(made)
+    assert all(r["ok"] and r["decode_ms"] < 3000 for r in rows), [r["error"] for r in rows]
+
+
+def test_decode_timeout_fails_the_slow_video_only(capsys, ckpt, videos, monkeypatch):
+    from afnet.data.decoding import PyAVReader
+
+    _, made = videos
+    opened = PyAVReader._open
+
+    def slow_open(self):
+        if self.path == made[0]:
+            time.sleep(0.3)
+            self._deadline.check()
+        opened(self)
+
+    monkeypatch.setattr(PyAVReader, "_open", slow_open)
+    rc, out, err = _run(capsys, *made[:2], "--checkpoint", ckpt, "--json", "--no-flops",
+                        "--decode-timeout", "0.1")
+    rows = _json_lines(out)
+    assert rc == 1 and [r["ok"] for r in rows] == [False, True]
+    assert "took longer than the decode time limit of 0.1 s" in rows[0]["error"]
+    assert f"{made[0]}: " in err and "1 of 2 video(s) failed" in err
+    rc, _, err = _run(capsys, made[1], "--checkpoint", ckpt, "--decode-timeout", "-3")
+    assert rc == 2 and "--decode-timeout=-3.0: expected a number of seconds >= 0" in err
 
 
 def test_frame_folder_is_one_video(capsys, ckpt, synth):

@@ -12,39 +12,44 @@
     check.py         check_dataset (``afnet check-data``)
     synthetic.py     make_synthetic (``afnet make-synthetic``)
 
-Importing this package does no I/O. It never imports ``afnet.models``.
+Names are imported on first use; importing this package does no I/O and imports neither torch
+nor ``afnet.models``.
 """
-from afnet.data.annotations import (
-    AnnotationError,
-    Problem,
-    VideoRecord,
-    load_annotations,
-    load_class_names,
-    parse_annotations,
-)
-from afnet.data.check import check_dataset
-from afnet.data.dataset import (
-    Batch,
-    SampleKey,
-    SkippedSample,
-    VideoDataset,
-    VideoLoader,
-    average_views,
-    build_dataloader,
-    build_dataset,
-    collate_clips,
-    load_video,
-)
-from afnet.data.decoding import DecodeError, available_backends, open_reader, open_video
-from afnet.data.presets import PRESETS, DatasetConfig, get_preset
-from afnet.data.sampling import multi_clip_indices, sample_generator, sample_indices
-from afnet.data.synthetic import make_synthetic, synthetic_dataset
+from afnet._imports import lazy_exports
 
-__all__ = [
-    "AnnotationError", "Problem", "VideoRecord", "load_annotations", "load_class_names",
-    "parse_annotations", "check_dataset", "Batch", "SampleKey", "SkippedSample",
-    "VideoDataset", "VideoLoader", "average_views", "build_dataloader", "build_dataset",
-    "collate_clips", "load_video", "DecodeError", "available_backends", "open_reader",
-    "open_video", "PRESETS", "DatasetConfig", "get_preset", "multi_clip_indices",
-    "sample_generator", "sample_indices", "make_synthetic", "synthetic_dataset",
-]
+_EXPORTS = {
+    "VIDEO_EXTENSIONS": "afnet.data.annotations",
+    "AnnotationError": "afnet.data.annotations",
+    "Problem": "afnet.data.annotations",
+    "VideoRecord": "afnet.data.annotations",
+    "load_annotations": "afnet.data.annotations",
+    "load_class_names": "afnet.data.annotations",
+    "parse_annotations": "afnet.data.annotations",
+    "check_dataset": "afnet.data.check",
+    "Batch": "afnet.data.dataset",
+    "SampleKey": "afnet.data.dataset",
+    "SkippedSample": "afnet.data.dataset",
+    "VideoDataset": "afnet.data.dataset",
+    "VideoLoader": "afnet.data.dataset",
+    "average_views": "afnet.data.dataset",
+    "build_dataloader": "afnet.data.dataset",
+    "build_dataset": "afnet.data.dataset",
+    "collate_clips": "afnet.data.dataset",
+    "load_video": "afnet.data.dataset",
+    "DEFAULT_DECODE_TIMEOUT": "afnet.data.decoding",
+    "DecodeError": "afnet.data.decoding",
+    "DecodeTimeout": "afnet.data.decoding",
+    "available_backends": "afnet.data.decoding",
+    "open_reader": "afnet.data.decoding",
+    "open_video": "afnet.data.decoding",
+    "PRESETS": "afnet.data.presets",
+    "DatasetConfig": "afnet.data.presets",
+    "get_preset": "afnet.data.presets",
+    "multi_clip_indices": "afnet.data.sampling",
+    "sample_generator": "afnet.data.sampling",
+    "sample_indices": "afnet.data.sampling",
+    "make_synthetic": "afnet.data.synthetic",
+    "synthetic_dataset": "afnet.data.synthetic",
+}
+__all__ = list(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)

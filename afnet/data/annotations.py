@@ -31,7 +31,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ANNOTATION_KINDS = ("frames", "videos", "kinetics_csv", "sthv2_json")
-VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v")
+# File extensions taken as videos: where a Kinetics clip is looked for (in this order) and what
+# ``afnet predict`` picks up in a folder. Any container FFmpeg demuxes is read (afnet.data.decoding).
+VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v",
+                    ".264", ".265", ".3g2", ".3gp", ".asf", ".divx", ".f4v", ".flv", ".gif",
+                    ".h264", ".h265", ".hevc", ".m1v", ".m2t", ".m2ts", ".m2v", ".mj2", ".mjpeg",
+                    ".mpeg", ".mpg", ".mts", ".mxf", ".nut", ".ogm", ".ogv", ".qt", ".rm", ".rmvb",
+                    ".swf", ".ts", ".vob", ".wmv", ".y4m")
 
 
 class AnnotationError(ValueError):

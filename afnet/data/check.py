@@ -3,14 +3,17 @@
 ::
 
     annotation files --parse_annotations--> records + line problems
-    records --check_record--> missing folder/video, missing frames, undecodable video
+    records --check_record--> missing folder/video, missing frames, undecodable frame or video
     -> sorted list[Problem]
 
 Checks: malformed line; non-numeric label or label outside ``[0, num_classes)``;
 missing frame folder or video file; fewer frames on disk than the list says
-(frames ``template.format(1..n)`` must all exist); video that cannot be opened,
-has no frames, or whose first and last frames (all frames with
-``full_decode=True``) cannot be decoded.
+(frames ``template.format(1..n)`` must all exist); frame images or videos that
+cannot be decoded: the first and last frame of each folder or video by default,
+every frame with ``full_decode=True`` (frame folders: every listed image, each
+bad one counted and the first named; videos: decoded in one pass, in chunks).
+Reading one video or folder is limited to ``timeout`` seconds per step (default
+:data:`~afnet.data.decoding.DEFAULT_DECODE_TIMEOUT`; ``None`` or 0: no limit).
 """
 from __future__ import annotations
 
@@ -23,12 +26,41 @@ from afnet.data.annotations import (
     load_class_names,
     parse_annotations,
 )
-from afnet.data.decoding import DecodeError, open_video
+from afnet.data.decoding import (
+    DEFAULT_DECODE_TIMEOUT,
+    DecodeError,
+    DecodeTimeout,
+    FrameFolderReader,
+    open_video,
+)
 from afnet.data.presets import DatasetConfig, get_preset
+
+CHUNK = 64  # frames decoded per call in a full decode (bounded memory)
+
+
+def _frame_problem(reader: FrameFolderReader, indices) -> str | None:
+    """Decode the images ``indices`` of a frame folder one by one; describe the bad ones."""
+    bad, shapes = [], {}
+    for i in indices:
+        try:
+            shapes.setdefault(tuple(reader.get_frames([i]).shape[2:]), i)
+        except DecodeTimeout:
+            raise
+        except DecodeError as exc:
+            bad.append(str(exc))
+    if len(bad) == 1:
+        return f"unreadable frame image {bad[0]}"
+    if bad:
+        return f"{len(bad)} of {len(indices)} frame images checked are unreadable; first: {bad[0]}"
+    if len(shapes) > 1:
+        (a, i), (b, j) = sorted(shapes.items(), key=lambda kv: kv[1])[:2]
+        return (f"frame images change size in {reader.path}: {reader.frame_path(i)} is "
+                f"{a[1]}x{a[0]}, {reader.frame_path(j)} is {b[1]}x{b[0]}")
+    return None
 
 
 def check_record(record: VideoRecord, config: DatasetConfig, *, full_decode: bool = False,
-                 backend: str = "pyav") -> list[Problem]:
+                 backend: str = "pyav", timeout: float | None = DEFAULT_DECODE_TIMEOUT) -> list[Problem]:
     """Problems of one listed video (empty list when it is fine)."""
     def problem(reason: str) -> Problem:
         return Problem(record.list_file, record.line, reason, record.path)
@@ -44,13 +76,23 @@ def check_record(record: VideoRecord, config: DatasetConfig, *, full_decode: boo
             return [problem(f"{found} of {record.num_frames} listed frames on disk in "
                             f"{record.path} (first missing: "
                             f"{config.frame_template.format(missing[0])})")]
-        return []
+        n = record.num_frames
+        try:
+            reader = FrameFolderReader(record.path, config.frame_template, n, timeout=timeout)
+            reason = _frame_problem(reader, range(n) if full_decode else sorted({0, n - 1}))
+        except DecodeError as exc:
+            reason = str(exc)
+        return [problem(reason)] if reason else []
     if not os.path.isfile(record.path):
         return [problem(f"video not found: {record.path}")]
     try:
-        with open_video(record.path, backend) as reader:
+        with open_video(record.path, backend, timeout=timeout) as reader:
             n = len(reader)
-            reader.get_frames(range(n) if full_decode else sorted({0, n - 1}))
+            if full_decode:
+                for start in range(0, n, CHUNK):
+                    reader.get_frames(range(start, min(n, start + CHUNK)))
+            else:
+                reader.get_frames(sorted({0, n - 1}))
     except DecodeError as exc:
         return [problem(f"cannot decode video: {exc}")]
     return []
@@ -58,7 +100,7 @@ def check_record(record: VideoRecord, config: DatasetConfig, *, full_decode: boo
 
 def check_dataset(preset: str | DatasetConfig, root, annotation_files, *, kind: str = "auto",
                   class_file=None, full_decode: bool = False, backend: str = "pyav",
-                  **overrides) -> list[Problem]:
+                  timeout: float | None = DEFAULT_DECODE_TIMEOUT, **overrides) -> list[Problem]:
     """Walk ``annotation_files`` (one path or several) under ``root``; return every
     problem found (an empty list means the dataset is fine)."""
     config = get_preset(preset, **overrides)
@@ -82,5 +124,6 @@ def check_dataset(preset: str | DatasetConfig, root, annotation_files, *, kind: 
             continue
         problems += bad
         for record in records:
-            problems += check_record(record, config, full_decode=full_decode, backend=backend)
+            problems += check_record(record, config, full_decode=full_decode, backend=backend,
+                                     timeout=timeout)
     return sorted(problems, key=lambda p: (p.list_file, p.line))

@@ -42,7 +42,11 @@ def register(subparsers) -> None:
     p.add_argument("--set", action="append", type=_parse_override, default=[],
                    metavar="KEY=VALUE", help="override any preset field")
     p.add_argument("--full-decode", action="store_true",
-                   help="decode every frame of every video (default: first and last)")
+                   help="decode every frame of every video and every listed frame image "
+                        "(default: the first and last frame of each)")
+    p.add_argument("--decode-timeout", type=float, default=None, metavar="SECONDS",
+                   help="report a video as failed when opening it, or decoding a chunk of its frames, "
+                        "takes longer; default 60, 0 for no limit")
     p.add_argument("--backend", default="pyav", help="video backend (pyav, decord, torchcodec)")
     p.add_argument("--json", action="store_true", help="print problems as JSON")
     p.set_defaults(func=run_check_data)
@@ -67,6 +71,7 @@ def register(subparsers) -> None:
 
 def run_check_data(args) -> int:
     from afnet.data.check import check_dataset
+    from afnet.data.decoding import DEFAULT_DECODE_TIMEOUT, check_timeout
 
     overrides = dict(args.set)
     if args.template:
@@ -74,9 +79,11 @@ def run_check_data(args) -> int:
     if args.num_classes:
         overrides["num_classes"] = args.num_classes
     try:
+        timeout = DEFAULT_DECODE_TIMEOUT if args.decode_timeout is None else check_timeout(
+            args.decode_timeout, "--decode-timeout")
         problems = check_dataset(args.preset, args.root, args.annotations, kind=args.kind,
                                  class_file=args.class_file, full_decode=args.full_decode,
-                                 backend=args.backend, **overrides)
+                                 backend=args.backend, timeout=timeout, **overrides)
     except ValueError as exc:
         print(f"afnet check-data: {exc}", file=sys.stderr)
         return 2

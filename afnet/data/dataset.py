@@ -18,8 +18,9 @@ multi-hot vector ``(num_classes,)`` when ``config.multi_label``. Evidence: for a
 with annotated evidence frames (``evidence_file``), float ``(T,)`` / ``(V, T)``, 1 where the
 sampled frame carries the class evidence (for navigation precision); otherwise ``None``.
 
-Errors: a sample that fails to decode raises :class:`DecodeError` naming the
-file and its list line (``on_error="raise"``, default), or with
+Errors: a sample that fails to decode, or takes longer than ``decode_timeout``
+seconds to read (default :data:`~afnet.data.decoding.DEFAULT_DECODE_TIMEOUT`), raises
+:class:`DecodeError` naming the file and its list line (``on_error="raise"``, default), or with
 ``on_error="skip"`` is logged and returned as a :class:`SkippedSample`, which
 :func:`collate_clips` drops and :class:`VideoLoader` counts. No frame or video
 is ever substituted.
@@ -43,7 +44,7 @@ from afnet.data.annotations import (
     load_class_names,
     load_evidence,
 )
-from afnet.data.decoding import DecodeError, open_reader
+from afnet.data.decoding import DEFAULT_DECODE_TIMEOUT, DecodeError, check_timeout, open_reader
 from afnet.data.presets import DatasetConfig, get_preset
 from afnet.data.sampling import multi_clip_indices, sample_generator, sample_indices
 from afnet.data.transforms import eval_transform, train_transform
@@ -128,9 +129,11 @@ class VideoDataset(Dataset):
 
     def __init__(self, records: list[VideoRecord], config: DatasetConfig, *, train: bool,
                  backend: str = "pyav", seed: int = 0, on_error: str = "raise",
-                 class_names: list[str] | None = None, threads: int = 1):
+                 class_names: list[str] | None = None, threads: int = 1,
+                 decode_timeout: float | None = DEFAULT_DECODE_TIMEOUT):
         if on_error not in ON_ERROR:
             raise ValueError(f"on_error={on_error!r}; accepted: {', '.join(ON_ERROR)}")
+        self.decode_timeout = check_timeout(decode_timeout, "decode_timeout")
         self.records = list(records)
         self.config = config
         self.train = train
@@ -154,13 +157,13 @@ class VideoDataset(Dataset):
         try:
             with open_reader(record.path, template=self.config.frame_template,
                              num_frames=record.num_frames, backend=self.backend,
-                             threads=self.threads) as reader:
+                             threads=self.threads, timeout=self.decode_timeout) as reader:
                 clip = read_clip(reader, self.config, train=self.train, generator=generator,
                                  evidence=record.evidence)
         except DecodeError as exc:
             where = f" (listed at {record.where})" if record.list_file else ""
             if self.on_error == "raise":
-                raise DecodeError(f"{exc}{where}") from exc
+                raise type(exc)(f"{exc}{where}") from exc
             log.warning("skipping sample %d: %s%s", index, exc, where)
             return SkippedSample(index, record.path, str(exc))
         target = make_target(record.labels, self.config.num_classes, self.config.multi_label)
@@ -179,7 +182,8 @@ def _default_class_file(annotation_file, kind: str):
 
 def build_dataset(preset: str | DatasetConfig, root, annotation_file, *, train: bool,
                   kind: str = "auto", class_file=None, backend: str = "pyav", seed: int = 0,
-                  on_error: str = "raise", threads: int = 1, evidence_file=None, **overrides) -> VideoDataset:
+                  on_error: str = "raise", threads: int = 1, evidence_file=None,
+                  decode_timeout: float | None = DEFAULT_DECODE_TIMEOUT, **overrides) -> VideoDataset:
     """Build a dataset from a preset name (or config), a data root and an
     annotation file (list, Kinetics CSV or SthV2 JSON; see
     :mod:`afnet.data.annotations`). ``overrides`` replace preset fields
@@ -205,16 +209,19 @@ def build_dataset(preset: str | DatasetConfig, root, annotation_file, *, train: 
         evidence = load_evidence(evidence_file, root)
         records = [dataclasses.replace(r, evidence=evidence.get(os.path.normpath(r.path))) for r in records]
     return VideoDataset(records, config, train=train, backend=backend, seed=seed,
-                        on_error=on_error, class_names=class_names, threads=threads)
+                        on_error=on_error, class_names=class_names, threads=threads,
+                        decode_timeout=decode_timeout)
 
 
 def load_video(path, preset: str | DatasetConfig = "sthv2", *, backend: str = "pyav",
-               threads: int = 1, **overrides) -> torch.Tensor:
+               threads: int = 1, timeout: float | None = DEFAULT_DECODE_TIMEOUT,
+               **overrides) -> torch.Tensor:
     """Evaluation clip(s) of one video file or frame folder, for inference:
-    ``float (V, T, 3, S, S)``, ``V = num_clips * num_crops`` (see :func:`average_views`)."""
+    ``float (V, T, 3, S, S)``, ``V = num_clips * num_crops`` (see :func:`average_views`).
+    ``timeout``: seconds allowed for opening and for decoding (``None`` or 0: no limit)."""
     config = get_preset(preset, **overrides)
     with open_reader(str(path), template=config.frame_template, backend=backend,
-                     threads=threads) as reader:
+                     threads=threads, timeout=timeout) as reader:
         return read_clip(reader, config, train=False)
 
 

@@ -12,8 +12,18 @@ PyAV reader (default), for one call of :meth:`PyAVReader.get_frames`::
     v
     for each needed frame, in order:
         nearest keyframe at or before it is past the decoder position? -> seek there
-        decode forward (non-reference frames nobody needs are skipped by the
+        (at most one seek per needed frame; the first packet after it must be that
+        keyframe; asked by pts, else once by dts, as AVI indexes) decode forward (non-reference frames nobody needs are skipped by the
         decoder), converting only the needed frames to RGB (rotation applied)
+    a seek failed or landed elsewhere, or a frame was passed or never came out?
+        -> the reader stops seeking for good: frames still missing are decoded in one
+           pass from the start of the reopened container (ASF, MPEG-PS/TS, raw
+           elementary streams, SWF, GIF ... whose demuxers seek inexactly or not at all)
+
+Nothing loops: every step either moves forward or ends in that one sequential pass.
+Opening and each ``get_frames`` call have a time limit (``timeout``, default
+:data:`DEFAULT_DECODE_TIMEOUT` seconds) past which :class:`DecodeTimeout` (a
+:class:`DecodeError`) names the file, so one pathological file cannot stall a batch.
 
 Frame ``i`` is the ``i``-th frame in presentation (pts) order, so containers
 without a stored frame count (webm, mkv) and variable frame rate work alike;
@@ -29,18 +39,32 @@ Optional backends behind the same interface: ``"decord"``, ``"torchcodec"``.
 from __future__ import annotations
 
 import bisect
+import itertools
 import os
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
-import av
 import numpy as np
 import torch
+
+from afnet._imports import require
+
+av = require("av", "decoding videos and frame images")
 
 BACKENDS = ("pyav", "decord", "torchcodec")
 
 
+# Seconds a reader may spend opening one video, and on each ``get_frames`` call, before it
+# gives up with DecodeTimeout (a batch then goes on with the next video).
+DEFAULT_DECODE_TIMEOUT = 60.0
+
+
 class DecodeError(RuntimeError):
     """A video or frame cannot be decoded; the message names the file."""
+
+
+class DecodeTimeout(DecodeError):
+    """Reading a video took longer than its time limit; the message names the file."""
 
 
 def _as_list(indices) -> list[int]:
@@ -75,12 +99,22 @@ def frame_to_rgb(frame: av.VideoFrame) -> np.ndarray:
 
 
 # ------------------------------------------------------------------ PyAV video
+def _timestamp(item) -> int | None:
+    return item.pts if item.pts is not None else item.dts
+
+
 @dataclass(frozen=True)
 class FrameTable:
-    """Presentation-ordered frame timestamps of one stream and its keyframes."""
+    """Presentation-ordered frame timestamps of one stream and its keyframes.
+
+    ``timed`` is False when some packet carries no timestamp at all (raw elementary
+    streams such as ``.h264``): frames are then known only by their position in the
+    decoder's output, ``pts`` is ``0..n-1`` and the reader never seeks."""
 
     pts: np.ndarray  # int64, sorted; frame i has pts[i]
     keyframes: list[int]  # sorted frame indices of keyframes
+    timed: bool = True
+    keyframe_dts: dict = field(default_factory=dict)  # keyframe index -> its packet's dts, if any
 
     @property
     def num_frames(self) -> int:
@@ -92,19 +126,50 @@ class FrameTable:
         return self.keyframes[k] if k >= 0 else 0
 
 
-def build_frame_table(container, stream) -> FrameTable:
+def build_frame_table(container, stream, deadline: "_Deadline | None" = None) -> FrameTable:
     """Demux (no decoding) every packet of ``stream``: pts and keyframe flags."""
-    stamps, keys = [], []
+    stamps, keys, dts = [], [], []
     for packet in container.demux(stream):
-        ts = packet.pts if packet.pts is not None else packet.dts
-        if ts is None or packet.size == 0:
+        if deadline is not None:
+            deadline.check()
+        if packet.size == 0:
             continue
-        stamps.append(ts)
+        stamps.append(_timestamp(packet))
         keys.append(packet.is_keyframe)
+        dts.append(packet.dts)
+    if None in stamps:
+        return FrameTable(np.arange(len(stamps), dtype=np.int64), [0], timed=False)
     order = np.argsort(np.asarray(stamps, dtype=np.int64), kind="stable")
     pts = np.asarray(stamps, dtype=np.int64)[order]
     keyframes = [int(i) for i, o in enumerate(order) if keys[o]]
-    return FrameTable(pts, keyframes or [0])
+    keyframe_dts = {int(i): dts[o] for i, o in enumerate(order) if keys[o] and dts[o] is not None}
+    return FrameTable(pts, keyframes or [0], keyframe_dts=keyframe_dts)
+
+
+def check_timeout(timeout, name: str = "timeout") -> float | None:
+    """``timeout`` as seconds (``None`` when there is no limit: ``None`` or 0)."""
+    if timeout is None:
+        return None
+    try:
+        value = float(timeout)
+    except (TypeError, ValueError):
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise ValueError(f"{name}={timeout!r}: expected a number of seconds >= 0 (0: no limit)")
+    return value or None
+
+
+class _Deadline:
+    """The time limit of one reading operation; :meth:`check` raises :class:`DecodeTimeout`."""
+
+    def __init__(self, path: str, timeout: float | None, what: str):
+        self.path, self.timeout, self.what = path, check_timeout(timeout), what
+        self.end = None if self.timeout is None else time.monotonic() + self.timeout
+
+    def check(self) -> None:
+        if self.end is not None and time.monotonic() > self.end:
+            raise DecodeTimeout(f"{self.path}: {self.what} took longer than the decode time limit of "
+                                f"{self.timeout:g} s (timeout / --decode-timeout; 0 for none)")
 
 
 class _Reader:
@@ -137,29 +202,40 @@ def _require_video_file(path: str) -> str:
 class PyAVReader(_Reader):
     """Random access to the frames of one video file with PyAV.
 
-    ``frames_decoded`` counts decoded frames (to check that sparse sampling
-    does not decode the whole video). ``skip_unneeded``: let the decoder drop
-    non-reference frames that are not requested (see :meth:`_decode`).
+    ``frames_decoded`` counts decoded frames and ``seeks`` container seeks (to check
+    that sparse sampling does not decode the whole video). ``skip_unneeded``: let the
+    decoder drop non-reference frames that are not requested (see :meth:`_decode`).
+    ``timeout``: seconds allowed for opening (indexing) and for each :meth:`get_frames`
+    call (``None`` or 0: no limit), past which :class:`DecodeTimeout` is raised.
+    ``seekable`` turns False for good once a seek fails or lands anywhere but on the
+    keyframe asked for (ASF, MPEG-TS, raw elementary streams, SWF, ...); frames are then
+    decoded sequentially from the start of a freshly opened container.
     """
 
-    def __init__(self, path: str, threads: int = 1, skip_unneeded: bool = True):
+    def __init__(self, path: str, threads: int = 1, skip_unneeded: bool = True,
+                 timeout: float | None = DEFAULT_DECODE_TIMEOUT):
         self.path = _require_video_file(path)
         self.frames_decoded = 0
+        self.seeks = 0
+        self.seekable = True
+        self._seek_by_dts = False  # the demuxer indexes by decoding time (AVI)
         self.skip_unneeded = skip_unneeded
+        self.threads = threads
+        self.timeout = check_timeout(timeout)
+        self._container = None
+        self._sequential, self._sequential_at = None, -1  # a sequential pass under way
+        self._deadline = _Deadline(self.path, self.timeout, "indexing the video")
         try:
-            self._container = av.open(self.path)
-        except (av.FFmpegError, OSError, ValueError) as exc:
-            raise DecodeError(f"{self.path}: cannot open video ({exc})") from exc
-        try:
-            if not self._container.streams.video:
-                raise DecodeError(f"{self.path}: no video stream")
-            self._stream = self._container.streams.video[0]
-            self._stream.thread_type = "AUTO" if threads != 1 else "SLICE"
-            self._stream.thread_count = threads
-            self.table = build_frame_table(self._container, self._stream)
+            self._open()
+            self.table = build_frame_table(self._container, self._stream, self._deadline)
             if self.table.num_frames == 0:
                 raise DecodeError(f"{self.path}: video stream has no frames")
-            self._index_of = {int(p): i for i, p in enumerate(self.table.pts)}
+            self._index_of: dict[int, int] = {}  # pts -> first frame with it
+            if self.table.timed:
+                for i, p in enumerate(self.table.pts.tolist()):
+                    self._index_of.setdefault(p, i)
+            else:
+                self.seekable = False
         except av.FFmpegError as exc:
             self.close()
             raise DecodeError(f"{self.path}: cannot read video ({exc})") from exc
@@ -167,19 +243,58 @@ class PyAVReader(_Reader):
             self.close()
             raise
 
+    def _open(self) -> None:
+        """(Re)open the container: positioned at its start without seeking."""
+        self.close()
+        try:
+            self._container = av.open(self.path)
+        except (av.FFmpegError, OSError, ValueError) as exc:
+            raise DecodeError(f"{self.path}: cannot open video ({exc})") from exc
+        if not self._container.streams.video:
+            raise DecodeError(f"{self.path}: no video stream")
+        self._stream = self._container.streams.video[0]
+        self._stream.thread_type = "AUTO" if self.threads != 1 else "SLICE"
+        self._stream.thread_count = self.threads
+
     @property
     def num_frames(self) -> int:
         return self.table.num_frames
 
     def close(self) -> None:
-        self._container.close()
+        if self._container is not None:
+            self._container.close()
+            self._container = None
 
-    def _seek(self, frame_index: int):
-        """Position the demuxer on the keyframe at or before ``frame_index``."""
-        self._container.seek(int(self.table.pts[frame_index]), stream=self._stream,
-                             backward=True, any_frame=False)
+    def _position(self, pts: int):
+        """Ask the demuxer for the keyframe at or before ``pts``; its packets from there."""
+        self._container.seek(pts, stream=self._stream, backward=True, any_frame=False)
         self._stream.codec_context.flush_buffers()
         return self._container.demux(self._stream)
+
+    def _seek(self, frame_index: int):
+        """Packets from the keyframe ``frame_index`` on, or ``None`` when the demuxer
+        cannot seek or lands anywhere else (then ``seekable`` turns False).
+
+        The demuxer is asked for the keyframe's presentation time; if it lands elsewhere
+        and the keyframe's decoding time differs, once more for that (AVI indexes by it),
+        which is then used for every later seek."""
+        target = int(self.table.pts[frame_index])
+        dts = self.table.keyframe_dts.get(frame_index)
+        asks = [dts] if self._seek_by_dts and dts is not None else [target]
+        if not self._seek_by_dts and dts is not None and dts != target:
+            asks.append(dts)
+        for ask in asks:
+            self.seeks += 1
+            try:
+                packets = self._position(int(ask))
+                first = next((p for p in packets if p.size), None)
+            except av.FFmpegError:
+                break
+            if first is not None and _timestamp(first) == target:
+                self._seek_by_dts = ask != target
+                return itertools.chain([first], packets)
+        self.seekable = False
+        return None
 
     def _decode(self, packets, wanted_pts: set):
         """Decode ``packets``; packets of frames nobody asked for are decoded with
@@ -187,53 +302,103 @@ class PyAVReader(_Reader):
         drops them (B-frames), saving time; reference frames are decoded as usual."""
         ctx = self._stream.codec_context
         for packet in packets:
-            ts = packet.pts if packet.pts is not None else packet.dts
+            ts = _timestamp(packet)
             if self.skip_unneeded:
                 ctx.skip_frame = "DEFAULT" if ts is None or ts in wanted_pts else "NONREF"
             yield from ctx.decode(packet)
+
+    def _read_seeking(self, wanted: list[int], got: dict, deadline: _Deadline) -> None:
+        """Fill ``got`` by seeking to the keyframe before each needed frame that lies past
+        the decoder's position. Returns early (``seekable`` False) when a seek fails or
+        lands wrong, or a frame is passed or never comes out; never seeks more than once
+        per needed frame."""
+        wanted_pts = {int(self.table.pts[i]) for i in wanted}
+        pos, current, frames, seeks_left = 0, None, None, len(wanted)
+        while pos < len(wanted):
+            key = self.table.keyframe_before(wanted[pos])
+            if frames is None or current is None or key > current or wanted[pos] <= current:
+                if seeks_left == 0:
+                    self.seekable = False
+                    return
+                seeks_left -= 1
+                packets = self._seek(key)
+                if packets is None:
+                    return
+                frames, current = self._decode(packets, wanted_pts), None
+            for frame in frames:
+                deadline.check()
+                self.frames_decoded += 1
+                index = self._index_of.get(_timestamp(frame))
+                if index is None:
+                    continue
+                current = index
+                if index > wanted[pos]:  # went past a needed frame without seeing it
+                    self.seekable = False
+                    return
+                if index == wanted[pos]:
+                    got[index] = frame_to_rgb(frame)
+                    pos += 1
+                    if pos == len(wanted):
+                        return
+                if self.table.keyframe_before(wanted[pos]) > current:
+                    break  # cheaper to seek ahead
+            else:  # the stream ended before the frame came out
+                self.seekable = False
+                return
+
+    def _sequential_frames(self):
+        """``(index, frame)`` of every frame, decoded from the start of the freshly reopened
+        container (no seek). Frames are counted in output order; a timestamp further on
+        (frames the decoder dropped) moves the count there, a missing, repeated or earlier
+        one does not."""
+        self._open()
+        ctx, index = self._stream.codec_context, -1
+        for packet in self._container.demux(self._stream):
+            self._deadline.check()
+            for frame in ctx.decode(packet):
+                known = self._index_of.get(_timestamp(frame))
+                index = index + 1 if known is None else max(index + 1, known)
+                self._sequential_at = index
+                yield index, frame
+
+    def _read_sequential(self, wanted: list[int], got: dict) -> None:
+        """Fill ``got`` in one pass: go on from where the last sequential read stopped when
+        that is before the first missing frame, else start again from the beginning."""
+        todo = set(wanted) - set(got)
+        first, last = min(todo), max(todo)
+        if self._sequential is None or self._sequential_at >= first:
+            self._sequential, self._sequential_at = self._sequential_frames(), -1
+        for index, frame in self._sequential:
+            self._deadline.check()
+            self.frames_decoded += 1
+            if index in todo:
+                got[index] = frame_to_rgb(frame)
+                todo.discard(index)
+            if not todo or index >= last:
+                return
+        self._sequential = None  # the stream ended
 
     def get_frames(self, indices) -> torch.Tensor:
         """Frames at ``indices`` (presentation order), uint8 ``(N, 3, H, W)``."""
         wanted_list = _as_list(indices)
         _check_indices(self.path, wanted_list, self.num_frames)
         wanted = sorted(set(wanted_list))
-        wanted_pts = {int(self.table.pts[i]) for i in wanted}
+        self._deadline = deadline = _Deadline(self.path, self.timeout, f"decoding {len(wanted)} frame(s)")
         got: dict[int, np.ndarray] = {}
-        pos, current, frames = 0, None, None
-        restarts = 0
-        try:
-            while pos < len(wanted):
-                key = self.table.keyframe_before(wanted[pos])
-                if restarts == 1:  # fallback: decode everything from the first frame
-                    frames, restarts = self._decode(self._seek(0), wanted_pts), 2
-                elif current is None or key > current or wanted[pos] <= current:
-                    frames = self._decode(self._seek(key), wanted_pts)
-                current, passed = None, True
-                for frame in frames:
-                    self.frames_decoded += 1
-                    ts = frame.pts if frame.pts is not None else frame.dts
-                    index = self._index_of.get(ts)
-                    if index is None:
-                        continue
-                    current = index
-                    if index in wanted and index not in got:
-                        got[index] = frame_to_rgb(frame)
-                    while pos < len(wanted) and wanted[pos] in got:
-                        pos += 1
-                    if pos == len(wanted) or index > wanted[pos]:
-                        # done, or went past a needed frame without seeing it
-                        passed = pos < len(wanted)
-                        break
-                    if restarts == 0 and self.table.keyframe_before(wanted[pos]) > current:
-                        passed = False
-                        break  # cheaper to seek ahead (never in the fallback)
-                if passed:  # the seek landed late, or the frame never came out
-                    if restarts:
-                        break
-                    restarts, current = 1, None
-        except av.FFmpegError as exc:
-            raise DecodeError(f"{self.path}: decoding failed near frame "
-                              f"{wanted[min(pos, len(wanted) - 1)]} ({exc})") from exc
+        if self.seekable:
+            try:
+                self._read_seeking(wanted, got, deadline)
+            except av.FFmpegError:  # retried sequentially: a demuxer error after a seek
+                self.seekable = False
+        missing = [i for i in wanted if i not in got]
+        if missing:
+            try:
+                self._read_sequential(missing, got)
+            except av.FFmpegError as exc:
+                self._sequential = None
+                missing = [i for i in wanted if i not in got]
+                raise DecodeError(f"{self.path}: decoding failed near frame "
+                                  f"{missing[0] if missing else wanted[-1]} ({exc})") from exc
         missing = [i for i in wanted if i not in got]
         if missing:
             raise DecodeError(f"{self.path}: could not decode frame(s) {missing[:5]} of "
@@ -265,6 +430,8 @@ def decode_image(path: str, decoders: dict | None = None) -> np.ndarray:
             data = fh.read()
     except FileNotFoundError:
         raise DecodeError(f"{path}: frame file not found") from None
+    if not data:  # an empty packet would put a shared decoder into its end-of-stream state
+        raise DecodeError(f"{path}: cannot decode image (empty file)")
     try:
         if codec is None:  # any other format FFmpeg's image2 demuxer reads
             with av.open(path) as container:
@@ -280,6 +447,8 @@ def decode_image(path: str, decoders: dict | None = None) -> np.ndarray:
             decoders.pop(codec, None)  # do not reuse a decoder in an error state
         raise DecodeError(f"{path}: cannot decode image ({exc})") from exc
     if not frames:
+        if decoders is not None:
+            decoders.pop(codec, None)
         raise DecodeError(f"{path}: cannot decode image (no picture in file)")
     return frames[0].to_ndarray(format="rgb24")
 
@@ -287,9 +456,11 @@ def decode_image(path: str, decoders: dict | None = None) -> np.ndarray:
 class FrameFolderReader(_Reader):
     """Frames stored as images ``folder/template.format(i + 1)``, numbered from 1."""
 
-    def __init__(self, path: str, template: str = "{:05d}.jpg", num_frames: int | None = None):
+    def __init__(self, path: str, template: str = "{:05d}.jpg", num_frames: int | None = None,
+                 timeout: float | None = DEFAULT_DECODE_TIMEOUT):
         self.path = str(path)
         self.template = template
+        self.timeout = check_timeout(timeout)
         self._decoders: dict = {}
         if not os.path.isdir(self.path):
             raise DecodeError(f"{self.path}: frame folder not found")
@@ -303,8 +474,12 @@ class FrameFolderReader(_Reader):
     def get_frames(self, indices) -> torch.Tensor:
         wanted_list = _as_list(indices)
         _check_indices(self.path, wanted_list, self.num_frames)
-        got = {i: decode_image(self.frame_path(i), self._decoders)
-               for i in sorted(set(wanted_list))}
+        wanted = sorted(set(wanted_list))
+        deadline = _Deadline(self.path, self.timeout, f"decoding {len(wanted)} frame image(s)")
+        got = {}
+        for i in wanted:
+            deadline.check()
+            got[i] = decode_image(self.frame_path(i), self._decoders)
         return _stack(_same_size([got[i] for i in wanted_list], self.path))
 
 
@@ -385,10 +560,12 @@ def available_backends() -> list[str]:
     return found
 
 
-def open_video(path: str, backend: str = "pyav", threads: int = 1):
-    """Open a video file with ``backend`` (one of :data:`BACKENDS`)."""
+def open_video(path: str, backend: str = "pyav", threads: int = 1,
+               timeout: float | None = DEFAULT_DECODE_TIMEOUT):
+    """Open a video file with ``backend`` (one of :data:`BACKENDS`). ``timeout``: see
+    :class:`PyAVReader` (the decord and torchcodec backends cannot be interrupted)."""
     if backend == "pyav":
-        return PyAVReader(path, threads)
+        return PyAVReader(path, threads, timeout=timeout)
     if backend == "decord":
         return DecordReader(path, threads)
     if backend == "torchcodec":
@@ -397,8 +574,11 @@ def open_video(path: str, backend: str = "pyav", threads: int = 1):
 
 
 def open_reader(path: str, *, template: str = "{:05d}.jpg", num_frames: int | None = None,
-                backend: str = "pyav", threads: int = 1):
-    """A frame folder (directory) or a video file, behind one reader interface."""
+                backend: str = "pyav", threads: int = 1,
+                timeout: float | None = DEFAULT_DECODE_TIMEOUT):
+    """A frame folder (directory) or a video file, behind one reader interface.
+    ``timeout``: seconds allowed for opening and for each ``get_frames`` call
+    (``None`` or 0: no limit); past it :class:`DecodeTimeout` names the file."""
     if os.path.isdir(path):
-        return FrameFolderReader(path, template, num_frames)
-    return open_video(path, backend, threads)
+        return FrameFolderReader(path, template, num_frames, timeout=timeout)
+    return open_video(path, backend, threads, timeout=timeout)

@@ -50,8 +50,11 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
+
+from afnet._imports import require
+
+av = require("av", "writing the synthetic videos")
 
 CLASSES = (
     "moving left to right",

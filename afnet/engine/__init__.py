@@ -18,10 +18,15 @@
     run.py         train, evaluate, TrainResult
     plot.py        kept ratio per block with a cubic trend (paper Fig. 5)
     cli.py         ``afnet train``, ``afnet eval``
-"""
-from afnet.engine.schema import (Config, ConfigError, DataConfig, EvalConfig, ModelConfig, ObjectiveConfig,
-                                 OptimConfig, TrainerConfig, dump_config, load_config)
-from afnet.engine.run import TrainResult, evaluate, train
 
-__all__ = ["Config", "ConfigError", "DataConfig", "EvalConfig", "ModelConfig", "ObjectiveConfig", "OptimConfig",
-           "TrainerConfig", "dump_config", "load_config", "train", "evaluate", "TrainResult"]
+Names are imported on first use: importing this package (or ``afnet.engine.cli``) does not
+import Lightning.
+"""
+from afnet._imports import lazy_exports
+
+_SCHEMA = ("Config", "ConfigError", "DataConfig", "EvalConfig", "ModelConfig", "ObjectiveConfig", "OptimConfig",
+           "TrainerConfig", "dump_config", "load_config")
+_EXPORTS = {**{name: "afnet.engine.schema" for name in _SCHEMA},
+            **{name: "afnet.engine.run" for name in ("train", "evaluate", "TrainResult")}}
+__all__ = list(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)

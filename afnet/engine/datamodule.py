@@ -11,10 +11,11 @@ starts iterating, so a resumed run sees the same order and augmentation.
 """
 from __future__ import annotations
 
-import lightning as L
-
+from afnet._imports import require
 from afnet.data import build_dataloader, build_dataset
 from afnet.engine.schema import DataConfig
+
+L = require("lightning", "training (afnet.engine)")
 
 
 def epoch_in_progress(trainer) -> int:
@@ -54,7 +55,7 @@ class VideoDataModule(L.LightningDataModule):
         overrides = {} if train else {"num_clips": self.num_clips, "num_crops": self.num_crops}
         return build_dataset(d.dataset(**overrides), d.root, paths[f"{split}_list"], train=train, kind=d.kind,
                              class_file=paths["class_file"], backend=d.backend, seed=self.seed, on_error=d.on_error,
-                             evidence_file=paths["evidence_file"])
+                             evidence_file=paths["evidence_file"], decode_timeout=d.decode_timeout)
 
     def setup(self, stage: str) -> None:
         if stage == "fit" and self.train_set is None:

@@ -12,9 +12,13 @@ carry evidence, is what a selection blind to content gets on average.
 from __future__ import annotations
 
 import torch
-import torchmetrics
 from torch import nn
-from torchmetrics.classification import MulticlassAccuracy, MultilabelAveragePrecision
+
+from afnet._imports import require
+
+torchmetrics = require("torchmetrics", "training metrics (afnet.engine)")
+MulticlassAccuracy = torchmetrics.classification.MulticlassAccuracy
+MultilabelAveragePrecision = torchmetrics.classification.MultilabelAveragePrecision
 
 
 class TopOneHit(torchmetrics.MeanMetric):

@@ -8,11 +8,11 @@ reads them directly; Lightning's own entries (optimiser, loops, callbacks) sit b
 """
 from __future__ import annotations
 
-import lightning as L
 import numpy as np
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 
+from afnet._imports import require
 from afnet.checkpoint import FORMAT
 from afnet.data import average_views
 from afnet.engine import schedules
@@ -23,6 +23,8 @@ from afnet.engine.optim import build_optimizer
 from afnet.engine.schema import Config
 from afnet.flops import count_flops
 from afnet.models.layers import Navigation, SpatialNavigation
+
+L = require("lightning", "training (afnet.engine)")
 
 PREFIX = "model."
 

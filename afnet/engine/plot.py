@@ -5,16 +5,19 @@ from pathlib import Path
 
 import numpy as np
 
+from afnet._imports import require
+
 
 def plot_kept_ratio(kept: list, path, *, title: str = "") -> Path:
-    """Write the kept-ratio-per-block plot as PNG (matplotlib, Agg backend)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
+    """Write the kept-ratio-per-block plot as PNG (matplotlib: a Figure of its own on the Agg
+    canvas; pyplot and the user's backend are left alone)."""
+    require("matplotlib", "plotting the kept ratio")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     blocks = np.arange(1, len(kept) + 1)
     fig = Figure(figsize=(5, 3.2), dpi=120)
+    FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     ax.plot(blocks, kept, "o-", label="kept ratio")
     if len(kept) >= 2:

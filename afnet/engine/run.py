@@ -23,16 +23,17 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import lightning as L
-from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
-from lightning.pytorch.plugins.io import TorchCheckpointIO
-
+from afnet._imports import require
 from afnet.checkpoint import CheckpointError, atomic_torch_save, load_checkpoint, read_checkpoint
 from afnet.engine.datamodule import VideoDataModule
 from afnet.engine.module import AFNetModule
 from afnet.engine.schema import Config, ConfigError, dump_config, load_config
 from afnet.models import create_model
+
+L = require("lightning", "training (afnet.engine)")
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint  # noqa: E402 - after the check above
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger  # noqa: E402
+from lightning.pytorch.plugins.io import TorchCheckpointIO  # noqa: E402
 
 
 @dataclass

@@ -23,8 +23,12 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 import yaml
-from omegaconf import OmegaConf
-from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
+
+from afnet._imports import require
+
+require("omegaconf", "experiment configs (afnet.engine)")
+from omegaconf import OmegaConf  # noqa: E402 - after the check above
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException  # noqa: E402
 
 Number = Union[int, float]   # kept as written (0 stays 0, 2e-2 a float)
 SCHEDULES = ("step", "cosine")
@@ -54,7 +58,9 @@ def _option_type(hint, default):
 def _model_config_class():
     from afnet.models.registry import RUNTIME_OPTIONS, create_model, model_options
 
-    hints = typing.get_type_hints(create_model)
+    # only the options' hints are read: the return type (VideoModel, a torch class the registry
+    # imports lazily) is not resolved, so a config loads without torch
+    hints = typing.get_type_hints(create_model, localns={"VideoModel": object})
     options = {k: v for k, v in model_options().items() if k not in RUNTIME_OPTIONS}
     fields = [("name", str, field(default="af_resnet50"))]
     fields += [(k, _option_type(hints[k], d), field(default_factory=lambda d=d: list(d)) if isinstance(d, (list, tuple))
@@ -102,6 +108,7 @@ class DataConfig:
     val_batch_size: Optional[int] = None   # None: batch_size
     num_workers: int = 2
     on_error: str = "raise"
+    decode_timeout: Optional[Number] = 60.0  # seconds to read one video (afnet.data.DEFAULT_DECODE_TIMEOUT); null/0: none
 
     def problems(self) -> list:
         from afnet.data.presets import PRESETS
@@ -113,6 +120,8 @@ class DataConfig:
             problems.append(f"data.batch_size={self.batch_size!r}; accepted: a positive integer")
         if self.num_workers < 0:
             problems.append(f"data.num_workers={self.num_workers!r}; accepted: an integer >= 0")
+        if self.decode_timeout is not None and not 0 <= self.decode_timeout < float("inf"):
+            problems.append(f"data.decode_timeout={self.decode_timeout!r}; accepted: seconds >= 0, or null (no limit)")
         return problems
 
     def dataset(self, **overrides):

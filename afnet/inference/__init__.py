@@ -17,25 +17,29 @@ Data flows one way, reusing the data pipeline and the zoo::
     explain.py   explain_video, draw_explanation (matplotlib, Agg backend)
     cli.py       the ``predict`` and ``explain`` subcommands
 
-Importing this package does not import matplotlib.
+Names are imported on first use; importing this package imports neither torch nor matplotlib.
 """
-from afnet.inference.model import InferenceModel, load_model_for_inference
-from afnet.inference.predict import (
-    VIDEO_EXTENSIONS,
-    Sample,
-    VideoPrediction,
-    find_videos,
-    predict_video,
-    predict_videos,
-    read_sample,
-    run_model,
-)
-from afnet.inference.report import JSON_FIELDS, format_prediction, mask_string, prediction_to_json
-from afnet.inference.explain import Explanation, FigureLayout, draw_explanation, explain_video
+from afnet._imports import lazy_exports
 
-__all__ = [
-    "InferenceModel", "load_model_for_inference", "VIDEO_EXTENSIONS", "Sample", "VideoPrediction",
-    "find_videos", "predict_video", "predict_videos", "read_sample", "run_model", "JSON_FIELDS",
-    "format_prediction", "mask_string", "prediction_to_json", "Explanation", "FigureLayout",
-    "draw_explanation", "explain_video",
-]
+_EXPORTS = {
+    "InferenceModel": "afnet.inference.model",
+    "load_model_for_inference": "afnet.inference.model",
+    "VIDEO_EXTENSIONS": "afnet.data.annotations",
+    "Sample": "afnet.inference.predict",
+    "VideoPrediction": "afnet.inference.predict",
+    "find_videos": "afnet.inference.predict",
+    "predict_video": "afnet.inference.predict",
+    "predict_videos": "afnet.inference.predict",
+    "read_sample": "afnet.inference.predict",
+    "run_model": "afnet.inference.predict",
+    "JSON_FIELDS": "afnet.inference.report",
+    "format_prediction": "afnet.inference.report",
+    "mask_string": "afnet.inference.report",
+    "prediction_to_json": "afnet.inference.report",
+    "Explanation": "afnet.inference.explain",
+    "FigureLayout": "afnet.inference.explain",
+    "draw_explanation": "afnet.inference.explain",
+    "explain_video": "afnet.inference.explain",
+}
+__all__ = list(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)

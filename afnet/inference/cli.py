@@ -8,9 +8,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-import torch
-
-from afnet.data.decoding import DecodeError
 from afnet.data.presets import PRESETS
 
 
@@ -34,6 +31,9 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--backend", default="pyav", help="video decoder: pyav (default), decord, torchcodec")
     g.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     g.add_argument("--top-k", type=int, default=5, help="classes shown per video (default 5)")
+    g.add_argument("--decode-timeout", type=float, default=None, metavar="SECONDS",
+                   help="give up on a video whose opening or decoding takes longer (it is reported as "
+                        "failed and the others go on); default 60, 0 for no limit")
 
 
 def register(subparsers) -> None:
@@ -65,7 +65,17 @@ def register(subparsers) -> None:
     e.set_defaults(func=run_explain)
 
 
+def _decode_timeout(args):
+    from afnet.data.decoding import DEFAULT_DECODE_TIMEOUT, check_timeout
+
+    if args.decode_timeout is None:
+        return DEFAULT_DECODE_TIMEOUT
+    return check_timeout(args.decode_timeout, "--decode-timeout")
+
+
 def _load(args):
+    import torch
+
     from afnet.inference.model import load_model_for_inference
 
     if args.threads is not None:
@@ -74,16 +84,28 @@ def _load(args):
         torch.set_num_threads(args.threads)
     if args.top_k < 1:
         raise ValueError(f"--top-k must be positive, got {args.top_k}")
+    # a command owns its process: keep glibc from re-mmapping activations (see afnet.runtime)
     return load_model_for_inference(args.checkpoint, args.model, args.frames, args.classes, args.labels,
-                                    preset=args.preset, size=args.size, shift=args.shift)
+                                    preset=args.preset, size=args.size, shift=args.shift, tune_malloc=True)
+
+
+def _progress_bar(items, show: bool):
+    """A tqdm bar on stderr over ``items`` when ``show`` and tqdm (extra ``train``) is
+    installed, else ``None``."""
+    if not show:
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(items, desc="predict", unit="video", file=sys.stderr)
 
 
 def run_predict(args) -> int:
-    from tqdm import tqdm
-
     from afnet.inference.predict import find_videos, predict_video
     from afnet.inference.report import format_prediction, to_json_line
 
+    timeout = _decode_timeout(args)
     im = _load(args)
     videos = find_videos(args.paths, im.config.frame_template)
     show = args.progress if args.progress is not None else (len(videos) > 1 and sys.stderr.isatty())
@@ -95,18 +117,20 @@ def run_predict(args) -> int:
         print(f"{im.arch} ({im.source} checkpoint {im.checkpoint}): {im.num_frames} frames, "
               f"{c.input_size}x{c.input_size}, preset {c.name}{regions}, {len(videos)} video(s)", file=sys.stderr)
     failed = 0
-    bar = tqdm(videos, desc="predict", unit="video", file=sys.stderr, disable=not show)
-    for path in bar:
-        result = predict_video(path, im, top_k=args.top_k, flops=args.flops, backend=args.backend)
+    bar = _progress_bar(videos, show)
+    for path in videos if bar is None else bar:
+        result = predict_video(path, im, top_k=args.top_k, flops=args.flops, backend=args.backend,
+                               timeout=timeout)
         failed += not result.ok
         text = to_json_line(result) if args.json else format_prediction(result)
-        if show:
+        if bar is not None:
             bar.write(text, file=sys.stdout)
         else:
             print(text, flush=True)
         if not result.ok and args.json:
             print(f"afnet predict: {result.path}: {result.error}", file=sys.stderr)
-    bar.close()
+    if bar is not None:
+        bar.close()
     if failed:
         print(f"afnet predict: {failed} of {len(videos)} video(s) failed", file=sys.stderr)
         return 1
@@ -114,11 +138,14 @@ def run_predict(args) -> int:
 
 
 def run_explain(args) -> int:
+    from afnet.data.decoding import DecodeError
     from afnet.inference.explain import draw_explanation, explain_video
 
+    timeout = _decode_timeout(args)
     im = _load(args)
     try:
-        explanation = explain_video(args.video, im, top_k=args.top_k, backend=args.backend)
+        explanation = explain_video(args.video, im, top_k=args.top_k, backend=args.backend,
+                                    timeout=timeout)
     except DecodeError as exc:
         print(f"afnet explain: error: {exc}", file=sys.stderr)
         return 1

@@ -7,7 +7,8 @@ row 0 the sampled frames (titled by frame index), then one row per navigation po
 framed in green. With spatial navigation (paper §3.3, Fig. 7) the frames are drawn as the
 model saw them (the first view's crop, on which the region grid lies) and a kept frame
 shows the point's ``g x g`` grid with its unselected regions greyed out and hatched. The
-title gives the top-1 prediction. matplotlib runs with the Agg backend.
+title gives the top-1 prediction. matplotlib draws on a Figure of
+its own (Agg canvas), never through pyplot: the user's backend is left alone.
 """
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from afnet._imports import require
+from afnet.data.decoding import DEFAULT_DECODE_TIMEOUT
 from afnet.inference.model import InferenceModel
 from afnet.inference.predict import VideoPrediction, predict_video, read_sample
 
@@ -45,10 +48,10 @@ class FigureLayout:
 
 
 def explain_video(path, im: InferenceModel, *, top_k: int = 5, backend: str = "pyav",
-                  threads: int = 1) -> Explanation:
+                  threads: int = 1, timeout: float | None = DEFAULT_DECODE_TIMEOUT) -> Explanation:
     """Predict ``path`` and keep its sampled frames. Raises :class:`DecodeError` (naming the
-    file) when it cannot be read."""
-    sample = read_sample(str(path), im, backend=backend, threads=threads)
+    file) when it cannot be read (in ``timeout`` seconds)."""
+    sample = read_sample(str(path), im, backend=backend, threads=threads, timeout=timeout)
     prediction = predict_video(path, im, top_k=top_k, sample=sample)
     frames = sample.frames[:im.num_frames]
     if prediction.regions:  # the region grid lies on the model's input: undo the normalisation
@@ -65,10 +68,9 @@ def region_pixels(grid: list[list[int]], h: int, w: int) -> np.ndarray:
 
 def draw_explanation(explanation: Explanation, out, *, dpi: int = 100, thumb_inches: float = 1.2) -> FigureLayout:
     """Write the figure to ``out`` (format from the extension, e.g. ``.png``)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    from matplotlib import pyplot as plt
+    require("matplotlib", "drawing an explanation")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
     from matplotlib.patches import Rectangle
 
@@ -84,8 +86,10 @@ def draw_explanation(explanation: Explanation, out, *, dpi: int = 100, thumb_inc
         title += f", {p.gflops:.3f} GFLOPs"
 
     aspect = h / w
-    fig, axes = plt.subplots(rows, t, figsize=(thumb_inches * t + 0.9, thumb_inches * aspect * rows + 0.7),
-                             squeeze=False, dpi=dpi)
+    # a Figure of its own on the Agg canvas: pyplot and the user's backend are left alone
+    fig = Figure(figsize=(thumb_inches * t + 0.9, thumb_inches * aspect * rows + 0.7), dpi=dpi)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(rows, t, squeeze=False)
     grey = (frames.astype(np.float32) * 0.25 + 255 * 0.75).astype(np.uint8)
     for r in range(rows):
         for j in range(t):
@@ -121,5 +125,4 @@ def draw_explanation(explanation: Explanation, out, *, dpi: int = 100, thumb_inc
     fig.tight_layout()
     fig.savefig(out, dpi=dpi)
     size = tuple(int(round(v)) for v in fig.get_size_inches() * dpi)
-    plt.close(fig)
     return FigureLayout(str(out), rows, t, row_labels, col_labels, title, size)

@@ -95,14 +95,16 @@ def eval_config(preset: str | DatasetConfig, num_frames: int, num_classes: int,
 def load_model_for_inference(checkpoint: str | os.PathLike, model: str | None = None,
                              frames: int | None = None, classes: int | None = None,
                              labels: str | os.PathLike | None = None, *, preset: str | None = None,
-                             size: int | None = None, shift: bool | None = None) -> InferenceModel:
+                             size: int | None = None, shift: bool | None = None,
+                             tune_malloc: bool = False) -> InferenceModel:
     """Rebuild, load and prepare a model for inference (once per model).
 
     Project checkpoint: ``model``/``frames``/``classes`` may be omitted (they must agree
     with the checkpoint if given); ``labels`` overrides stored ``class_names``.
     Authors' checkpoint: ``model``, ``frames``, ``classes`` and ``labels`` are required.
     ``preset`` (evaluation transforms) defaults to the checkpoint's config, else ``sthv2``;
-    ``size`` (crop side) to the checkpoint's config, else the preset's.
+    ``size`` (crop side) to the checkpoint's config, else the preset's. ``tune_malloc``: see
+    :func:`afnet.runtime.prepare_for_inference` (process-wide; off by default).
     Raises FileNotFoundError / ValueError with a one-line message on user errors.
     """
     path = str(checkpoint)
@@ -140,7 +142,7 @@ def load_model_for_inference(checkpoint: str | os.PathLike, model: str | None = 
     load_checkpoint(net, path)
     net.configure(**stored_selection(ckpt))
     points = [p.name for p in net.navigation_points()]
-    prepare_for_inference(net)
+    prepare_for_inference(net, tune_malloc=tune_malloc)
     config = eval_config(preset or stored_preset or DEFAULT_PRESET, net.num_frames, net.num_classes,
                          size if size is not None else stored_size)
     return InferenceModel(net, arch, class_names, config, points, path, source)

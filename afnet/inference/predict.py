@@ -20,12 +20,10 @@ from dataclasses import dataclass, field
 import torch
 
 from afnet.data.dataset import average_views, clip_indices, eval_views
-from afnet.data.decoding import DecodeError, count_frames, open_reader
+from afnet.data.annotations import VIDEO_EXTENSIONS
+from afnet.data.decoding import DEFAULT_DECODE_TIMEOUT, DecodeError, count_frames, open_reader
 from afnet.flops import count_flops
 from afnet.inference.model import InferenceModel
-
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".flv",
-                    ".wmv", ".3gp", ".ts", ".ogv")
 
 
 @dataclass
@@ -112,14 +110,17 @@ def find_videos(paths, template: str = "{:05d}.jpg") -> list[str]:
     return found
 
 
-def read_sample(path: str, im: InferenceModel, *, backend: str = "pyav", threads: int = 1) -> Sample:
-    """Sample, decode and transform ``path`` as in evaluation. Raises :class:`DecodeError`."""
+def read_sample(path: str, im: InferenceModel, *, backend: str = "pyav", threads: int = 1,
+                timeout: float | None = DEFAULT_DECODE_TIMEOUT) -> Sample:
+    """Sample, decode and transform ``path`` as in evaluation. Raises :class:`DecodeError`
+    (also when opening or decoding takes longer than ``timeout`` seconds)."""
     config = im.config
     start = time.perf_counter()
     if os.path.isdir(path) and not _is_frame_folder(path, config.frame_template):
         raise DecodeError(f"{path}: folder holds no video files and no frames named like "
                           f"{config.frame_template!r}")
-    with open_reader(path, template=config.frame_template, backend=backend, threads=threads) as reader:
+    with open_reader(path, template=config.frame_template, backend=backend, threads=threads,
+                     timeout=timeout) as reader:
         indices = clip_indices(len(reader), config, train=False)
         frames = reader.get_frames(indices.flatten())
     clip = eval_views(frames, config)
@@ -153,12 +154,14 @@ def _reason(path: str, exc: Exception) -> str:
 
 
 def predict_video(path, im: InferenceModel, *, top_k: int = 5, flops: bool = True,
-                  backend: str = "pyav", threads: int = 1, sample: Sample | None = None) -> VideoPrediction:
-    """Predict one video; a file that cannot be decoded gives ``ok=False`` and the reason."""
+                  backend: str = "pyav", threads: int = 1, sample: Sample | None = None,
+                  timeout: float | None = DEFAULT_DECODE_TIMEOUT) -> VideoPrediction:
+    """Predict one video; a file that cannot be decoded (in ``timeout`` seconds) gives
+    ``ok=False`` and the reason."""
     path = str(path)
     try:
         if sample is None:
-            sample = read_sample(path, im, backend=backend, threads=threads)
+            sample = read_sample(path, im, backend=backend, threads=threads, timeout=timeout)
     except DecodeError as exc:
         return VideoPrediction(path, ok=False, error=_reason(path, exc))
     except Exception as exc:  # noqa: BLE001 - any failure to read one file is that file's failure

@@ -20,12 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-SELECTIONS = ("navigation", "all", "uniform", "random", "normal", "soft")
-FIXED_SELECTIONS = ("uniform", "random", "normal")        # Table 5's frame policies: need a ratio
-REGION_SELECTIONS = ("navigation", "all", "random", "center")
-FIXED_REGION_SELECTIONS = ("center", "random")             # Table 5's region policies: need a region_ratio
-EXECUTIONS = ("auto", "sparse", "masked")
-TEMPORAL_NAVIGATION = ("block", "first")
+from afnet.models.options import (EXECUTIONS, FIXED_REGION_SELECTIONS, FIXED_SELECTIONS,  # noqa: F401
+                                  REGION_SELECTIONS, SELECTIONS, TEMPORAL_NAVIGATION)
 
 
 # ----------------------------------------------------------------------------- temporal shift

@@ -2,17 +2,17 @@
 the one place where the rules on model options live (:func:`option_problems`)."""
 from __future__ import annotations
 
+import importlib
 import inspect
-from typing import Callable, NamedTuple
+from typing import TYPE_CHECKING, Callable, NamedTuple
 
-from afnet.models.base import VideoModel, selection_problems
-from afnet.models.layers import TEMPORAL_NAVIGATION
-from afnet.models.mobilenetv3 import AFMobileNetV3, MobileNetV3
-from afnet.models.resnet import AFResNet, NavResNet, ResNet
+from afnet.models.options import CONFIGURE_OPTIONS, RUNTIME_OPTIONS, TEMPORAL_NAVIGATION, selection_problems
 
+if TYPE_CHECKING:
+    from afnet.models.base import VideoModel
 
 class ModelEntry(NamedTuple):
-    build: Callable[..., VideoModel]
+    build: Callable[..., "VideoModel"]
     navigation: bool   # has a focal branch and navigation (frame selection)
     spatial: bool      # can be built with spatial navigation (``spatial=True``)
 
@@ -22,6 +22,12 @@ _MODELS: dict[str, ModelEntry] = {}
 # The small variant: fewer and narrower blocks, trains on 2 CPU cores in minutes.
 SMALL_LAYERS = (2, 2, 2, 1)
 SMALL_WIDTHS = (16, 32, 64, 128)
+
+
+def _family(name: str):
+    """A model class, imported on first use: listing the zoo (and checking options) needs no torch."""
+    module = "afnet.models.mobilenetv3" if "MobileNet" in name else "afnet.models.resnet"
+    return getattr(importlib.import_module(module), name)
 
 
 def register_model(fn: Callable[..., VideoModel] | None = None, *, navigation: bool = False, spatial: bool = False):
@@ -86,12 +92,6 @@ def create_model(name: str, *, num_classes: int, num_frames: int, shift: bool | 
     return model
 
 
-# The options of VideoModel.configure (settable on a built model); the rest are the constructor's.
-CONFIGURE_OPTIONS = tuple(inspect.signature(VideoModel.configure).parameters)[1:]
-# How a built model executes, not what it computes: chosen at inference, not part of a training config.
-RUNTIME_OPTIONS = ("execution", "dense_above")
-
-
 def model_options() -> dict:
     """Every model option of :func:`create_model` and its default (its signature, read once)."""
     return {p.name: p.default for p in inspect.signature(create_model).parameters.values()
@@ -136,7 +136,7 @@ def option_problems(name: str, options: dict, *, prefix: str = "", input_size: i
         problems.append(f"{p}region_grid={_show(grid)}; accepted: a positive integer, or a list of 3 "
                         "(one per AF stage)")
     elif o["spatial"] and spatial_ok and input_size is not None:
-        sizes = AFResNet.focal_map_sizes(input_size)
+        sizes = _family("AFResNet").focal_map_sizes(input_size)
         bad = [f"stage {i + 1}: {g} on {s}" for i, (g, s) in enumerate(zip(grids, sizes)) if s % g]
         if bad:
             problems.append(f"{p}region_grid={_show(grid)} does not divide the focal maps at {input_size_key}={input_size} "
@@ -166,74 +166,74 @@ def _show(value):
 # ------------------------------------------------------------------ AF models
 @register_model(navigation=True, spatial=True)
 def af_resnet50(**kwargs) -> VideoModel:
-    return AFResNet((3, 4, 6, 3), **kwargs)
+    return _family("AFResNet")((3, 4, 6, 3), **kwargs)
 
 
 @register_model(navigation=True, spatial=True)
 def af_resnet101(**kwargs) -> VideoModel:
-    return AFResNet((4, 8, 18, 3), **kwargs)
+    return _family("AFResNet")((4, 8, 18, 3), **kwargs)
 
 
 @register_model(navigation=True, spatial=True)
 def af_resnet_small(**kwargs) -> VideoModel:
-    return AFResNet(SMALL_LAYERS, widths=SMALL_WIDTHS, **kwargs)
+    return _family("AFResNet")(SMALL_LAYERS, widths=SMALL_WIDTHS, **kwargs)
 
 
 @register_model(navigation=True)
 def af_mobilenetv3(**kwargs) -> VideoModel:
-    return AFMobileNetV3(**kwargs)
+    return _family("AFMobileNetV3")(**kwargs)
 
 
 @register_model(navigation=True)
 def nav_resnet50(**kwargs) -> VideoModel:
     """Table 5's single-branch ablation: navigation inside a plain ResNet-50."""
-    return NavResNet((3, 4, 6, 3), **kwargs)
+    return _family("NavResNet")((3, 4, 6, 3), **kwargs)
 
 
 @register_model(navigation=True)
 def nav_resnet_small(**kwargs) -> VideoModel:
-    return NavResNet(SMALL_LAYERS, widths=SMALL_WIDTHS, **kwargs)
+    return _family("NavResNet")(SMALL_LAYERS, widths=SMALL_WIDTHS, **kwargs)
 
 
 # ------------------------------------------------------------------ baselines
 @register_model
 def tsn_resnet50(shift: bool = False, **kwargs) -> VideoModel:
-    return ResNet((3, 4, 6, 3), shift=shift, **kwargs)
+    return _family("ResNet")((3, 4, 6, 3), shift=shift, **kwargs)
 
 
 @register_model
 def tsm_resnet50(shift: bool = True, **kwargs) -> VideoModel:
-    return ResNet((3, 4, 6, 3), shift=shift, **kwargs)
+    return _family("ResNet")((3, 4, 6, 3), shift=shift, **kwargs)
 
 
 @register_model
 def tsn_resnet101(shift: bool = False, **kwargs) -> VideoModel:
-    return ResNet((3, 4, 23, 3), shift=shift, **kwargs)
+    return _family("ResNet")((3, 4, 23, 3), shift=shift, **kwargs)
 
 
 @register_model
 def tsm_resnet101(shift: bool = True, **kwargs) -> VideoModel:
-    return ResNet((3, 4, 23, 3), shift=shift, **kwargs)
+    return _family("ResNet")((3, 4, 23, 3), shift=shift, **kwargs)
 
 
 @register_model
 def tsn_resnet_small(shift: bool = False, **kwargs) -> VideoModel:
-    return ResNet(SMALL_LAYERS, widths=SMALL_WIDTHS, shift=shift, **kwargs)
+    return _family("ResNet")(SMALL_LAYERS, widths=SMALL_WIDTHS, shift=shift, **kwargs)
 
 
 @register_model
 def tsm_resnet_small(shift: bool = True, **kwargs) -> VideoModel:
-    return ResNet(SMALL_LAYERS, widths=SMALL_WIDTHS, shift=shift, **kwargs)
+    return _family("ResNet")(SMALL_LAYERS, widths=SMALL_WIDTHS, shift=shift, **kwargs)
 
 
 @register_model
 def tsn_mobilenetv3(shift: bool = False, **kwargs) -> VideoModel:
-    return MobileNetV3(shift=shift, **kwargs)
+    return _family("MobileNetV3")(shift=shift, **kwargs)
 
 
 @register_model
 def tsm_mobilenetv3(shift: bool = True, **kwargs) -> VideoModel:
-    return MobileNetV3(shift=shift, **kwargs)
+    return _family("MobileNetV3")(shift=shift, **kwargs)
 
 
 # Models built with spatial navigation (``spatial=True``).
