@@ -11,17 +11,45 @@ def test_quick_demo_writes_table_json_and_figures(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--quick", "--out", str(out)]) == 0
     report = json.loads((out / "results.json").read_text())
-    assert [r["label"] for r in report["runs"]] == ["TSN", "AFNet RT=0.5", "AFNet uniform 0.5"]
+    assert [r["label"] for r in report["runs"]] == ["TSN", "AFNet RT=1.0", "AFNet RT=0.5", "AFNet RT=0.25",
+                                                     "AFNet uniform 0.5", "AFNet random 0.5"]
+    runs = {r["label"]: r for r in report["runs"]}
     for run in report["runs"]:
-        assert 0.0 <= run["top1"] <= 1.0 and run["gflops_per_video"] > 0 and run["latency_ms"] > 0
-    tsn, af, uniform = report["runs"]
-    assert tsn["kept_ratio"] is None and af["kept_ratio_per_point"] and uniform["kept_ratio"] == pytest.approx(0.5)
+        assert run["gflops_per_video"] > 0 and run["latency_ms"] > 0
+        # top-1 is a share of the 24 validation videos
+        assert round(run["top1"] * 24) == pytest.approx(run["top1"] * 24, abs=1e-6)
+    tsn, uniform = runs["TSN"], runs["AFNet uniform 0.5"]
+    assert tsn["kept_ratio"] is None and tsn["precision"] is None
+    assert uniform["kept_ratio"] == pytest.approx(0.5) and len(uniform["precision_per_point"]) == 3
     assert uniform["gflops_per_video"] < tsn["gflops_per_video"]  # fewer focal frames computed
+    # every model with navigation points reports its precision beside the evidence rate
+    rate = report["evidence_rate"]
+    assert 2 / 8 <= rate <= 3 / 8
+    for label in ("AFNet RT=1.0", "AFNet RT=0.5", "AFNet uniform 0.5", "AFNet random 0.5"):
+        assert 0.0 <= runs[label]["precision"] <= 1.0
+    assert runs["AFNet RT=1.0"]["kept_ratio"] < 1.0 or runs["AFNet RT=1.0"]["precision"] == pytest.approx(rate)
+    # the pre-training stage ran for both backbones, and the video models started from it
+    assert sorted(p["model"] for p in report["pretraining"]) == ["af_resnet_small", "tsn_resnet_small"]
+    assert "claims" in report and len(report["claims"]) == 6
+    assert all(c["verdict"] == "undecided (one seed)" for c in report["claims"].values())
     table = (out / "table.md").read_text()
-    assert "| AFNet RT=0.5 |" in table and "less_is_more" in table and "points top-1" in table
+    assert "| AFNet RT=0.5 |" in table and "less is more" in table and "navigation precision" in table
+    assert "| point 1 | point 2 | point 3 |" in table
     assert table in capsys.readouterr().out
     assert (out / "figures" / "explain_afnet.png").stat().st_size > 0
+    assert len(report["figures"]["explain_precision"]) == 3
     assert report["figures"]["kept_ratio_plots"]
+    assert (out / "runs" / "af_resnet_small-navigation0.5-seed0" / "train.log").read_text().count("epoch ") == 2
+
+
+def test_verdicts_from_means_and_seed_spread():
+    from afnet.demo import verdict
+
+    assert verdict((0.80, 0.01), (0.70, 0.01), 3)["verdict"] == "supported"
+    assert verdict((0.70, 0.01), (0.80, 0.01), 3)["verdict"] == "refuted"
+    v = verdict((0.80, 0.05), (0.75, 0.05), 3)    # 5 points, standard error 4.1: within 2 standard errors
+    assert v == {"difference_points": 5.0, "standard_error_points": 4.08, "verdict": "undecided"}
+    assert verdict((0.80, 0.0), (0.70, 0.0), 1)["verdict"] == "undecided (one seed)"
 
 
 @pytest.mark.slow
@@ -41,6 +69,6 @@ def test_quick_spatial_demo_compares_region_policies(tmp_path, capsys):
     assert 0.0 < nav["region_ratio"] <= 1.0
     assert rnd["gflops_per_video"] == pytest.approx(centre["gflops_per_video"], rel=0.02)
     table = (out / "table.md").read_text()
-    assert "spatial_navigation_beats_random" in table and "| region ratio |" in table
+    assert "spatial navigation beats random regions" in table and "| region ratio |" in table
     assert table in capsys.readouterr().out
     assert (out / "figures" / "explain_afnet.png").stat().st_size > 0

@@ -190,12 +190,13 @@ def build_dataset(preset: str | DatasetConfig, root, annotation_file, *, train: 
     (e.g. ``num_frames=16``). Annotation errors raise :class:`AnnotationError`
     naming file and line. ``evidence_file``: the videos' evidence frames
     (:func:`~afnet.data.annotations.load_evidence`), attached to their records. An
-    ``image_folder`` preset (``imagefolder``) reads the folder ``annotation_file`` (relative
-    to ``root``) of class folders instead."""
+    ``image_folder`` preset (``imagefolder``) reads the folder ``annotation_file`` of class
+    folders instead (a path, or relative to ``root``)."""
     config = get_preset(preset, **overrides)
     if config.source == "image_folder":
         from afnet.data.images import ImageFolderDataset
-        return ImageFolderDataset(os.path.join(root, annotation_file), config, train=train, seed=seed)
+        folder = annotation_file if os.path.isdir(annotation_file) else os.path.join(root, annotation_file)
+        return ImageFolderDataset(folder, config, train=train, seed=seed)
     class_file = class_file or _default_class_file(annotation_file, kind)
     class_names = load_class_names(class_file) if class_file else None
     if class_names is not None and len(class_names) != config.num_classes:

@@ -30,14 +30,14 @@ motion and flashes.
 frames: every frame shows a carrier square (random colour, slowly drifting) among
 random-walking distractor squares on a textured background. In 2 or 3 frames (the
 *evidence frames*, at random times) the carrier bears the glyph of the video's class (one
-of :data:`EVIDENCE_CLASSES`, a 5x5 pattern); in every other frame it bears a decoy glyph
-(:data:`DECOY_GLYPHS`, drawn per frame), which belongs to no class. A per-frame model can
-solve it (a frame with a class glyph identifies the class); computing on the decoy frames
-only adds noise. The evidence frames of each video are written to ``evidence.json``
-(``{listed path: [0-based frame indices]}``), so that the share of the frames a model
-computes that carry evidence (navigation precision) can be measured.
-:func:`make_glyph_images` writes single glyph images of all 16 glyphs in the ImageNet
-folder layout, the pre-training set shared by every model of the demo.
+of :data:`EVIDENCE_CLASSES`, a 5x5 pattern of one-pixel strokes at 32 pixels); in every
+other frame it is plain. A per-frame model can solve it (a frame with the glyph identifies
+the class), and the frames without evidence are redundant. The evidence frames of each
+video are written to ``evidence.json`` (``{listed path: [0-based frame indices]}``), so
+that the share of the frames a model computes that carry evidence (navigation precision)
+can be measured. :func:`make_glyph_images` writes single images of all 16 glyphs (the
+classes' and :data:`OTHER_GLYPHS`) in the ImageNet folder layout: the pre-training set
+shared by every model of the demo, as the paper pre-trains on ImageNet.
 
 Deterministic: the same ``seed`` gives the same JPEG bytes and the same decoded
 mp4 pixels.
@@ -75,7 +75,7 @@ SPLITS = ("train", "val")
 EVIDENCE_FILE = "evidence.json"   # the evidence task's {listed path: evidence frames}
 TASKS = ("temporal", "evidence")
 
-# 5x5 glyphs ('#' = stroke), drawn with cells of max(1, size // 16) pixels on the carrier.
+# 5x5 glyphs ('#' = stroke), drawn with cells of max(1, size // 32) pixels on the carrier.
 GLYPHS = {
     "plus": ("..#..", "..#..", "#####", "..#..", "..#.."),
     "cross": ("#...#", ".#.#.", "..#..", ".#.#.", "#...#"),
@@ -95,7 +95,7 @@ GLYPHS = {
     "box": (".....", ".###.", ".#.#.", ".###.", "....."),
 }
 EVIDENCE_CLASSES = tuple(list(GLYPHS)[:8])   # the evidence task's classes
-DECOY_GLYPHS = tuple(list(GLYPHS)[8:])       # shown on the frames without evidence
+OTHER_GLYPHS = tuple(list(GLYPHS)[8:])       # in the pre-training images only
 
 
 @dataclass(frozen=True)
@@ -203,10 +203,10 @@ def _glyph_mask(name: str, cell: int) -> np.ndarray:
 def render_glyph_frames(glyphs: list, rng: np.random.Generator, *, size: int = 32,
                         difficulty: float = 0.5) -> np.ndarray:
     """uint8 ``(len(glyphs), S, S, 3)``: the evidence task's scene, the carrier square
-    bearing ``glyphs[t]`` (a name of :data:`GLYPHS`) in frame ``t``."""
+    bearing ``glyphs[t]`` (a name of :data:`GLYPHS`, or None: plain) in frame ``t``."""
     t_count, s = len(glyphs), size
     frames = _scene(rng, s, t_count, difficulty)
-    cell = max(1, s // 16)
+    cell = max(1, s // 32)
     side = 5 * cell + 2                      # the glyph with a one-pixel rim
     colour = PALETTE[rng.integers(len(PALETTE))]
     lo, hi = side / 2 + 1, s - side / 2 - 1
@@ -215,8 +215,9 @@ def render_glyph_frames(glyphs: list, rng: np.random.Generator, *, size: int = 3
     for t, name in enumerate(glyphs):
         y0, x0 = (int(round(c - side / 2)) for c in centre[t])
         frames[t, y0:y0 + side, x0:x0 + side] = colour
-        inner = frames[t, y0 + 1:y0 + side - 1, x0 + 1:x0 + side - 1]
-        inner[_glyph_mask(name, cell)] = 0.25 * colour
+        if name is not None:
+            inner = frames[t, y0 + 1:y0 + side - 1, x0 + 1:x0 + side - 1]
+            inner[_glyph_mask(name, cell)] = 0.25 * colour
     return _finish(frames, rng, difficulty)
 
 
@@ -226,8 +227,7 @@ def render_evidence_video(label: int, rng: np.random.Generator, *, size: int = 3
     uint8 ``(T, H, W, 3)`` and its evidence frames (sorted 0-based indices)."""
     count = 2 + int(rng.integers(2))
     evidence = sorted(int(t) for t in rng.choice(num_frames, size=count, replace=False))
-    glyphs = [EVIDENCE_CLASSES[label] if t in evidence else DECOY_GLYPHS[rng.integers(len(DECOY_GLYPHS))]
-              for t in range(num_frames)]
+    glyphs = [EVIDENCE_CLASSES[label] if t in evidence else None for t in range(num_frames)]
     return render_glyph_frames(glyphs, rng, size=size, difficulty=difficulty), evidence
 
 
@@ -404,7 +404,7 @@ def synthetic_dataset(root, split: str = "train", *, source: str = "frames",
         raise ValueError(f"split={split!r}; accepted: {', '.join(SPLITS)}")
     if source not in ("frames", "videos"):
         raise ValueError(f"source={source!r}; accepted: 'frames', 'videos'")
-    build_keys = {"backend", "seed", "on_error", "threads"}
+    build_keys = {"backend", "seed", "on_error", "threads", "evidence_file"}
     build_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in build_keys}
     config = synthetic_config(root, **kwargs)
     list_file = os.path.join(root, f"{split}_{source}.txt")

@@ -6,6 +6,7 @@ reported with its path and reason; the others are still processed), 2 user error
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from afnet.data.presets import PRESETS
@@ -61,6 +62,9 @@ def register(subparsers) -> None:
                     "regions greyed out and hatched.")
     e.add_argument("video", help="video file or frame folder")
     e.add_argument("--out", required=True, help="output image (.png)")
+    e.add_argument("--evidence-file", metavar="JSON",
+                   help="the videos' evidence frames ({path relative to the file's folder: [frame indices]}, as "
+                        "afnet make-synthetic --task evidence writes): marks them and gives each point's precision")
     _add_model_options(e)
     e.set_defaults(func=run_explain)
 
@@ -142,13 +146,30 @@ def run_explain(args) -> int:
     from afnet.inference.explain import draw_explanation, explain_video
 
     timeout = _decode_timeout(args)
+    evidence = None
+    if args.evidence_file:
+        from afnet.data.annotations import AnnotationError, load_evidence
+
+        try:
+            table = load_evidence(args.evidence_file, os.path.dirname(os.path.abspath(args.evidence_file)))
+        except AnnotationError as exc:
+            print(f"afnet explain: error: {exc}", file=sys.stderr)
+            return 2
+        evidence = table.get(os.path.normpath(os.path.abspath(args.video)))
+        if evidence is None:
+            print(f"afnet explain: error: --evidence-file {args.evidence_file}: no entry for {args.video} "
+                  f"(its keys are paths relative to the file's folder)", file=sys.stderr)
+            return 2
     im = _load(args)
     try:
         explanation = explain_video(args.video, im, top_k=args.top_k, backend=args.backend,
-                                    timeout=timeout)
+                                    timeout=timeout, evidence=evidence)
     except DecodeError as exc:
         print(f"afnet explain: error: {exc}", file=sys.stderr)
         return 1
     layout = draw_explanation(explanation, args.out)
     print(f"{layout.path}: {layout.title}; {layout.rows - 1} navigation point(s) x {layout.cols} frames")
+    if evidence is not None:
+        print("navigation precision: " + ", ".join(f"{n} {q:.2f}" for n, q in
+                                                   zip(explanation.prediction.point_names, explanation.precision())))
     return 0

@@ -7,8 +7,11 @@ row 0 the sampled frames (titled by frame index), then one row per navigation po
 framed in green. With spatial navigation (paper §3.3, Fig. 7) the frames are drawn as the
 model saw them (the first view's crop, on which the region grid lies) and a kept frame
 shows the point's ``g x g`` grid with its unselected regions greyed out and hatched. The
-title gives the top-1 prediction. matplotlib draws on a Figure of
-its own (Agg canvas), never through pyplot: the user's backend is left alone.
+title gives the top-1 prediction. Where the video's evidence frames are known (``evidence``,
+e.g. from the ``evidence.json`` of ``afnet make-synthetic --task evidence``), their columns
+are titled ``evidence`` and each point's row label gives its navigation precision: the share
+of the frames it kept that carry evidence. matplotlib draws on a Figure of its own (Agg
+canvas), never through pyplot: the user's backend is left alone.
 """
 from __future__ import annotations
 
@@ -32,6 +35,15 @@ class Explanation:
 
     prediction: VideoPrediction
     frames: np.ndarray
+    evidence: list | None = None    # per sampled frame: carries the class evidence (where known)
+
+    def precision(self) -> list | None:
+        """Per navigation point: the share of its kept frames that carry evidence (None
+        where the evidence is not known; 0 where a point keeps nothing)."""
+        if self.evidence is None:
+            return None
+        ev = np.asarray(self.evidence, dtype=bool)
+        return [float(ev[np.asarray(m, dtype=bool)].mean()) if any(m) else 0.0 for m in self.prediction.masks]
 
 
 @dataclass
@@ -48,16 +60,18 @@ class FigureLayout:
 
 
 def explain_video(path, im: InferenceModel, *, top_k: int = 5, backend: str = "pyav",
-                  threads: int = 1, timeout: float | None = DEFAULT_DECODE_TIMEOUT) -> Explanation:
-    """Predict ``path`` and keep its sampled frames. Raises :class:`DecodeError` (naming the
-    file) when it cannot be read (in ``timeout`` seconds)."""
+                  threads: int = 1, timeout: float | None = DEFAULT_DECODE_TIMEOUT, evidence=None) -> Explanation:
+    """Predict ``path`` and keep its sampled frames. ``evidence``: the video's evidence
+    frames (0-based indices), if known. Raises :class:`DecodeError` (naming the file) when it
+    cannot be read (in ``timeout`` seconds)."""
     sample = read_sample(str(path), im, backend=backend, threads=threads, timeout=timeout)
     prediction = predict_video(path, im, top_k=top_k, sample=sample)
     frames = sample.frames[:im.num_frames]
     if prediction.regions:  # the region grid lies on the model's input: undo the normalisation
         mean, std = (torch.tensor(v, dtype=torch.float32).view(1, 3, 1, 1) for v in (im.config.mean, im.config.std))
         frames = ((sample.clip[0] * std + mean) * 255).round().clamp(0, 255).to(torch.uint8)
-    return Explanation(prediction, frames.permute(0, 2, 3, 1).contiguous().numpy())
+    marks = None if evidence is None else [int(i) in set(evidence) for i in prediction.frame_indices]
+    return Explanation(prediction, frames.permute(0, 2, 3, 1).contiguous().numpy(), marks)
 
 
 def region_pixels(grid: list[list[int]], h: int, w: int) -> np.ndarray:
@@ -78,8 +92,11 @@ def draw_explanation(explanation: Explanation, out, *, dpi: int = 100, thumb_inc
     frames = explanation.frames
     t, h, w = frames.shape[:3]
     rows = 1 + len(p.masks)
-    row_labels = ["frames"] + list(p.point_names)
-    col_labels = [f"#{i}" for i in p.frame_indices]
+    precision = explanation.precision()
+    row_labels = ["frames"] + (list(p.point_names) if precision is None else
+                               [f"{n}\nprecision {q:.2f}" for n, q in zip(p.point_names, precision)])
+    col_labels = [f"#{i}" + (" evidence" if explanation.evidence and explanation.evidence[k] else "")
+                  for k, i in enumerate(p.frame_indices)]
     c, name, score = p.top[0]
     title = f"{os.path.basename(p.path)}: {name if name is not None else f'class {c}'} ({score:.1%})"
     if p.gflops is not None:

@@ -1,0 +1,149 @@
+"""The evidence task: its generator's evidence annotation, the evidence file through the data
+pipeline, navigation precision against hand-computed cases, the budget-gated checkpoint score."""
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from afnet.data.annotations import AnnotationError, load_evidence
+from afnet.data.synthetic import (OTHER_GLYPHS, EVIDENCE_CLASSES, EVIDENCE_FILE, GLYPHS, make_glyph_images,
+                                  make_synthetic, render_evidence_video, render_glyph_frames)
+from afnet.engine.metrics import VideoMetrics
+
+
+def _glyph_pixels(glyphs, seed, size=32):
+    """Where the frames of ``render_glyph_frames(glyphs)`` differ from the same scene (same
+    random stream) with a plain carrier: (T, S, S) bool."""
+    drawn = render_glyph_frames(glyphs, np.random.default_rng(seed), size=size, difficulty=0.0)
+    plain = render_glyph_frames([None] * len(glyphs), np.random.default_rng(seed), size=size, difficulty=0.0)
+    return (drawn != plain).any(axis=3)
+
+
+def test_evidence_frames_are_exactly_the_frames_with_the_class_glyph():
+    for seed in range(6):
+        label = seed % 8
+        video, evidence = render_evidence_video(label, np.random.default_rng(seed), size=32, num_frames=8)
+        assert video.shape == (8, 32, 32, 3) and video.dtype == np.uint8
+        assert 2 <= len(evidence) <= 3 and evidence == sorted(set(evidence))
+        # replay the stream: the evidence draw, then the scene with the class glyph on those frames
+        rng = np.random.default_rng(seed)
+        count = 2 + int(rng.integers(2))
+        assert sorted(int(t) for t in rng.choice(8, size=count, replace=False)) == evidence
+        glyphs = [EVIDENCE_CLASSES[label] if t in evidence else None for t in range(8)]
+        assert np.array_equal(render_glyph_frames(glyphs, rng, size=32), video)
+        changed = _glyph_pixels(glyphs, seed)
+        assert [t for t in range(8) if changed[t].any()] == evidence
+
+
+def test_each_class_draws_its_own_glyph():
+    """The pixels a glyph changes on the carrier: its 5x5 pattern (one-pixel strokes at 32
+    pixels, two-pixel at 64)."""
+    assert len(EVIDENCE_CLASSES) == len(OTHER_GLYPHS) == 8 and not set(EVIDENCE_CLASSES) & set(OTHER_GLYPHS)
+    assert len({GLYPHS[name] for name in GLYPHS}) == 16  # all glyphs differ
+    for name in ("plus", "zed", "box"):
+        expected = np.array([[c == "#" for c in row] for row in GLYPHS[name]])
+        for size, cell in ((32, 1), (64, 2)):
+            changed = _glyph_pixels([name], 3, size=size)[0]
+            ys, xs = np.nonzero(changed)
+            crop = changed[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+            if name == "box":  # its pattern has an empty border: compare the strokes' bounding box
+                expected_crop = expected[1:4, 1:4]
+            else:
+                expected_crop = expected
+            assert np.array_equal(crop, np.kron(expected_crop, np.ones((cell, cell), dtype=bool)))
+
+
+def test_make_synthetic_writes_the_evidence_file(tmp_path):
+    data = make_synthetic(tmp_path, num_train=4, num_val=3, size=32, num_frames=8, task="evidence")
+    evidence = json.loads((tmp_path / EVIDENCE_FILE).read_text())
+    assert len(evidence) == 2 * (4 + 3)  # frame folder and mp4 of each video
+    for split, count in (("train", 4), ("val", 3)):
+        for i in range(count):
+            rng = np.random.default_rng(np.random.SeedSequence([0, 0 if split == "train" else 1, i]))
+            _, expected = render_evidence_video(i % 8, rng, size=32, num_frames=8)
+            assert evidence[f"frames/{split}/video_{i:05d}"] == expected
+            assert evidence[f"videos/{split}/video_{i:05d}.mp4"] == expected
+    assert (tmp_path / "category.txt").read_text().split() == list(EVIDENCE_CLASSES)
+    assert json.loads((tmp_path / "synthetic.json").read_text())["task"] == "evidence"
+    assert data.num_frames == 8
+    with pytest.raises(ValueError, match="task='flashes'; accepted: temporal, evidence"):
+        make_synthetic(tmp_path / "x", task="flashes")
+
+
+def test_glyph_images_in_the_imagefolder_layout(tmp_path):
+    root = make_glyph_images(tmp_path, num_train=32, num_val=16, size=32)
+    assert sorted(p.name for p in (root / "train").iterdir()) == sorted(GLYPHS)
+    assert sum(1 for _ in (root / "train").rglob("*.jpg")) == 32
+    assert sum(1 for _ in (root / "val").rglob("*.jpg")) == 16
+
+
+def test_the_dataset_marks_the_sampled_evidence_frames(tmp_path):
+    from afnet.data.synthetic import synthetic_dataset
+
+    make_synthetic(tmp_path, num_train=3, num_val=2, size=32, num_frames=8, task="evidence")
+    evidence = json.loads((tmp_path / EVIDENCE_FILE).read_text())
+    for source, key in (("frames", "frames/val/video_00001"), ("videos", "videos/val/video_00001.mp4")):
+        ds = synthetic_dataset(tmp_path, "val", source=source, input_size=32, scale_size=32, num_crops=3,
+                               evidence_file=tmp_path / EVIDENCE_FILE)
+        clip, _, _, marks = ds[1]
+        assert clip.shape[:2] == (3, 8) and marks.shape == (3, 8)   # one row per view
+        expected = torch.zeros(8)
+        expected[evidence[key]] = 1
+        assert torch.equal(marks, expected.expand(3, 8))
+    train = synthetic_dataset(tmp_path, "train", input_size=32, scale_size=32, evidence_file=tmp_path / EVIDENCE_FILE)
+    _, _, _, marks = train[0]
+    assert marks.shape == (8,) and set(marks.tolist()) <= {0.0, 1.0}
+    assert synthetic_dataset(tmp_path, "train", input_size=32, scale_size=32)[0][3] is None
+
+
+def test_a_bad_evidence_file_names_the_file_and_entry(tmp_path):
+    bad = tmp_path / "ev.json"
+    bad.write_text(json.dumps({"a": [1, 2], "b": [-1]}))
+    with pytest.raises(AnnotationError, match=r"ev.json.*entry 'b': expected a list of frame indices >= 0"):
+        load_evidence(bad, tmp_path)
+    bad.write_text("{not json")
+    with pytest.raises(AnnotationError, match="ev.json:1.*not valid JSON"):
+        load_evidence(bad, tmp_path)
+    assert load_evidence(_write(tmp_path / "ok.json", {"x/y": [3, 1, 3]}), tmp_path) == {
+        str(tmp_path / "x" / "y"): (1, 3)}
+
+
+def _write(path, data):
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_navigation_precision_against_hand_computed_values():
+    m = VideoMetrics(num_classes=2, num_points=2)
+    scores, target = torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.tensor([0, 1])
+    evidence = torch.tensor([[1.0, 1, 0, 0], [0, 0, 0, 1]])
+    masks = [torch.tensor([[1.0, 0, 1, 0], [0, 0, 1, 1]]),   # keeps 4 frames, 2 with evidence
+             torch.tensor([[1.0, 1, 0, 0], [0, 0, 0, 0]])]   # keeps 2 frames, both with evidence
+    m.update(scores[:1], target[:1], [x[:1] for x in masks], evidence=evidence[:1])
+    m.update(scores[1:], target[1:], [x[1:] for x in masks], evidence=evidence[1:])
+    out = m.compute()
+    # a ratio over the split, not a mean of per-video ratios: (1 + 1) / (2 + 2) and (2 + 0) / (2 + 0)
+    assert out["navigation_precision"] == pytest.approx([0.5, 1.0])
+    assert out["mean_navigation_precision"] == pytest.approx(0.75)
+    assert out["evidence_rate"] == pytest.approx(3 / 8)
+    m.reset()
+    m.update(scores, target, masks)
+    assert "navigation_precision" not in m.compute()  # no evidence given: not measured
+
+
+def test_checkpoint_score_prefers_epochs_within_the_ratio_tolerance():
+    from afnet.engine.module import AFNetModule
+
+    def score(kept, top1, tolerance=0.05):
+        cfg = SimpleNamespace(objective=SimpleNamespace(target_ratio=0.5, target_region_ratio=1.0,
+                                                        ratio_tolerance=tolerance))
+        module = SimpleNamespace(cfg=cfg, with_ratio=True, with_region_ratio=False)
+        return AFNetModule.checkpoint_score(module, {"top1": top1, "mean_kept_ratio": kept})
+
+    assert score(0.53, 0.80) == pytest.approx(0.80)
+    assert score(0.70, 0.95) == pytest.approx(0.95 - 1.0 - 0.20)        # over budget: below any in-budget epoch
+    assert score(0.70, 0.95) < score(0.54, 0.10)
+    assert score(0.60, 0.90) > score(0.70, 0.90)                        # then: the one that misses least
+    assert score(0.70, 0.95, tolerance=None) == pytest.approx(0.95)     # no tolerance: top-1 alone
