@@ -78,9 +78,12 @@ class DemoSize:
     lr_steps: tuple = ()
     ratio_weight: float = 4.0      # lambda; 0.5 in the paper's 55-epoch schedule
     ratio_tolerance: float = 0.05  # best checkpoint only among epochs within this of RT
+    # training crops: at 32 pixels the glyphs' strokes are one pixel wide, and a crop resized
+    # back to 32 would blur them; so the whole frame (no crop), as evaluation sees it
+    scales: tuple = (1.0,)
     task: str = "evidence"
     # the pre-training set (glyph images, T=1) and its schedule; 0 images: no pre-training
-    num_images: int = 4000
+    num_images: int = 8000
     num_val_images: int = 800
     pretrain_epochs: int = 8
     pretrain_lr: float = 0.1
@@ -92,10 +95,10 @@ QUICK = DemoSize(num_train=48, num_val=24, size=32, video_frames=8, epochs=2, rt
 # the spatial demo: the temporal task at 64 pixels, from scratch (as measured before)
 SPATIAL_FULL = DemoSize(num_train=320, num_val=96, size=64, video_frames=16, epochs=10, rt_begin=1, rt_end=4,
                         t_end=12, batch_size=16, schedule="step", lr_steps=(9,), ratio_weight=2.0,
-                        ratio_tolerance=None, task="temporal", num_images=0)
+                        ratio_tolerance=None, scales=(1.0, 0.875, 0.75), task="temporal", num_images=0)
 SPATIAL_QUICK = DemoSize(num_train=24, num_val=16, size=32, video_frames=12, epochs=2, rt_begin=0, rt_end=1, t_end=2,
-                         batch_size=8, schedule="step", ratio_weight=2.0, ratio_tolerance=None, task="temporal",
-                         num_images=0)
+                         batch_size=8, schedule="step", ratio_weight=2.0, ratio_tolerance=None,
+                         scales=(1.0, 0.875, 0.75), task="temporal", num_images=0)
 
 
 @dataclass
@@ -131,7 +134,7 @@ def demo_config(out: Path, data_root: Path, sz: DemoSize, seed: int, overrides: 
         "run_dir": str(out / "runs" / f"{overrides['model.name']}-{_slug(overrides)}-seed{seed}"),
         "model": {"name": "af_resnet_small", "pretrained": pretrained, "skip_classifier": pretrained is not None},
         "data": {"preset": "synthetic", "root": str(data_root), "num_frames": 8, "input_size": sz.size,
-                 "scale_size": sz.size, "batch_size": sz.batch_size, "num_workers": 0},
+                 "scale_size": sz.size, "scales": list(sz.scales), "batch_size": sz.batch_size, "num_workers": 0},
         "objective": {"target_ratio": 1.0, "ratio_weight": sz.ratio_weight, "rt_begin": sz.rt_begin,
                       "rt_end": sz.rt_end, "t_end": sz.t_end, "ratio_tolerance": sz.ratio_tolerance},
         "optim": {"epochs": sz.epochs, "lr": sz.lr, "schedule": sz.schedule, "lr_steps": list(sz.lr_steps)},
@@ -151,8 +154,8 @@ def pretrain_config(out: Path, images: Path, sz: DemoSize, seed: int, model: str
         "run_dir": str(out / "runs" / f"pretrain-{model}-seed{seed}"),
         "model": {"name": model, "dropout": 0.0, **({"selection": "all"} if model.startswith("af_") else {})},
         "data": {"preset": "imagefolder", "root": str(images), "train_list": "train", "val_list": "val",
-                 "num_classes": 16, "input_size": sz.size, "scale_size": sz.size, "batch_size": 64,
-                 "num_workers": 0},
+                 "num_classes": 16, "input_size": sz.size, "scale_size": sz.size, "scales": list(sz.scales),
+                 "flip": False, "batch_size": 64, "num_workers": 0},
         "optim": {"epochs": sz.pretrain_epochs, "lr": sz.pretrain_lr, "schedule": "cosine", "navigation_lr_mult": 1.0},
         "trainer": {"accelerator": "cpu", "devices": 1, "progress_bar": False, "log_every_n_steps": 20},
         "eval": {"plot": False},

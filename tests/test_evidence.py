@@ -147,3 +147,17 @@ def test_checkpoint_score_prefers_epochs_within_the_ratio_tolerance():
     assert score(0.70, 0.95) < score(0.54, 0.10)
     assert score(0.60, 0.90) > score(0.70, 0.90)                        # then: the one that misses least
     assert score(0.70, 0.95, tolerance=None) == pytest.approx(0.95)     # no tolerance: top-1 alone
+
+
+def test_data_scales_and_flip_reach_the_dataset_and_are_checked(tmp_path):
+    from afnet.engine import ConfigError, load_config
+
+    make_glyph_images(tmp_path / "img", num_train=16, num_val=16, size=32)
+    base = {"data": {"preset": "imagefolder", "root": str(tmp_path / "img"), "train_list": "train",
+                     "val_list": "val", "num_classes": 16, "input_size": 32, "scale_size": 32}}
+    cfg = load_config(base, ["data.scales=[1.0]", "data.flip=false"])
+    dataset = cfg.data.dataset()
+    assert dataset.scales == (1.0,) and dataset.flip is False
+    assert load_config(base).data.dataset().flip is True  # the preset's
+    with pytest.raises(ConfigError, match=r"data.scales=\[1.5\]; accepted: a list of crop scales in \(0, 1\]"):
+        load_config(base, ["data.scales=[1.5]"])

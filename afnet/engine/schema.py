@@ -104,6 +104,8 @@ class DataConfig:
     input_size: Optional[int] = None
     scale_size: Optional[int] = None
     num_classes: Optional[int] = None
+    scales: Optional[list] = None          # training crops (multi-scale crop, shares of the short side); None: preset's
+    flip: Optional[bool] = None            # training horizontal flip; None: the preset's
     batch_size: int = 32                   # per process
     val_batch_size: Optional[int] = None   # None: batch_size
     num_workers: int = 2
@@ -120,6 +122,8 @@ class DataConfig:
             problems.append(f"data.batch_size={self.batch_size!r}; accepted: a positive integer")
         if self.num_workers < 0:
             problems.append(f"data.num_workers={self.num_workers!r}; accepted: an integer >= 0")
+        if self.scales is not None and not (self.scales and all(_unit(x) for x in self.scales)):
+            problems.append(f"data.scales={self.scales!r}; accepted: a list of crop scales in (0, 1], or null")
         if self.decode_timeout is not None and not 0 <= self.decode_timeout < float("inf"):
             problems.append(f"data.decode_timeout={self.decode_timeout!r}; accepted: seconds >= 0, or null (no limit)")
         return problems
@@ -129,7 +133,10 @@ class DataConfig:
         reads the dataset's ``synthetic.json`` when it exists)."""
         from afnet.data import get_preset
 
-        fields = {**{k: getattr(self, k) for k in _RESOLVED if getattr(self, k) is not None}, **overrides}
+        fields = {k: getattr(self, k) for k in _RESOLVED if getattr(self, k) is not None}
+        fields.update({k: v for k, v in (("scales", None if self.scales is None else tuple(self.scales)),
+                                         ("flip", self.flip)) if v is not None})
+        fields.update(overrides)
         try:
             if self.preset == "synthetic" and self.root and (Path(self.root) / "synthetic.json").is_file():
                 from afnet.data.synthetic import synthetic_config
