@@ -161,3 +161,34 @@ def test_data_scales_and_flip_reach_the_dataset_and_are_checked(tmp_path):
     assert load_config(base).data.dataset().flip is True  # the preset's
     with pytest.raises(ConfigError, match=r"data.scales=\[1.5\]; accepted: a list of crop scales in \(0, 1\]"):
         load_config(base, ["data.scales=[1.5]"])
+
+
+def test_make_synthetic_and_explain_with_evidence_on_the_command_line(tmp_path, capsys):
+    from afnet.cli import main
+
+    assert main(["make-synthetic", str(tmp_path / "d"), "--task", "evidence", "--num-train", "2", "--num-val", "2",
+                 "--frames", "8", "--size", "32", "--no-frames"]) == 0
+    assert "evidence frames:" in capsys.readouterr().out
+    import afnet
+    from afnet.models.layers import Navigation
+
+    model = afnet.create_model("af_resnet_small", num_classes=8, num_frames=8)
+    with torch.no_grad():  # every navigation point keeps frames 1, 3, 5, 7, whatever the content
+        for m in model.modules():
+            if isinstance(m, Navigation):
+                m.conv2.weight.zero_()
+                # (skip, keep) per frame: skip the even frames, keep the odd ones
+                m.conv2.bias.copy_(torch.tensor([[1.0, 0.0] if t % 2 == 0 else [0.0, 1.0] for t in range(8)]).flatten())
+    afnet.save_checkpoint(tmp_path / "m.pt", model)
+    video = tmp_path / "d" / "videos" / "val" / "video_00001.mp4"
+    evidence = json.loads((tmp_path / "d" / EVIDENCE_FILE).read_text())["videos/val/video_00001.mp4"]
+    assert main(["explain", str(video), "--checkpoint", str(tmp_path / "m.pt"), "--out", str(tmp_path / "f.png"),
+                 "--evidence-file", str(tmp_path / "d" / EVIDENCE_FILE), "--size", "32"]) == 0
+    out = capsys.readouterr().out
+    # frames 1, 3, 5, 7 kept at every point: the precision is computable by hand
+    expected = len({1, 3, 5, 7} & set(evidence)) / 4
+    assert f"navigation precision: layer1.0 {expected:.2f}" in out
+    assert main(["explain", str(tmp_path / "d" / "videos" / "train" / "video_00000.mp4"), "--checkpoint",
+                 str(tmp_path / "m.pt"), "--out", str(tmp_path / "g.png"), "--evidence-file",
+                 str(tmp_path / "nothing.json")]) == 2
+    assert "evidence file not found" in capsys.readouterr().err

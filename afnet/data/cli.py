@@ -53,8 +53,9 @@ def register(subparsers) -> None:
 
     s = subparsers.add_parser(
         "make-synthetic", help="write a small synthetic video dataset (frames + mp4)",
-        description="Classes need temporal reasoning: motion direction, order of "
-                    "two flashes, growing/shrinking.")
+        description="--task temporal (default): classes need temporal reasoning (motion direction, order "
+                    "of two flashes, growing/shrinking). --task evidence (the demo's): the class glyph appears in "
+                    "2-3 frames of each video; evidence.json lists those frames.")
     s.add_argument("out", help="output directory")
     s.add_argument("--num-train", type=int, default=320)
     s.add_argument("--num-val", type=int, default=96)
@@ -64,6 +65,7 @@ def register(subparsers) -> None:
     s.add_argument("--size", type=int, default=64, help="frame side in pixels")
     s.add_argument("--difficulty", type=float, default=0.5, help="0 (easy) .. 1 (hard)")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--task", choices=("temporal", "evidence"), default="temporal")
     s.add_argument("--no-frames", action="store_true", help="skip the JPEG frame folders")
     s.add_argument("--no-videos", action="store_true", help="skip the mp4 files")
     s.set_defaults(func=run_make_synthetic)
@@ -105,11 +107,13 @@ def run_make_synthetic(args) -> int:
         data = make_synthetic(args.out, num_train=args.num_train, num_val=args.num_val,
                               num_classes=args.num_classes, num_frames=args.num_frames,
                               size=args.size, difficulty=args.difficulty, seed=args.seed,
-                              frames=not args.no_frames, videos=not args.no_videos)
+                              frames=not args.no_frames, videos=not args.no_videos, task=args.task)
     except ValueError as exc:
         print(f"afnet make-synthetic: {exc}", file=sys.stderr)
         return 2
     for name, path in [*data.frame_lists.items(), *data.video_lists.items()]:
         print(f"{name}: {path}")
     print(f"classes: {data.category_file}")
+    if args.task == "evidence":
+        print(f"evidence frames: {data.root / 'evidence.json'}")
     return 0
