@@ -76,6 +76,8 @@ class DatasetConfig:
             problems.append(f"num_clips={self.num_clips!r} (expected a positive integer)")
         if self.num_crops not in (1, 3):
             problems.append(f"num_crops={self.num_crops!r} (expected 1 or 3)")
+        if not self.scales or not all(isinstance(x, (int, float)) and 0 < x <= 1 for x in self.scales):
+            problems.append(f"scales={self.scales!r} (expected crop scales in (0, 1])")
         if self.source not in SOURCES:
             problems.append(f"source={self.source!r} (expected one of {SOURCES})")
         elif self.source == "image_folder" and self.num_frames != 1:

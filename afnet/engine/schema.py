@@ -122,8 +122,6 @@ class DataConfig:
             problems.append(f"data.batch_size={self.batch_size!r}; accepted: a positive integer")
         if self.num_workers < 0:
             problems.append(f"data.num_workers={self.num_workers!r}; accepted: an integer >= 0")
-        if self.scales is not None and not (self.scales and all(_unit(x) for x in self.scales)):
-            problems.append(f"data.scales={self.scales!r}; accepted: a list of crop scales in (0, 1], or null")
         if self.decode_timeout is not None and not 0 <= self.decode_timeout < float("inf"):
             problems.append(f"data.decode_timeout={self.decode_timeout!r}; accepted: seconds >= 0, or null (no limit)")
         return problems
