@@ -192,3 +192,16 @@ def test_class_names_travel_with_the_checkpoint(trained, tmp_path, capsys):
                  "--json", "--no-flops"]) == 0
     top = json.loads(capsys.readouterr().out)["top"]
     assert all(t["name"] == f"label {t['class']}" for t in top)
+
+
+def test_stop_at_ends_training_once_the_validation_score_is_reached(synth, tmp_path):
+    """trainer.stop_at: a threshold every epoch reaches stops after the first; each epoch
+    trained is one line of train.log."""
+    cfg = load_config(SYNTHETIC_CONFIG, tiny_overrides(synth, tmp_path, **{
+        "model.selection": "all", "optim.epochs": 3, "trainer.stop_at": 1e-9}))
+    result = train(cfg)
+    lines = (tmp_path / "train.log").read_text().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"{tmp_path.name}: epoch 1/3, loss ")
+    assert result.metrics["epoch"] == 0
+    with pytest.raises(ConfigError, match=r"trainer.stop_at=1.5; accepted: a top-1 \(mAP\) in \(0, 1\], or null"):
+        load_config(SYNTHETIC_CONFIG, tiny_overrides(synth, tmp_path, **{"trainer.stop_at": 1.5}))

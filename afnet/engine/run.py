@@ -31,7 +31,7 @@ from afnet.engine.schema import Config, ConfigError, dump_config, load_config
 from afnet.models import create_model
 
 L = require("lightning", "training (afnet.engine)")
-from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint  # noqa: E402 - after the check above
+from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint  # noqa: E402
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger  # noqa: E402
 from lightning.pytorch.plugins.io import TorchCheckpointIO  # noqa: E402
 
@@ -200,8 +200,11 @@ def train(cfg: Config) -> TrainResult:
     last = ModelCheckpoint(dirpath=ckpt_dir, filename="last", monitor=None, save_top_k=1, every_n_epochs=1,
                            enable_version_counter=False)
     t = cfg.trainer
-    trainer = _trainer(cfg, max_epochs=cfg.optim.epochs, callbacks=[best, last, LearningRateMonitor("step"),
-                                                                       EpochReport(run_dir / "train.log", echo=not t.progress_bar)],
+    callbacks = [best, last, LearningRateMonitor("step"), EpochReport(run_dir / "train.log", echo=not t.progress_bar)]
+    if t.stop_at is not None:  # only the threshold stops (patience never runs out)
+        callbacks.append(EarlyStopping("val/checkpoint_score", mode="max", stopping_threshold=t.stop_at,
+                                       patience=cfg.optim.epochs + 1))
+    trainer = _trainer(cfg, max_epochs=cfg.optim.epochs, callbacks=callbacks,
                        gradient_clip_val=cfg.optim.clip_grad, gradient_clip_algorithm="norm",
                        logger=[TensorBoardLogger(run_dir, name="tensorboard", version=""),
                                CSVLogger(run_dir, name="csv", version="")],

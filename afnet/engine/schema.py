@@ -266,8 +266,11 @@ class TrainerConfig:
     limit_train_batches: Optional[Number] = None   # int: batches, float: share of the epoch
     limit_val_batches: Optional[Number] = None
     progress_bar: bool = True
+    stop_at: Optional[Number] = None         # stop once the validation score (best.ckpt's) reaches this
 
     def problems(self) -> list:
+        if self.stop_at is not None and not 0 < self.stop_at <= 1:
+            return [f"trainer.stop_at={self.stop_at!r}; accepted: a top-1 (mAP) in (0, 1], or null"]
         if self.sync_batchnorm and self.accelerator == "cpu":
             return ["trainer.sync_batchnorm=true needs GPUs (torch's SyncBatchNorm has no CPU kernel); "
                     "set it false with trainer.accelerator=cpu"]
