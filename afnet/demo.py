@@ -110,7 +110,7 @@ class RunResult:
     seed: int
     top1: float
     gflops_per_video: float
-    latency_ms: float
+    latency_ms: float | None                                  # None: not measured (static-k rows)
     kept_ratio: float | None
     kept_ratio_per_point: list = field(default_factory=list)
     checkpoint: str = ""
@@ -249,18 +249,12 @@ def run_demo(out: str | Path = "results/demo", *, quick: bool = False, seeds=(0,
             train_seconds = time.time() - t0
             metrics = evaluate(cfg, trained.best_checkpoint)
             latency = measure_latency(Path(trained.best_checkpoint), sample)
-            kept = metrics.get("kept_ratio") or []
-            region = metrics.get("mean_region_ratio")
-            results.append(RunResult(
-                label, seed, float(metrics["top1"]), float(metrics["gflops_per_video"]), round(latency, 2),
-                float(metrics["mean_kept_ratio"]) if kept else None, [round(float(r), 3) for r in kept],
-                str(trained.best_checkpoint), round(train_seconds, 1), None if region is None else float(region),
-                [round(float(p), 3) for p in metrics.get("navigation_precision", [])],
-                metrics.get("mean_navigation_precision"), metrics.get("evidence_rate")))
-            r = results[-1]
-            progress(f"[demo {k}/{total}] {label}: top-1 {r.top1:.1%}, {r.gflops_per_video:.3f} GFLOPs, "
-                     f"{latency:.1f} ms/video" + ("" if r.kept_ratio is None else f", kept {r.kept_ratio:.2f}") +
-                     ("" if r.precision is None else f", precision {r.precision:.2f}"))
+            results.append(run_result(label, seed, metrics, round(latency, 2), train_seconds))
+            progress(f"[demo {k}/{total}] {describe(results[-1])}")
+            target = overrides.get("objective.target_ratio", 1.0)
+            if overrides.get("model.selection") == "navigation" and target < 1.0:
+                results.append(evaluate_static_k(cfg, label, seed, trained.best_checkpoint, target))
+                progress(f"[demo {k}/{total}] {describe(results[-1])}")
     summary = summarise(results, runs)
     figures = _figures(out, data, results, SPATIAL_RUNS[0][0] if spatial else EXPLAINED)
     report = {"quick": quick, "spatial": spatial, "seeds": list(seeds), "size": asdict(sz),
@@ -274,6 +268,35 @@ def run_demo(out: str | Path = "results/demo", *, quick: bool = False, seeds=(0,
     return report
 
 
+def run_result(label: str, seed: int, metrics: dict, latency_ms: float | None, train_seconds: float = 0.0) -> RunResult:
+    """A row of the demo from ``afnet.engine.evaluate``'s metrics."""
+    kept = metrics.get("kept_ratio") or []
+    region = metrics.get("mean_region_ratio")
+    return RunResult(label, seed, float(metrics["top1"]), float(metrics["gflops_per_video"]), latency_ms,
+                     float(metrics["mean_kept_ratio"]) if kept else None, [round(float(r), 3) for r in kept],
+                     str(metrics["checkpoint"]), round(train_seconds, 1), None if region is None else float(region),
+                     [round(float(p), 3) for p in metrics.get("navigation_precision", [])],
+                     metrics.get("mean_navigation_precision"), metrics.get("evidence_rate"))
+
+
+def evaluate_static_k(cfg, label: str, seed: int, checkpoint, target: float) -> RunResult:
+    """The same checkpoint under the static-k policy (``model.ratio`` = RT with learned
+    navigation): exactly round(RT * T) frames per video and point, those the navigation
+    scores highest, instead of its learned keep/skip threshold. Row ``"<label> static-k"``."""
+    from afnet.engine import evaluate, load_config
+
+    cfg = load_config(cfg.to_dict(), [f"model.ratio={target}", "eval.plot=false"])
+    metrics = evaluate(cfg, checkpoint, out_dir=Path(cfg.run_dir) / "eval_static_k")
+    return run_result(f"{label} static-k", seed, metrics, None)
+
+
+def describe(r: RunResult) -> str:
+    return (f"{r.label}: top-1 {r.top1:.1%}, {r.gflops_per_video:.3f} GFLOPs"
+            + ("" if r.latency_ms is None else f", {r.latency_ms:.1f} ms/video")
+            + ("" if r.kept_ratio is None else f", kept {r.kept_ratio:.2f}")
+            + ("" if r.precision is None else f", precision {r.precision:.2f}"))
+
+
 def _stat(values) -> tuple:
     values = [v for v in values if v is not None]
     if not values:
@@ -284,7 +307,9 @@ def _stat(values) -> tuple:
 def summarise(results: list[RunResult], configs=RUNS) -> list[dict]:
     """Mean and seed standard deviation of each row's numbers (precision per point too)."""
     rows = []
-    for label, *_ in configs:
+    labels = [label for label, *_ in configs]
+    labels += [f"{label} static-k" for label in labels if any(r.label == f"{label} static-k" for r in results)]
+    for label in labels:
         runs = [r for r in results if r.label == label]
         if not runs:
             continue
@@ -309,6 +334,8 @@ CLAIMS = (
     ("less is more: AFNet RT=0.25 beats AFNet RT=1.0", "AFNet RT=0.25", "AFNet RT=1.0"),
     ("navigation beats uniform sampling at 0.5 (Table 5)", "AFNet RT=0.5", "AFNet uniform 0.5"),
     ("navigation beats random sampling at 0.5 (Table 5)", "AFNet RT=0.5", "AFNet random 0.5"),
+    ("navigation at exactly 0.5 (static-k) beats uniform sampling", "AFNet RT=0.5 static-k", "AFNet uniform 0.5"),
+    ("navigation at exactly 0.5 (static-k) beats random sampling", "AFNet RT=0.5 static-k", "AFNet random 0.5"),
 )
 SPATIAL_CLAIMS = (
     ("spatial navigation beats random regions (RS=0.5)", "AFNet spatial navigation RS=0.5", "AFNet random regions 0.5"),

@@ -11,11 +11,13 @@ def test_quick_demo_writes_table_json_and_figures(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--quick", "--out", str(out)]) == 0
     report = json.loads((out / "results.json").read_text())
-    assert [r["label"] for r in report["runs"]] == ["TSN", "AFNet RT=1.0", "AFNet RT=0.5", "AFNet RT=0.25",
-                                                     "AFNet uniform 0.5", "AFNet random 0.5"]
+    assert [r["label"] for r in report["runs"]] == ["TSN", "AFNet RT=1.0", "AFNet RT=0.5", "AFNet RT=0.5 static-k",
+                                                     "AFNet RT=0.25", "AFNet RT=0.25 static-k", "AFNet uniform 0.5",
+                                                     "AFNet random 0.5"]
     runs = {r["label"]: r for r in report["runs"]}
     for run in report["runs"]:
-        assert run["gflops_per_video"] > 0 and run["latency_ms"] > 0
+        assert run["gflops_per_video"] > 0
+        assert (run["latency_ms"] is None) == run["label"].endswith("static-k")
         # top-1 is a share of the 24 validation videos
         assert round(run["top1"] * 24) == pytest.approx(run["top1"] * 24, abs=1e-6)
     tsn, uniform = runs["TSN"], runs["AFNet uniform 0.5"]
@@ -30,7 +32,11 @@ def test_quick_demo_writes_table_json_and_figures(tmp_path, capsys):
     assert runs["AFNet RT=1.0"]["kept_ratio"] < 1.0 or runs["AFNet RT=1.0"]["precision"] == pytest.approx(rate)
     # the pre-training stage ran for both backbones, and the video models started from it
     assert sorted(p["model"] for p in report["pretraining"]) == ["af_resnet_small", "tsn_resnet_small"]
-    assert "claims" in report and len(report["claims"]) == 6
+    # static-k: the trained RT checkpoint keeping exactly round(RT * 8) frames per video and point
+    assert runs["AFNet RT=0.5 static-k"]["checkpoint"] == runs["AFNet RT=0.5"]["checkpoint"]
+    assert runs["AFNet RT=0.5 static-k"]["kept_ratio_per_point"] == [0.5] * 3
+    assert runs["AFNet RT=0.25 static-k"]["kept_ratio_per_point"] == [0.25] * 3
+    assert "claims" in report and len(report["claims"]) == 8
     assert all(c["verdict"] == "undecided (one seed)" for c in report["claims"].values())
     table = (out / "table.md").read_text()
     assert "| AFNet RT=0.5 |" in table and "less is more" in table and "navigation precision" in table

@@ -211,3 +211,35 @@ def test_navigation_bias_is_configurable():
     assert default.conv2.bias[0::2].tolist() == [1.0] * 4 and default.conv2.bias[1::2].tolist() == [10.0] * 4
     with pytest.raises(ValueError, match="keep > skip"):
         create_model("af_resnet_small", num_classes=5, num_frames=4, navigation_bias=(2.0, 1.0))
+
+
+def test_static_k_keeps_exactly_k_frames_by_margin_and_sparse_equals_masked():
+    """selection="navigation" with a ratio: in eval, exactly round(ratio * T) frames per
+    video and point, those of largest keep-minus-skip margin; training stays Gumbel."""
+    from afnet.models.layers import Navigation, static_k_keep
+
+    logits = torch.tensor([[[0.0, 1.0], [0.0, -2.0], [0.0, 3.0], [1.0, 0.5]],
+                           [[2.0, 0.0], [0.0, 0.1], [5.0, 0.0], [0.0, 0.0]]])
+    # margins: [1, -2, 3, -0.5] and [-2, 0.1, -5, 0]: the two largest
+    assert static_k_keep(logits, 0.5).tolist() == [[1.0, 0.0, 1.0, 0.0], [0.0, 1.0, 0.0, 1.0]]
+    assert static_k_keep(logits, 0.1).sum(1).tolist() == [1.0, 1.0]   # at least one frame
+    torch.manual_seed(0)
+    sparse = afnet.create_model("af_resnet_small", num_classes=5, num_frames=8, ratio=0.25).eval()
+    for m in sparse.modules():
+        if isinstance(m, Navigation):
+            m.conv2.weight.data.normal_(0, 3)
+    masked = afnet.create_model("af_resnet_small", num_classes=5, num_frames=8, ratio=0.25, execution="masked").eval()
+    masked.load_state_dict(sparse.state_dict())
+    x = torch.randn(3, 8, 3, 32, 32)
+    a, b = sparse(x), masked(x)
+    assert all(m.sum(1).tolist() == [2.0, 2.0, 2.0] for m in a.masks)
+    assert all(torch.equal(m, n) for m, n in zip(a.masks, b.masks))
+    assert torch.allclose(a.logits, b.logits, atol=1e-5)
+    assert len({tuple(m[0].tolist()) for m in a.masks} | {tuple(m[1].tolist()) for m in a.masks}) > 1  # by content
+    with torch.no_grad():  # keep logit 20 over skip for every frame: Gumbel keeps them all
+        for m in sparse.modules():
+            if isinstance(m, Navigation):
+                m.conv2.weight.zero_()
+                m.conv2.bias[0::2], m.conv2.bias[1::2] = 0.0, 20.0
+    assert all(m.sum(1).tolist() == [2.0] * 3 for m in sparse(x).masks)                        # eval: static-k
+    assert all(m.sum(1).tolist() == [8.0] * 3 for m in sparse.train()(x, temperature=1.0).masks)  # train: Gumbel

@@ -76,7 +76,9 @@ class VideoModel(nn.Module):
 
         selection: ``navigation`` (learned, default), ``all``, ``uniform`` / ``random`` /
         ``normal`` (fixed policies of Table 5, need ``ratio``) or ``soft`` (Table 1's soft
-        frame-weights, no Gumbel). execution: ``auto`` (sparse in eval, masked in train),
+        frame-weights, no Gumbel). ``navigation`` with a ``ratio``: in eval, the static-k
+        policy, exactly ``round(ratio * T)`` frames per video and point, those with the
+        largest keep-minus-skip margin (training is unchanged: Gumbel, the ratio term). execution: ``auto`` (sparse in eval, masked in train),
         ``sparse`` (eval only) or ``masked`` (every frame computed, as the authors' code).
         dense_above: in sparse execution, compute densely when at least this fraction of
         the batch's frames is kept (gather and scatter then cost more than they save).

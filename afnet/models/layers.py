@@ -145,6 +145,20 @@ def gumbel_keep(logits: torch.Tensor, temperature: float, training: bool) -> tor
     return (hard - soft.detach() + soft)[..., 1]
 
 
+def frames_kept(ratio: float, num_frames: int) -> int:
+    """``round(ratio * T)`` frames, at least one: what a policy at ``ratio`` keeps per video."""
+    return max(1, min(num_frames, int(round(ratio * num_frames))))
+
+
+def static_k_keep(logits: torch.Tensor, ratio: float) -> torch.Tensor:
+    """Keep-mask ``(B, T)`` of exactly ``frames_kept(ratio, T)`` frames per video: those with
+    the largest keep-minus-skip margin (the static-k policy: a fixed compute budget, the
+    navigation choosing which frames fill it)."""
+    margin = logits[..., 1] - logits[..., 0]
+    top = margin.topk(frames_kept(ratio, margin.shape[1]), dim=1).indices
+    return torch.zeros_like(margin).scatter_(1, top, 1.0)
+
+
 def fixed_policy_mask(policy: str, batch: int, num_frames: int, ratio: float,
                       generator: torch.Generator | None, device, dtype) -> torch.Tensor:
     """The fixed sampling policies of Table 5, ``round(ratio * T)`` frames per video.
@@ -154,7 +168,7 @@ def fixed_policy_mask(policy: str, batch: int, num_frames: int, ratio: float,
     - ``normal``: k frames drawn without replacement with weights from a standard normal
       density over frame positions mapped onto [-2, 2] (the clip centre is favoured).
     """
-    k = max(1, min(num_frames, int(round(ratio * num_frames))))
+    k = frames_kept(ratio, num_frames)
     mask = torch.zeros(batch, num_frames, dtype=dtype)
     if policy == "uniform":
         idx = ((torch.arange(k, dtype=torch.float64) + 0.5) * num_frames / k).floor().long()
@@ -211,7 +225,9 @@ def decide(navigation: Navigation, x_ample: torch.Tensor, ctx: SelectionContext,
     per focal block that uses it)."""
     t = navigation.num_frames
     batch = x_ample.shape[0] // t
-    if ctx.selection == "navigation":
+    if ctx.selection == "navigation" and ctx.ratio is not None and not training:
+        mask = static_k_keep(navigation(x_ample).float(), ctx.ratio)
+    elif ctx.selection == "navigation":
         mask = gumbel_keep(navigation(x_ample).float(), ctx.temperature, training)
     elif ctx.selection == "soft":
         mask = F.softmax(navigation(x_ample).float(), dim=-1)[..., 1]
