@@ -283,3 +283,16 @@ def test_explain_draws_the_grid(capsys, ckpt, im, videos, tmp_path):
     rc = main(["explain", str(tmp_path / "missing.mp4"), "--checkpoint", ckpt, "--out", str(out)])
     _, err = capsys.readouterr()
     assert rc == 1 and "missing.mp4" in err and err.count("\n") == 1
+
+
+def test_the_runs_own_resize_is_kept(tmp_path):
+    """A run trained with data.input_size=32 and data.scale_size=32 (no resize margin) is read
+    at inference exactly as its validation read it: resized to 32, not to 32 * 64/56 = 37
+    (the synthetic preset's ratio), which would crop and blur its frames."""
+    model = afnet.create_model("af_resnet_small", num_classes=8, num_frames=8)
+    path = tmp_path / "m.pt"
+    afnet.save_checkpoint(path, model, config={"data": {"preset": "synthetic", "input_size": 32, "scale_size": 32}})
+    im = load_model_for_inference(path)
+    assert (im.config.input_size, im.config.scale_size) == (32, 32)
+    im = load_model_for_inference(path, size=48)   # --size changes the crop: the preset's ratio again
+    assert (im.config.input_size, im.config.scale_size) == (48, round(48 * 64 / 56))

@@ -56,14 +56,18 @@ class InferenceModel:
         return None if self.class_names is None else self.class_names[index]
 
 
-def checkpoint_defaults(ckpt: dict) -> tuple[str | None, int | None]:
-    """(preset name, input size) of the run that wrote the checkpoint: its config's
-    ``data.preset`` and ``data.input_size``, if recorded."""
+def checkpoint_defaults(ckpt: dict) -> tuple[str | None, int | None, int | None]:
+    """(preset name, input size, resize size) of the run that wrote the checkpoint: its
+    config's ``data.preset``, ``data.input_size`` and ``data.scale_size``, if recorded."""
     data = (ckpt.get("config") or {}).get("data") if isinstance(ckpt.get("config"), dict) else None
     if not isinstance(data, dict):
-        return None, None
-    preset, size = data.get("preset"), data.get("input_size")
-    return (preset if isinstance(preset, str) else None), (int(size) if isinstance(size, int) else None)
+        return None, None, None
+    preset, size, scale = data.get("preset"), data.get("input_size"), data.get("scale_size")
+
+    def whole(v):
+        return int(v) if isinstance(v, int) and not isinstance(v, bool) else None
+
+    return (preset if isinstance(preset, str) else None), whole(size), whole(scale)
 
 
 def stored_selection(ckpt: dict) -> dict:
@@ -79,16 +83,17 @@ def stored_selection(ckpt: dict) -> dict:
 
 
 def eval_config(preset: str | DatasetConfig, num_frames: int, num_classes: int,
-                size: int | None = None) -> DatasetConfig:
+                size: int | None = None, scale_size: int | None = None) -> DatasetConfig:
     """The preset's evaluation transforms for a model of ``num_frames`` frames; ``size``
-    sets the crop (the resized short side keeps the preset's crop/resize ratio, 224/256)."""
+    sets the crop and ``scale_size`` the resized short side (when not given, the preset's
+    crop/resize ratio, e.g. 224/256, is kept)."""
     config = get_preset(preset)
     overrides = {"num_frames": num_frames, "num_classes": num_classes}
     if size is not None:
         if size < 1:
             raise ValueError(f"--size must be a positive integer, got {size}")
         overrides["input_size"] = size
-        overrides["scale_size"] = max(size, round(size * config.scale_size / config.input_size))
+        overrides["scale_size"] = scale_size or max(size, round(size * config.scale_size / config.input_size))
     return get_preset(config, **overrides)
 
 
@@ -109,7 +114,7 @@ def load_model_for_inference(checkpoint: str | os.PathLike, model: str | None = 
     """
     path = str(checkpoint)
     ckpt = read_checkpoint(path)
-    stored_preset, stored_size = checkpoint_defaults(ckpt)
+    stored_preset, stored_size, stored_scale = checkpoint_defaults(ckpt)
     if ckpt.get("format") == FORMAT:
         arch, args = ckpt.get("arch"), dict(ckpt.get("model_args") or {})
         if not isinstance(arch, str) or "num_classes" not in args or "num_frames" not in args:
@@ -143,6 +148,7 @@ def load_model_for_inference(checkpoint: str | os.PathLike, model: str | None = 
     net.configure(**stored_selection(ckpt))
     points = [p.name for p in net.navigation_points()]
     prepare_for_inference(net, tune_malloc=tune_malloc)
+    # the run's own crop and resize, as its validation read the videos (unless --size changes the crop)
     config = eval_config(preset or stored_preset or DEFAULT_PRESET, net.num_frames, net.num_classes,
-                         size if size is not None else stored_size)
+                         size if size is not None else stored_size, None if size is not None else stored_scale)
     return InferenceModel(net, arch, class_names, config, points, path, source)
