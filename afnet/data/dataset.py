@@ -107,17 +107,20 @@ def eval_views(frames: torch.Tensor, config: DatasetConfig) -> torch.Tensor:
 
 
 def read_clip(reader, config: DatasetConfig, *, train: bool,
-              generator: torch.Generator | None = None, evidence: tuple[int, ...] | None = None):
-    """Sample, decode and transform one clip from an open reader. With ``evidence`` (the
-    video's evidence frames) returns ``(clip, evidence mask)``: 1 where a sampled frame is
-    one of them, ``(T,)`` in training, ``(V, T)`` in evaluation (one row per view)."""
+              generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sample, decode and transform one clip from an open reader: ``(clip, indices)``, the
+    frame indices sampled (``(T,)`` in training, ``(num_clips, T)`` in evaluation)."""
     indices = clip_indices(len(reader), config, train=train, generator=generator)
     frames = reader.get_frames(indices.flatten())
     clip = train_transform(frames, config, generator) if train else eval_views(frames, config)
-    if evidence is None:
-        return clip
-    mask = torch.isin(indices, torch.tensor(evidence, dtype=indices.dtype)).float()
-    return clip, (mask if train else mask.repeat_interleave(config.num_views // config.num_clips, dim=0))
+    return clip, indices
+
+
+def evidence_marks(indices: torch.Tensor, evidence: tuple[int, ...], config: DatasetConfig) -> torch.Tensor:
+    """1 where a sampled frame is one of the video's evidence frames: ``(T,)`` for training
+    indices, ``(V, T)`` for evaluation ones (one row per view, clip-major as the views)."""
+    marks = torch.isin(indices, torch.tensor(evidence, dtype=indices.dtype)).float()
+    return marks if indices.ndim == 1 else marks.repeat_interleave(config.num_views // config.num_clips, dim=0)
 
 
 class VideoDataset(Dataset):
@@ -158,8 +161,7 @@ class VideoDataset(Dataset):
             with open_reader(record.path, template=self.config.frame_template,
                              num_frames=record.num_frames, backend=self.backend,
                              threads=self.threads, timeout=self.decode_timeout) as reader:
-                clip = read_clip(reader, self.config, train=self.train, generator=generator,
-                                 evidence=record.evidence)
+                clip, indices = read_clip(reader, self.config, train=self.train, generator=generator)
         except DecodeError as exc:
             where = f" (listed at {record.where})" if record.list_file else ""
             if self.on_error == "raise":
@@ -167,7 +169,7 @@ class VideoDataset(Dataset):
             log.warning("skipping sample %d: %s%s", index, exc, where)
             return SkippedSample(index, record.path, str(exc))
         target = make_target(record.labels, self.config.num_classes, self.config.multi_label)
-        clip, evidence = clip if record.evidence is not None else (clip, None)
+        evidence = None if record.evidence is None else evidence_marks(indices, record.evidence, self.config)
         return clip, target, index, evidence
 
 
@@ -223,7 +225,7 @@ def load_video(path, preset: str | DatasetConfig = "sthv2", *, backend: str = "p
     config = get_preset(preset, **overrides)
     with open_reader(str(path), template=config.frame_template, backend=backend,
                      threads=threads, timeout=timeout) as reader:
-        return read_clip(reader, config, train=False)
+        return read_clip(reader, config, train=False)[0]
 
 
 def average_views(logits: torch.Tensor, num_views: int, softmax: bool = False) -> torch.Tensor:
