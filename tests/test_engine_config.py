@@ -150,3 +150,38 @@ def test_unknown_key_lists_the_sections_keys_and_sections_must_be_mappings():
         load_config(SYNTHETIC_CONFIG, ["model.size=3"])
     with pytest.raises(ConfigError, match="config key 'optim' is a section; got 3"):
         load_config(SYNTHETIC_CONFIG, ["optim=3"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", [p for p in EXPERIMENTS if p.name not in ("base.yaml", "dataset.yaml")],
+                         ids=lambda p: str(p.relative_to(REPO / "configs")))
+def test_every_experiment_trains_one_step(path):
+    """Each experiment's model, objective (at its final RT and RS) and optimiser groups, as
+    its config builds them, take one SGD step on a synthetic batch (112 pixels: the 7x7
+    region grids still divide the focal maps) and change the weights."""
+    import torch
+
+    from afnet.engine.module import AFNetModule
+    from afnet.engine.objective import afnet_loss
+    from afnet.engine.optim import build_optimizer
+
+    cfg = load_config(path, ["model.pretrained=null", "data.input_size=112", "data.scale_size=128"])
+    torch.manual_seed(0)
+    model = afnet.create_model(cfg.model.name, num_classes=cfg.data.num_classes, num_frames=cfg.data.num_frames,
+                               **cfg.model.options())
+    module = AFNetModule(model, cfg)   # freezes what the config's policy never trains
+    optimizer = build_optimizer(model, cfg.optim, (1.0, 1.0))
+    before = model.classifier().weight.detach().clone()
+    model.train()
+    out = model(torch.randn(2, cfg.data.num_frames, 3, 112, 112), temperature=1.0)
+    o = cfg.objective
+    loss = afnet_loss(out.logits, torch.tensor([0, 1]) % cfg.data.num_classes if not cfg.data.dataset().multi_label
+                      else torch.eye(cfg.data.num_classes)[:2], out.masks, target_ratio=o.target_ratio,
+                      ratio_weight=o.ratio_weight, with_ratio=module.with_ratio, regions=out.regions,
+                      target_region_ratio=o.target_region_ratio, region_ratio_weight=o.region_ratio_weight,
+                      with_region_ratio=module.with_region_ratio)
+    assert torch.isfinite(loss.total)
+    optimizer.zero_grad()
+    loss.total.backward()
+    optimizer.step()
+    assert not torch.equal(before, model.classifier().weight)
