@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
@@ -423,7 +424,8 @@ def _figures(out: Path, data, results: list[RunResult], explained: str) -> dict:
         video = sorted((data.root / "videos" / "val").rglob("*.mp4"))[0]
         evidence = None
         if (data.root / EVIDENCE_FILE).is_file():
-            evidence = json.loads((data.root / EVIDENCE_FILE).read_text())[str(video.relative_to(data.root))]
+            from afnet.data.annotations import load_evidence
+            evidence = load_evidence(data.root / EVIDENCE_FILE, data.root)[os.path.normpath(video)]
         path = out / "figures" / "explain_afnet.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         explanation = explain_video(video, model, evidence=evidence)
