@@ -260,6 +260,13 @@ class PyAVReader(_Reader):
     def num_frames(self) -> int:
         return self.table.num_frames
 
+    def frame_times(self) -> np.ndarray | None:
+        """Presentation time of each frame, in seconds from the first (float64 ``(N,)``), or
+        ``None`` for a stream without timestamps (raw elementary streams)."""
+        if not self.table.timed:
+            return None
+        return (self.table.pts - self.table.pts[0]) * float(self._stream.time_base)
+
     def close(self) -> None:
         if self._container is not None:
             self._container.close()

@@ -1,13 +1,15 @@
-"""Inference subcommands of the ``afnet`` CLI: ``predict`` and ``explain``.
+"""Inference subcommands of the ``afnet`` CLI: ``predict``, ``explain``, ``timeline`` and
+``batch-predict``.
 
-``predict`` exit status: 0 all videos predicted, 1 some video failed (each failure is
-reported with its path and reason; the others are still processed), 2 user error.
+``predict`` and ``batch-predict`` exit status: 0 all videos predicted, 1 some video failed
+(each failure is reported with its path and reason; the others are still processed), 2 user error.
 """
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+import time
 
 from afnet.data.presets import PRESETS
 
@@ -52,7 +54,55 @@ def register(subparsers) -> None:
                    help="progress bar on stderr (default: when several videos and stderr is a terminal)")
     p.add_argument("--no-flops", dest="flops", action="store_false",
                    help="skip the GFLOPs count (a second, untimed model call per video)")
+    _add_window_options(p, required=False)
     p.set_defaults(func=run_predict)
+
+    t = subparsers.add_parser(
+        "timeline", help="long videos: class scores over time, frames kept and GFLOPs per window (PNG)",
+        description="Predict every window of a long or untrimmed video (--window seconds every --stride "
+                    "seconds) and draw the timeline: the top classes' scores per window with the segments "
+                    "(runs of windows with the same top-1) shaded, the frames each navigation point kept, "
+                    "and GFLOPs per window. The text (or --json) timeline goes to stdout. An unreadable "
+                    "video: one line on stderr, exit 1.")
+    t.add_argument("video", help="video file or frame folder (with --fps)")
+    t.add_argument("--out", required=True, help="output image (.png)")
+    t.add_argument("--draw-classes", type=int, default=5, help="classes whose scores are drawn (default 5)")
+    t.add_argument("--json", action="store_true", help="the timeline as one JSON object on stdout")
+    _add_model_options(t)
+    _add_window_options(t, required=True)
+    t.set_defaults(func=run_timeline, flops=True)
+
+    b = subparsers.add_parser(
+        "batch-predict", help="predict a corpus: sharded over processes (Lightning), resumable, JSON Lines",
+        description="Predict many videos into one JSON Lines file (the afnet predict --json schema, one line "
+                    "per video, input order). DataLoader workers decode while the model computes; --devices N "
+                    "runs N processes (Lightning DDP; torchrun and SLURM work too), each writing its shard "
+                    "OUT.shard-RANK.jsonl, merged into OUT at the end. A re-run skips the videos that already "
+                    "have a line, so a killed job resumes where it stopped. A bad video is an error line; the "
+                    "job goes on. Exit 1 if some video failed, 2 on user errors.")
+    b.add_argument("paths", nargs="*", metavar="PATH",
+                   help="video file, frame folder, folder of videos, or a glob pattern (quoted: 'clips/**/*.mp4')")
+    b.add_argument("--list", dest="lists", action="append", default=[], metavar="FILE",
+                   help="a file of video paths, one per line (first field; training lists work); repeatable")
+    b.add_argument("--root", help="folder the list files' relative paths are joined to (default: as written)")
+    b.add_argument("--out", required=True, help="output JSON Lines file (also the job's state: delete it and "
+                                                "its shards to start afresh)")
+    _add_model_options(b)
+    d = b.add_argument_group("processes")
+    d.add_argument("--devices", type=int, default=1, help="processes per node: CPU processes or GPUs (default 1)")
+    d.add_argument("--num-nodes", type=int, default=1, help="nodes (torchrun or SLURM; default 1)")
+    d.add_argument("--accelerator", default="auto", help="cpu, gpu, ... (Lightning's; default auto)")
+    d.add_argument("--workers", type=int, default=1,
+                   help="DataLoader worker processes per device decoding ahead of the model (default 1; 0: "
+                        "decode in the model's process)")
+    d.add_argument("--batch-size", type=int, default=4,
+                   help="videos per loader batch, written and fsynced together (default 4; one model call per video)")
+    b.add_argument("--retry-failed", action="store_true", help="also predict again the videos whose line is an error")
+    b.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="videos/s and ETA on stderr (default: when stderr is a terminal)")
+    b.add_argument("--no-flops", dest="flops", action="store_false",
+                   help="skip the GFLOPs count (a second, untimed model call per video)")
+    b.set_defaults(func=run_batch_predict)
 
     e = subparsers.add_parser(
         "explain", help="draw the sampled frames and which ones the focal branch computed (PNG)",
@@ -67,6 +117,15 @@ def register(subparsers) -> None:
                         "afnet make-synthetic --task evidence writes): marks them and gives each point's precision")
     _add_model_options(e)
     e.set_defaults(func=run_explain)
+
+
+def _add_window_options(p: argparse.ArgumentParser, *, required: bool) -> None:
+    g = p.add_argument_group("long videos" + ("" if required else " (a timeline per video instead of one answer)"))
+    g.add_argument("--window", type=float, required=required, metavar="SECONDS",
+                   help="predict every window of this length (T frames sampled inside each, as for a clip)")
+    g.add_argument("--stride", type=float, required=required, metavar="SECONDS",
+                   help="seconds between window starts (overlapping windows share decoded frames)")
+    g.add_argument("--fps", type=float, help="frame rate placing frames in time (frame folders; overrides timestamps)")
 
 
 def _decode_timeout(args):
@@ -105,12 +164,32 @@ def _progress_bar(items, show: bool):
     return tqdm(items, desc="predict", unit="video", file=sys.stderr)
 
 
+def _windowed(args) -> bool:
+    """Whether ``predict`` makes timelines: ``--window`` and ``--stride`` together, or neither."""
+    given = [flag for flag, v in (("--window", args.window), ("--stride", args.stride)) if v is not None]
+    if len(given) == 1:
+        raise ValueError(f"{given[0]} needs {({'--window', '--stride'} - set(given)).pop()} too")
+    if args.fps is not None and not given:
+        raise ValueError("--fps needs --window and --stride")
+    return bool(given)
+
+
 def run_predict(args) -> int:
     from afnet.inference.predict import find_videos, predict_video
-    from afnet.inference.report import format_prediction, to_json_line
+    from afnet.inference.report import format_prediction, format_timeline, to_json_line
 
     timeout = _decode_timeout(args)
+    windowed = _windowed(args)
     im = _load(args)
+    if windowed:
+        from afnet.inference.timeline import predict_timeline
+
+        def predict(path):
+            return predict_timeline(path, im, window=args.window, stride=args.stride, top_k=args.top_k,
+                                    flops=args.flops, fps=args.fps, backend=args.backend, timeout=timeout)
+    else:
+        def predict(path):
+            return predict_video(path, im, top_k=args.top_k, flops=args.flops, backend=args.backend, timeout=timeout)
     videos = find_videos(args.paths, im.config.frame_template)
     show = args.progress if args.progress is not None else (len(videos) > 1 and sys.stderr.isatty())
     if not args.json:
@@ -123,10 +202,9 @@ def run_predict(args) -> int:
     failed = 0
     bar = _progress_bar(videos, show)
     for path in videos if bar is None else bar:
-        result = predict_video(path, im, top_k=args.top_k, flops=args.flops, backend=args.backend,
-                               timeout=timeout)
+        result = predict(path)
         failed += not result.ok
-        text = to_json_line(result) if args.json else format_prediction(result)
+        text = to_json_line(result) if args.json else (format_timeline if windowed else format_prediction)(result)
         if bar is not None:
             bar.write(text, file=sys.stdout)
         else:
@@ -139,6 +217,66 @@ def run_predict(args) -> int:
         print(f"afnet predict: {failed} of {len(videos)} video(s) failed", file=sys.stderr)
         return 1
     return 0
+
+
+def run_timeline(args) -> int:
+    from afnet.inference.report import format_timeline, to_json_line
+    from afnet.inference.timeline import draw_timeline, predict_timeline
+
+    timeout = _decode_timeout(args)
+    if args.draw_classes < 1:
+        raise ValueError(f"--draw-classes must be positive, got {args.draw_classes}")
+    im = _load(args)
+    timeline = predict_timeline(args.video, im, window=args.window, stride=args.stride, top_k=args.top_k,
+                                fps=args.fps, backend=args.backend, timeout=timeout)
+    if not timeline.ok:
+        print(f"afnet timeline: error: {timeline.path}: {timeline.error}", file=sys.stderr)
+        return 1
+    drawn = draw_timeline(timeline, args.out, classes=args.draw_classes)
+    print(to_json_line(timeline) if args.json else format_timeline(timeline))
+    print(f"{drawn['path']}: {len(timeline.windows)} windows, classes drawn: {', '.join(drawn['classes'])}",
+          file=sys.stderr)
+    return 0
+
+
+def run_batch_predict(args) -> int:
+    import logging
+    import warnings
+
+    import torch
+
+    from afnet.inference.corpus import default_threads, predict_corpus
+    from afnet.inference.predict import find_videos, read_video_list
+
+    # one process per device: the cores are shared among them (each DataLoader worker takes one thread)
+    if args.threads is None:
+        torch.set_num_threads(default_threads(args.devices))
+    for name in ("lightning.pytorch", "lightning.fabric"):   # the banners of every rank would bury the progress
+        logging.getLogger(name).setLevel(logging.WARNING)
+    # Lightning 2.6 with torch >= 2.10 warns of its own use of a deprecated pytree name, once per batch fetch
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+    timeout = _decode_timeout(args)
+    if not args.paths and not args.lists:
+        raise ValueError("give the videos: PATH (file, folder or glob) and/or --list FILE")
+    im = _load(args)
+    videos = find_videos(args.paths, im.config.frame_template)
+    for list_file in args.lists:
+        videos += read_video_list(list_file, args.root)
+    started = time.perf_counter()
+    merged = predict_corpus(videos, im, args.out, devices=args.devices, num_nodes=args.num_nodes,
+                            accelerator=args.accelerator, workers=args.workers, batch_size=args.batch_size,
+                            top_k=args.top_k, flops=args.flops, backend=args.backend, timeout=timeout,
+                            retry_failed=args.retry_failed,
+                            progress=args.progress if args.progress is not None else sys.stderr.isatty())
+    if merged is None:   # another rank: rank 0 reports
+        return 0
+    if merged.missing:
+        print(f"afnet batch-predict: {len(merged.missing)} video(s) have no line yet (first: {merged.missing[0]}); "
+              f"the shards are kept: run the same command again", file=sys.stderr)
+        return 1
+    print(f"afnet batch-predict: {merged.written} video(s) in {merged.out} ({merged.failed} failed), "
+          f"{time.perf_counter() - started:.1f} s", file=sys.stderr)
+    return 1 if merged.failed else 0
 
 
 def run_explain(args) -> int:

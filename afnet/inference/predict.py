@@ -13,6 +13,7 @@ same clip: eval mode is deterministic, so it executes the same operations.
 """
 from __future__ import annotations
 
+import glob
 import os
 import time
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ import torch
 from afnet.data.dataset import average_views, clip_indices, eval_views
 from afnet.data.annotations import VIDEO_EXTENSIONS
 from afnet.data.decoding import DEFAULT_DECODE_TIMEOUT, DecodeError, count_frames, open_reader
+from afnet.data.presets import DatasetConfig
 from afnet.flops import count_flops
 from afnet.inference.model import InferenceModel
 
@@ -48,7 +50,8 @@ class VideoPrediction:
     masks ``g x g`` of the first view (1 = region selected); the focal block computes
     region (i, j) of frame t where ``masks[p][t] * regions[p][t][i][j]`` is 1, so a skipped
     frame's regions are not computed whatever they say. ``error``: why the video failed
-    (``ok`` is then False).
+    (``ok`` is then False). ``probs``: every class's probability (averaged over views), for
+    aggregating windows of a long video; not reported.
     """
 
     path: str
@@ -63,6 +66,7 @@ class VideoPrediction:
     decode_ms: float | None = None
     num_views: int = 0
     error: str | None = None
+    probs: torch.Tensor | None = field(default=None, repr=False, compare=False)  # (K,), not in the JSON
 
     @property
     def kept_ratio(self) -> list[float]:
@@ -89,11 +93,17 @@ def find_videos(paths, template: str = "{:05d}.jpg") -> list[str]:
     A file is taken as a video whatever its extension. A folder holding frames named
     like ``template`` (the preset's ``frame_template``) is one video (a frame folder);
     any other folder is searched recursively for files with :data:`VIDEO_EXTENSIONS`
-    and for frame folders. Paths that do not exist, and folders with nothing found, are
-    kept as they are so that prediction reports them as failures.
+    and for frame folders. A path that does not exist but holds a glob pattern
+    (``clips/**/*.mp4``; ``**`` matches any depth) is replaced by its matches, sorted, each
+    expanded as above. Paths that do not exist, and folders or patterns with nothing
+    found, are kept as they are so that prediction reports them as failures.
     """
     found: list[str] = []
     for path in map(str, paths):
+        if not os.path.exists(path) and glob.has_magic(path):
+            matches = sorted(glob.glob(path, recursive=True))
+            found += find_videos(matches, template) if matches else [path]
+            continue
         if not os.path.isdir(path) or _is_frame_folder(path, template):
             found.append(path)
             continue
@@ -110,11 +120,28 @@ def find_videos(paths, template: str = "{:05d}.jpg") -> list[str]:
     return found
 
 
-def read_sample(path: str, im: InferenceModel, *, backend: str = "pyav", threads: int = 1,
+def read_video_list(list_file, root: str | None = None) -> list[str]:
+    """The videos named in a list file: per line, its first whitespace-separated field (so
+    the training lists ``path [frames] label`` serve as they are), relative paths joined to
+    ``root`` when given; blank lines and ``#`` comments are skipped. Raises
+    FileNotFoundError naming the file."""
+    if not os.path.isfile(list_file):
+        raise FileNotFoundError(f"video list not found: {list_file}")
+    videos = []
+    with open(list_file, encoding="utf-8") as f:
+        for line in f:
+            fields = line.split()
+            if fields and not fields[0].startswith("#"):
+                videos.append(fields[0] if root is None else os.path.join(root, fields[0]))
+    return videos
+
+
+def read_sample(path: str, im: InferenceModel | DatasetConfig, *, backend: str = "pyav", threads: int = 1,
                 timeout: float | None = DEFAULT_DECODE_TIMEOUT) -> Sample:
-    """Sample, decode and transform ``path`` as in evaluation. Raises :class:`DecodeError`
-    (also when opening or decoding takes longer than ``timeout`` seconds)."""
-    config = im.config
+    """Sample, decode and transform ``path`` as in evaluation, with ``im``'s preset (or the
+    evaluation config itself: a data-loading worker needs no model). Raises
+    :class:`DecodeError` (also when opening or decoding takes longer than ``timeout`` seconds)."""
+    config = im if isinstance(im, DatasetConfig) else im.config
     start = time.perf_counter()
     if os.path.isdir(path) and not _is_frame_folder(path, config.frame_template):
         raise DecodeError(f"{path}: folder holds no video files and no frames named like "
@@ -153,19 +180,26 @@ def _reason(path: str, exc: Exception) -> str:
     return message[len(prefix):] if message.startswith(prefix) else message
 
 
-def predict_video(path, im: InferenceModel, *, top_k: int = 5, flops: bool = True,
-                  backend: str = "pyav", threads: int = 1, sample: Sample | None = None,
-                  timeout: float | None = DEFAULT_DECODE_TIMEOUT) -> VideoPrediction:
-    """Predict one video; a file that cannot be decoded (in ``timeout`` seconds) gives
-    ``ok=False`` and the reason."""
-    path = str(path)
+def failure(path: str, exc: Exception) -> VideoPrediction:
+    """The prediction of a video that could not be read: ``ok=False`` and the reason (the
+    exception's type too, unless it is a :class:`DecodeError`)."""
+    reason = _reason(path, exc)
+    return VideoPrediction(path, ok=False, error=reason if isinstance(exc, DecodeError) else
+                           f"{type(exc).__name__}: {reason}")
+
+
+def read_or_failure(path: str, im: InferenceModel | DatasetConfig, **kwargs) -> Sample | VideoPrediction:
+    """:func:`read_sample`, or the :func:`failure` of a video that cannot be read: one file's
+    failure never stops a batch."""
     try:
-        if sample is None:
-            sample = read_sample(path, im, backend=backend, threads=threads, timeout=timeout)
-    except DecodeError as exc:
-        return VideoPrediction(path, ok=False, error=_reason(path, exc))
+        return read_sample(path, im, **kwargs)
     except Exception as exc:  # noqa: BLE001 - any failure to read one file is that file's failure
-        return VideoPrediction(path, ok=False, error=f"{type(exc).__name__}: {_reason(path, exc)}")
+        return failure(path, exc)
+
+
+def predict_sample(path: str, sample: Sample, im: InferenceModel, *, top_k: int = 5,
+                   flops: bool = True) -> VideoPrediction:
+    """The prediction of one read video: :func:`run_model` on its clip, top-k and masks."""
     probs, masks, regions, latency_ms, gflops = run_model(im, sample.clip, flops=flops)
     k = max(1, min(top_k, probs.numel()))
     scores, classes = probs.topk(k)
@@ -175,7 +209,20 @@ def predict_video(path, im: InferenceModel, *, top_k: int = 5, flops: bool = Tru
         path, ok=True, top=top, frame_indices=[int(i) for i in sample.indices[0]], point_names=names,
         masks=[[int(round(float(v))) for v in m[0]] for m in masks],
         regions=[r[0].round().int().tolist() for r in regions], gflops=gflops,
-        latency_ms=latency_ms, decode_ms=sample.decode_ms, num_views=int(sample.clip.shape[0]))
+        latency_ms=latency_ms, decode_ms=sample.decode_ms, num_views=int(sample.clip.shape[0]), probs=probs)
+
+
+def predict_video(path, im: InferenceModel, *, top_k: int = 5, flops: bool = True,
+                  backend: str = "pyav", threads: int = 1, sample: Sample | None = None,
+                  timeout: float | None = DEFAULT_DECODE_TIMEOUT) -> VideoPrediction:
+    """Predict one video; a file that cannot be decoded (in ``timeout`` seconds) gives
+    ``ok=False`` and the reason."""
+    path = str(path)
+    if sample is None:
+        sample = read_or_failure(path, im, backend=backend, threads=threads, timeout=timeout)
+        if isinstance(sample, VideoPrediction):
+            return sample
+    return predict_sample(path, sample, im, top_k=top_k, flops=flops)
 
 
 def predict_videos(paths, im: InferenceModel, **kwargs) -> list[VideoPrediction]:

@@ -21,15 +21,43 @@ JSON Lines schema (``afnet predict --json``), one object per video, every key al
     views         int          clips x crops fed to the model (0 on failure)
 
 A failed video has ``ok: false``, its ``error``, empty lists and nulls.
+
+Timeline schema (``afnet predict --window W --stride S --json``), one object per video,
+every key always present (:data:`TIMELINE_FIELDS`)::
+
+    path, ok, error   as above
+    duration      float        seconds (last frame's time plus one frame interval)
+    frames        int          frames in the video
+    window        float        window length, seconds
+    stride        float        seconds between window starts
+    top           list         the video: mean of the window scores, best first (as above)
+    segments      list         runs of windows with the same top-1:
+                               {"start": s, "end": s, "class": int, "name": str | null, "score": float}
+    points        list[str]    navigation point names
+    gflops        float | null summed over the windows
+    decoded_frames int         frames decoded (each once, however many windows share it)
+    windows       list         per window: {"start": s, "end": s} and, from the predict object,
+                               top, frame_indices (frames of the whole video), masks, kept_ratio,
+                               regions, region_ratio, gflops, latency_ms, decode_ms
 """
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 from afnet.inference.predict import VideoPrediction
 
+if TYPE_CHECKING:
+    from afnet.inference.timeline import Timeline
+
 JSON_FIELDS = ("path", "ok", "error", "top", "frame_indices", "points", "masks", "kept_ratio",
                "regions", "region_ratio", "gflops", "latency_ms", "decode_ms", "views")
+
+
+TIMELINE_FIELDS = ("path", "ok", "error", "duration", "frames", "window", "stride", "top", "segments", "points",
+                   "gflops", "decoded_frames", "windows")
+WINDOW_FIELDS = ("top", "frame_indices", "masks", "kept_ratio", "regions", "region_ratio", "gflops",
+                 "latency_ms", "decode_ms")
 
 
 def _round(value: float | None, digits: int) -> float | None:
@@ -42,7 +70,7 @@ def prediction_to_json(p: VideoPrediction) -> dict:
         "path": p.path,
         "ok": p.ok,
         "error": p.error,
-        "top": [{"class": c, "name": n, "score": round(s, 6)} for c, n, s in p.top],
+        "top": _top(p.top),
         "frame_indices": p.frame_indices,
         "points": p.point_names,
         "masks": p.masks,
@@ -56,13 +84,39 @@ def prediction_to_json(p: VideoPrediction) -> dict:
     }
 
 
-def to_json_line(p: VideoPrediction) -> str:
-    return json.dumps(prediction_to_json(p), ensure_ascii=False)
+def _top(top) -> list[dict]:
+    return [{"class": c, "name": n, "score": round(s, 6)} for c, n, s in top]
+
+
+def timeline_to_json(t: Timeline) -> dict:
+    """The JSON object of one video's timeline (keys :data:`TIMELINE_FIELDS`)."""
+    windows = []
+    for w in t.windows:
+        row = prediction_to_json(w.prediction)
+        windows.append({"start": round(w.start, 4), "end": round(w.end, 4)} | {k: row[k] for k in WINDOW_FIELDS})
+    return {
+        "path": t.path, "ok": t.ok, "error": t.error, "duration": round(t.duration, 4), "frames": t.num_frames,
+        "window": t.window, "stride": t.stride, "top": _top(t.top),
+        "segments": [{"start": round(s.start, 4), "end": round(s.end, 4), "class": s.label, "name": s.name,
+                      "score": round(s.score, 6)} for s in t.segments],
+        "points": t.point_names, "gflops": _round(t.gflops, 5), "decoded_frames": t.decoded_frames,
+        "windows": windows,
+    }
+
+
+def to_json_line(p: VideoPrediction | Timeline) -> str:
+    """One line of JSON: :func:`prediction_to_json` or :func:`timeline_to_json`."""
+    row = prediction_to_json(p) if isinstance(p, VideoPrediction) else timeline_to_json(p)
+    return json.dumps(row, ensure_ascii=False)
 
 
 def mask_string(mask: list[int]) -> str:
     """``[1, 0, 0, 1]`` -> ``"#..#"`` (``#`` = focal branch computed the frame)."""
     return "".join("#" if v else "." for v in mask)
+
+
+def _label(c: int, name: str | None) -> str:
+    return f"{name} ({c})" if name is not None else f"class {c}"
 
 
 def format_prediction(p: VideoPrediction) -> str:
@@ -71,8 +125,7 @@ def format_prediction(p: VideoPrediction) -> str:
         return f"{p.path}: FAILED: {p.error}"
     lines = [p.path]
     for rank, (c, name, score) in enumerate(p.top, 1):
-        label = f"{name} ({c})" if name is not None else f"class {c}"
-        lines.append(f"  {rank}. {score:6.1%}  {label}")
+        lines.append(f"  {rank}. {score:6.1%}  {_label(c, name)}")
     if p.masks:
         t = len(p.masks[0])
         regions = "; regions: share of the g x g regions computed on kept frames" if p.regions else ""
@@ -89,4 +142,25 @@ def format_prediction(p: VideoPrediction) -> str:
     views = "" if p.num_views == 1 else f", {p.num_views} views"
     lines.append(f"  {flops} GFLOPs, {p.latency_ms:.1f} ms model call "
                  f"(+{p.decode_ms:.1f} ms decode and transforms){views}")
+    return "\n".join(lines)
+
+
+def format_timeline(t: Timeline) -> str:
+    """Lines of text for one video's timeline: the video's top-k (mean of window scores), its
+    segments, then one line per window (top-1 and, per navigation point, the frames kept)."""
+    if not t.ok:
+        return f"{t.path}: FAILED: {t.error}"
+    flops = "" if t.gflops is None else f", {t.gflops:.3f} GFLOPs"
+    lines = [f"{t.path}: {t.duration:.1f} s, {t.num_frames} frames, {len(t.windows)} windows of {t.window:g} s "
+             f"every {t.stride:g} s ({t.decoded_frames} frames decoded{flops})",
+             "  video (mean of window scores):"]
+    lines += [f"  {rank}. {score:6.1%}  {_label(c, name)}" for rank, (c, name, score) in enumerate(t.top, 1)]
+    lines.append("  segments:")
+    lines += [f"    {s.start:8.2f} - {s.end:8.2f} s  {_label(s.label, s.name)}  {s.score:.1%}" for s in t.segments]
+    points = " ".join(t.point_names)
+    lines.append(f"  windows (top-1; frames kept per point{': ' + points if points else ''}):")
+    for w in t.windows:
+        c, name, score = w.prediction.top[0]
+        masks = " ".join(mask_string(m) for m in w.prediction.masks)
+        lines.append(f"    {w.start:8.2f} - {w.end:8.2f} s  {score:6.1%}  {_label(c, name)}  {masks}".rstrip())
     return "\n".join(lines)
