@@ -1,0 +1,423 @@
+"""Corpus-scale and long-video inference, measured: throughput, identical results, resume after
+SIGKILL, timelines of long videos (boundaries, peak memory).
+
+    python benchmarks/bench_corpus.py --out docs/corpus-bench.md            # full size (about 15 min on 2 cores)
+    python benchmarks/bench_corpus.py --out /tmp/corpus.md --quick          # plumbing check (about 2 min)
+
+1. A model that recognises the synthetic evidence task (``afnet.demo``'s recipe, shortened):
+   af_resnet_small pre-trained on glyph images, then trained on 8-frame evidence clips with
+   learned navigation at RT=0.5 (``--checkpoint`` skips this).
+2. Throughput on ``--videos`` synthetic videos: the single-file loop (``afnet predict --json``),
+   ``afnet batch-predict`` in 1 process and in 2 (``--devices 2``); videos/s end to end (process
+   start, model load and Lightning's start included) and in the steady state (first to last
+   output line). Then the 2-process output against the loop's: top-k classes and masks per video.
+3. Resume: ``batch-predict --devices 2`` killed with SIGKILL (the whole process group) once half
+   the videos have a line, then run again: every video exactly once, equal to an uninterrupted run.
+4. Long videos of known class segments (``--minutes``, default 5 and 10): ``afnet predict --window
+   --stride --json`` in a child process; segment boundaries found against the true ones, peak RSS
+   of the child (``ru_maxrss``), frames decoded; the timeline figure of the longest.
+
+Every command runs as a child process; the Markdown tables (with the protocol: CPU model and flags,
+torch version, threads, workers, load averages before and after) are printed and written to ``--out``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "PYTHONPATH": str(REPO)}
+AFNET = [sys.executable, "-m", "afnet.cli"]
+# a child that runs one afnet command and reports its peak resident memory on its last stderr line
+RSS_CHILD = ("import json, resource, sys\nfrom afnet.cli import main\nrc = main(sys.argv[1:])\nsys.stdout.flush()\n"
+             "print(json.dumps({'rc': rc, 'maxrss_kb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}), "
+             "file=sys.stderr)\n")
+
+
+def log(msg: str) -> None:
+    print(f"[bench_corpus {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def cpu_protocol() -> str:
+    import lightning
+    import torch
+
+    model, flags = platform.processor() or "?", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    shown = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile") if f in flags]
+    cores = len(os.sched_getaffinity(0))
+    return (f"CPU: {model}, {cores} usable cores, flags {' '.join(shown) or 'none of avx2/avx512f/avx512_bf16/amx'}; "
+            f"torch {torch.__version__}, lightning {lightning.__version__}, Python {platform.python_version()}")
+
+
+def load() -> str:
+    return "/".join(f"{v:.2f}" for v in os.getloadavg())
+
+
+# ------------------------------------------------------------------ 1. a model
+def train_model(work: Path, quick: bool) -> tuple[str, dict]:
+    """af_resnet_small trained on the evidence task with learned navigation at RT=0.5, the demo's
+    recipe (glyph pre-training, then video training) at a smaller size. Returns (checkpoint, info)."""
+    import logging
+
+    from afnet.data import make_synthetic
+    from afnet.data.synthetic import make_glyph_images
+    from afnet.demo import RUNS, DemoSize, demo_config, pretrain_config
+    from afnet.engine import load_config, train
+
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    if quick:
+        sz = DemoSize(num_train=32, num_val=16, size=32, video_frames=8, epochs=1, rt_begin=0, rt_end=1, t_end=1,
+                      batch_size=8, num_images=64, num_val_images=32, pretrain_epochs=1, pretrain_target=0.5)
+    else:
+        sz = DemoSize(num_train=800, num_val=160, size=32, video_frames=8, epochs=4, rt_begin=0, rt_end=2, t_end=3,
+                      num_images=4000, num_val_images=400, pretrain_epochs=6, pretrain_target=0.9)
+    record = work / "model.json"
+    if record.is_file() and Path(json.loads(record.read_text())["checkpoint"]).is_file():
+        saved = json.loads(record.read_text())
+        log(f"model: reusing {saved['checkpoint']} (delete {record} to train again)")
+        return saved["checkpoint"], saved["info"]
+    start = time.time()
+    data = make_synthetic(work / "train_data", num_train=sz.num_train, num_val=sz.num_val, num_frames=8, size=32,
+                          seed=0, task="evidence", videos=False)
+    images = make_glyph_images(work / "images", num_train=sz.num_images, num_val=sz.num_val_images, size=32)
+    log(f"pre-training af_resnet_small on {sz.num_images} glyph images")
+    backbone = train(load_config(pretrain_config(work, images, sz, "af_resnet_small")))
+    label, overrides, _ = next(r for r in RUNS if r[0] == "AFNet RT=0.5")
+    log(f"training {label} on {sz.num_train} evidence videos, {sz.epochs} epochs")
+    cfg = demo_config(work, data.root, sz, 0, overrides, str(backbone.best_checkpoint))
+    cfg["trainer"]["stop_at"] = None
+    trained = train(load_config(cfg))
+    m = trained.metrics
+    info = {"label": label, "pretrain_top1": backbone.metrics.get("top1"), "top1": m.get("top1"),
+            "kept_ratio": m.get("mean_kept_ratio"), "seconds": round(time.time() - start), "train_videos": sz.num_train,
+            "epochs": sz.epochs, "images": sz.num_images}
+    log(f"model: val top-1 {info['top1']:.1%}, kept {info['kept_ratio']:.2f}, {info['seconds']} s")
+    record.write_text(json.dumps({"checkpoint": str(trained.best_checkpoint), "info": info}))
+    return str(trained.best_checkpoint), info
+
+
+# ------------------------------------------------------------------ videos
+def write_corpus(folder: Path, count: int, frames: int, size: int) -> list[str]:
+    """``count`` evidence-task videos (8 classes in turn) of ``frames`` frames at 8 fps."""
+    from afnet.data.synthetic import render_evidence_video, write_mp4
+
+    folder.mkdir(parents=True, exist_ok=True)
+    made = []
+    for i in range(count):
+        path = folder / f"v{i:04d}.mp4"
+        if not path.is_file():
+            rng = np.random.default_rng([7, i])
+            clips = [render_evidence_video(i % 8, rng, size=size, num_frames=8)[0] for _ in range(frames // 8)]
+            write_mp4(path, np.concatenate(clips), fps=8)
+        made.append(str(path))
+    return made
+
+
+def long_segments(minutes: float) -> list[tuple[int, float]]:
+    """(class, seconds) of a long video: ten segments of uneven lengths (multiples of 2 s), the
+    classes in a fixed order, scaled to ``minutes``."""
+    base = [(0, 44), (3, 76), (5, 60), (1, 30), (6, 90), (2, 56), (7, 46), (4, 74), (0, 64), (5, 60)]   # 600 s
+    scale = minutes * 60 / 600
+    return [(c, 2 * max(1, round(s * scale / 2))) for c, s in base]
+
+
+def write_long(path: Path, segments, fps: int) -> None:
+    """Segments back to back, each made of 2-second evidence clips (8 frames at 4 fps) of its class."""
+    from afnet.data.synthetic import render_evidence_video, write_mp4
+
+    if path.is_file():
+        return
+    rng = np.random.default_rng(11)
+    per_clip = 8
+    clips = []
+    for label, seconds in segments:
+        for _ in range(int(seconds * fps) // per_clip):
+            clips.append(render_evidence_video(label, rng, size=32, num_frames=per_clip)[0])
+    write_mp4(path, np.concatenate(clips), fps=fps)
+
+
+# ------------------------------------------------------------------ running commands
+class LineWatch(threading.Thread):
+    """Polls the line count of some files every 20 ms: the times of the first and last line."""
+
+    def __init__(self, files):
+        super().__init__(daemon=True)
+        self.files, self.first, self.last, self.count, self.stop = files, None, None, 0, False
+        self.first_count = 0
+
+    def lines(self) -> int:
+        total = 0
+        for f in self.files():
+            try:
+                total += Path(f).read_bytes().count(b"\n")
+            except OSError:
+                pass
+        return total
+
+    def run(self) -> None:
+        while not self.stop:
+            n = self.lines()
+            if n > self.count:
+                now = time.perf_counter()
+                if self.first is None:
+                    self.first, self.first_count = now, n
+                self.last, self.count = now, n
+            time.sleep(0.02)
+
+
+def timed(cmd, out_files, stdout=None) -> dict:
+    """Run ``cmd``; wall-clock, steady-state rate (between the first and last output line) and loads."""
+    before = load()
+    watch = LineWatch(out_files)
+    watch.start()
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, env=ENV, cwd=REPO, stdout=stdout or subprocess.DEVNULL, stderr=subprocess.PIPE,
+                          text=True)
+    wall = time.perf_counter() - start
+    watch.stop = True
+    watch.join()
+    if proc.returncode not in (0, 1):
+        raise RuntimeError(f"{' '.join(map(str, cmd))} failed:\n{proc.stderr[-3000:]}")
+    steady = ((watch.count - watch.first_count) / (watch.last - watch.first)
+              if watch.count > watch.first_count and watch.last > watch.first else None)
+    return {"wall": wall, "steady": steady, "load_before": before, "load_after": load(), "stderr": proc.stderr}
+
+
+def throughput(work: Path, ckpt: str, videos: list[str], folder: Path) -> tuple[list[str], dict]:
+    cores = len(os.sched_getaffinity(0))
+    n = len(videos)
+    runs = {}
+    loop_out = work / "loop.jsonl"
+    for key, threads in (("loop", []), ("loop1", ["--threads", "1"])):
+        log(f"throughput: afnet predict (single-file loop) {' '.join(threads)} on {n} videos")
+        out = work / f"{key}.jsonl"
+        with open(out, "w") as f:
+            runs[key] = timed(AFNET + ["predict", str(folder), "--checkpoint", ckpt, "--json", *threads],
+                              lambda out=out: [out], f)
+    for key, devices, threads in (("batch1", 1, []), ("batch1t1", 1, ["--threads", "1"]), ("batch2", 2, [])):
+        out = work / f"{key}.jsonl"
+        for p in [out, *out.parent.glob(out.name + ".shard-*")]:
+            p.unlink(missing_ok=True)
+        log(f"throughput: afnet batch-predict --devices {devices} {' '.join(threads)}")
+        runs[key] = timed(AFNET + ["batch-predict", str(folder), "--checkpoint", ckpt, "--out", str(out),
+                                   "--devices", str(devices), "--workers", "1", "--accelerator", "cpu",
+                                   "--no-progress", *threads],
+                          lambda out=out: [*out.parent.glob(out.name + ".shard-*"), out])
+        runs[key]["out"] = out
+    loop_rows = [json.loads(x) for x in loop_out.read_text().splitlines()]
+    decode = np.mean([r["decode_ms"] for r in loop_rows if r["ok"]])
+    model = np.mean([r["latency_ms"] for r in loop_rows if r["ok"]])
+    labels = {"loop": f"`afnet predict` (the single-file loop; 1 process, {cores} threads)",
+              "loop1": "`afnet predict --threads 1` (the loop, 1 thread)",
+              "batch1": f"`afnet batch-predict` (1 process, {cores} threads, + 1 decoding worker)",
+              "batch1t1": "`afnet batch-predict --threads 1` (1 process, 1 thread, + 1 decoding worker)",
+              "batch2": "`afnet batch-predict --devices 2` (2 processes x 1 thread, + 1 decoding worker each)"}
+    lines = [f"| run | videos | wall s | videos/s end to end | videos/s steady | load before -> after |",
+             "|---|---|---|---|---|---|"]
+    for key, r in runs.items():
+        steady = "-" if r["steady"] is None else f"{r['steady']:.1f}"
+        lines.append(f"| {labels[key]} | {n} | {r['wall']:.1f} | {n / r['wall']:.1f} | {steady} | "
+                     f"{r['load_before']} -> {r['load_after']} |")
+    lines += ["", f"Per video in the loop: decoding + transforms {decode:.1f} ms, model call {model:.1f} ms "
+                  f"(plus the untimed GFLOPs count, a second model call)."]
+
+    two = {r["path"]: r for r in map(json.loads, Path(runs["batch2"]["out"]).read_text().splitlines())}
+    same_classes = sum(1 for r in loop_rows if [t["class"] for t in r["top"]] == [t["class"] for t in two[r["path"]]["top"]])
+    same_masks = sum(1 for r in loop_rows if r["masks"] == two[r["path"]]["masks"])
+    diff = max((abs(a["score"] - b["score"]) for r in loop_rows for a, b in zip(r["top"], two[r["path"]]["top"])),
+               default=0.0)
+    order = [r["path"] for r in map(json.loads, Path(runs["batch2"]["out"]).read_text().splitlines())]
+    identical = {"videos": n, "same_classes": same_classes, "same_masks": same_masks, "max_score_diff": diff,
+                 "same_order": order == [r["path"] for r in loop_rows]}
+    lines += ["", "| identical results: 2-process merged output vs the loop | |", "|---|---|",
+              f"| videos, one line each, in the loop's order | {len(order)} of {n}, "
+              f"{'same order' if identical['same_order'] else 'ORDER DIFFERS'} |",
+              f"| top-k classes (in order) equal | {same_classes} of {n} |",
+              f"| masks (every navigation point) equal | {same_masks} of {n} |",
+              f"| largest score difference | {diff:.1e} |"]
+    return lines, {"runs": {k: {x: v for x, v in r.items() if x not in ("stderr", "out")} for k, r in runs.items()},
+                   "decode_ms": decode, "model_ms": model, "identical": identical}
+
+
+def resume(work: Path, ckpt: str, videos: list[str], folder: Path, reference: Path) -> tuple[list[str], dict]:
+    out = work / "resumed.jsonl"
+    for p in [out, *out.parent.glob(out.name + ".shard-*")]:
+        p.unlink(missing_ok=True)
+    cmd = AFNET + ["batch-predict", str(folder), "--checkpoint", ckpt, "--out", str(out), "--devices", "2",
+                   "--accelerator", "cpu", "--batch-size", "1", "--no-progress"]
+    log("resume: batch-predict --devices 2, SIGKILL at half way")
+    proc = subprocess.Popen(cmd, env=ENV, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    shards = lambda: list(out.parent.glob(out.name + ".shard-*"))  # noqa: E731
+    lines = lambda: sum(p.read_bytes().count(b"\n") for p in shards())  # noqa: E731
+    while lines() < len(videos) // 2 and proc.poll() is None:
+        time.sleep(0.005)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed_at = lines()
+    log(f"resume: killed with {killed_at} of {len(videos)} lines; re-running")
+    start = time.perf_counter()
+    again = subprocess.run(cmd, env=ENV, cwd=REPO, capture_output=True, text=True)
+    rerun_s = time.perf_counter() - start
+    rows = [json.loads(x) for x in out.read_text().splitlines()] if out.is_file() else []
+    paths = [r["path"] for r in rows]
+    ref = {r["path"]: r for r in map(json.loads, reference.read_text().splitlines())}
+    equal = sum(1 for r in rows if (r["top"], r["masks"]) == (ref[r["path"]]["top"], ref[r["path"]]["masks"]))
+    info = {"videos": len(videos), "killed_at": killed_at, "rerun_rc": again.returncode, "rerun_s": rerun_s,
+            "lines": len(rows), "unique": len(set(paths)), "in_order": paths == videos, "equal": equal}
+    table = ["| resume after SIGKILL (2 processes) | |", "|---|---|",
+             f"| videos | {len(videos)} |",
+             f"| lines in the shards when killed | {killed_at} ({killed_at / len(videos):.0%}) |",
+             f"| re-run (same command): exit status, seconds | {again.returncode}, {rerun_s:.1f} |",
+             f"| final lines / distinct videos / in input order | {len(rows)} / {len(set(paths))} / "
+             f"{'yes' if info['in_order'] else 'NO'} |",
+             f"| equal (top-k and masks) to the uninterrupted 2-process run | {equal} of {len(rows)} |"]
+    return table, info
+
+
+def long_videos(work: Path, ckpt: str, minutes: list[float], window: float, stride: float, fps: int,
+                figure: Path | None) -> tuple[list[str], dict]:
+    rows, info = [], {}
+    for m in minutes:
+        segments = long_segments(m)
+        path = work / f"long_{m:g}min.mp4"
+        log(f"long video: writing {m:g} min at {fps} fps")
+        write_long(path, segments, fps)
+        out = work / f"long_{m:g}min.json"
+        log(f"long video: afnet predict --window {window:g} --stride {stride:g} on {m:g} min")
+        before = load()
+        start = time.perf_counter()
+        with open(out, "w") as f:
+            proc = subprocess.run([sys.executable, "-c", RSS_CHILD, "predict", str(path), "--checkpoint", ckpt,
+                                   "--window", str(window), "--stride", str(stride), "--json", "--top-k", "8"],
+                                  env=ENV, cwd=REPO, stdout=f, stderr=subprocess.PIPE, text=True)
+        wall = time.perf_counter() - start
+        child = json.loads(proc.stderr.strip().splitlines()[-1])
+        if child["rc"] != 0:
+            raise RuntimeError(proc.stderr[-3000:])
+        t = json.loads(out.read_text())
+        truth = np.cumsum([s for _, s in segments])[:-1].tolist()
+        found = [s["start"] for s in t["segments"][1:]]
+        errors = [min(abs(b - f) for f in found) if found else float("inf") for b in truth]
+        # per window: the true class at its centre (windows straddling a bound excluded)
+        edges = np.concatenate([[0.0], np.cumsum([s for _, s in segments])])
+        labels = [c for c, _ in segments]
+        clean, right = 0, 0
+        for w in t["windows"]:
+            k = int(np.searchsorted(edges, w["start"], side="right")) - 1
+            if w["end"] <= edges[k + 1] + 1e-6:
+                clean += 1
+                right += w["top"][0]["class"] == labels[k]
+        info[m] = {"seconds": t["duration"], "frames": t["frames"], "windows": len(t["windows"]),
+                   "decoded": t["decoded_frames"], "sampled": sum(len(w["frame_indices"]) for w in t["windows"]),
+                   "wall": wall, "maxrss_mb": child["maxrss_kb"] / 1024, "truth": truth, "found": found,
+                   "errors": errors, "window_accuracy": right / max(clean, 1), "clean_windows": clean,
+                   "segments_true": len(segments), "segments_found": len(t["segments"]),
+                   "load": f"{before} -> {load()}", "kept": np.mean([np.mean(w["kept_ratio"]) for w in t["windows"]])}
+    table = [f"| video | frames | windows | frames decoded (sampled by windows) | wall s | peak RSS MB | "
+             f"segments true / found | bounds within one stride ({stride:g} s) | largest bound error s | "
+             f"window top-1 (windows inside one segment) | load before -> after |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for m, r in info.items():
+        within = sum(e <= stride + 1e-6 for e in r["errors"])
+        table.append(f"| {m:g} min ({r['seconds']:.0f} s) | {r['frames']} | {r['windows']} | {r['decoded']} ({r['sampled']}) | "
+                     f"{r['wall']:.1f} | {r['maxrss_mb']:.0f} | {r['segments_true']} / {r['segments_found']} | "
+                     f"{within} of {len(r['errors'])} | {max(r['errors']):.1f} | {r['window_accuracy']:.1%} of "
+                     f"{r['clean_windows']} | {r['load']} |")
+    longest = max(info)
+    r = info[longest]
+    table += ["", f"Boundaries of the {longest:g}-minute video, true -> found (s): " +
+              ", ".join(f"{b:.0f} -> {min(r['found'], key=lambda f: abs(f - b)):.1f}" if r["found"] else f"{b:.0f} -> -"
+                        for b in r["truth"])]
+    if figure is not None:
+        log(f"long video: afnet timeline figure of the {longest:g}-minute video -> {figure}")
+        figure.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(AFNET + ["timeline", str(work / f"long_{longest:g}min.mp4"), "--checkpoint", ckpt,
+                                "--window", str(window), "--stride", str(stride), "--out", str(figure),
+                                "--json", "--top-k", "8"],
+                       env=ENV, cwd=REPO, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return table, {str(k): v for k, v in info.items()}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--out", required=True, help="Markdown file for the tables")
+    p.add_argument("--work", default="/tmp/afnet_bench_corpus", help="videos, model, outputs (kept for re-runs)")
+    p.add_argument("--quick", action="store_true", help="tiny sizes: checks the plumbing, not the numbers")
+    p.add_argument("--checkpoint", help="use this model instead of training one (evidence task, 8 classes, 32 px)")
+    p.add_argument("--videos", type=int, help="videos in the throughput and resume runs (default 200; quick 16)")
+    p.add_argument("--frames", type=int, default=48, help="frames per throughput video (8 fps; default 48)")
+    p.add_argument("--size", type=int, default=64, help="side of the throughput videos (default 64)")
+    p.add_argument("--minutes", type=float, nargs="+", help="long video lengths (default 5 10; quick 0.5 1)")
+    p.add_argument("--window", type=float, default=4.0)
+    p.add_argument("--stride", type=float, default=2.0)
+    p.add_argument("--fps", type=int, default=4, help="frame rate of the long videos (default 4)")
+    p.add_argument("--figure", help="timeline figure of the longest video (PNG)")
+    args = p.parse_args(argv)
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    n = args.videos or (16 if args.quick else 200)
+    minutes = args.minutes or ([0.5, 1.0] if args.quick else [5.0, 10.0])
+    protocol = cpu_protocol()
+    started = time.time()
+    load_start = load()
+
+    if args.checkpoint:
+        ckpt, model = args.checkpoint, {"label": "given", "top1": None}
+    else:
+        ckpt, model = train_model(work / "model", args.quick)
+    folder = work / f"corpus_{n}_{args.frames}f_{args.size}px"
+    videos = write_corpus(folder, n, args.frames, args.size)
+    t_lines, t_info = throughput(work, ckpt, videos, folder)
+    r_lines, r_info = resume(work, ckpt, videos, folder, work / "batch2.jsonl")
+    l_lines, l_info = long_videos(work, ckpt, minutes, args.window, args.stride, args.fps,
+                                  Path(args.figure) if args.figure else None)
+
+    cores = len(os.sched_getaffinity(0))
+    cmd = "python benchmarks/bench_corpus.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    model_line = ("given checkpoint" if model["top1"] is None else
+                  f"{model['label']} (af_resnet_small, 8 frames, 32 px) trained here in {model['seconds']} s: glyph "
+                  f"pre-training on {model['images']} images, then {model['epochs']} epochs on {model['train_videos']} "
+                  f"evidence videos; val top-1 {model['top1']:.1%}, kept ratio {model['kept_ratio']:.2f}")
+    text = [f"`{cmd}` ({time.time() - started:.0f} s in all; load average {load_start} at the start, {load()} at the end)",
+            "", f"- {protocol}",
+            f"- model: {model_line}",
+            f"- threads: the loop uses torch's default ({cores}); `batch-predict` gives each process "
+            f"cores // devices threads ({cores} with 1 process, {max(1, cores // 2)} with 2) and each decoding "
+            f"worker 1; warm-up: the first model call per input shape in each process is untimed (inside the "
+            f"runs); the end-to-end rate includes process start, model load and, for `batch-predict`, Lightning's "
+            f"start (and the second process's); the steady rate is between the first and the last output line.",
+            f"- throughput videos: {n} evidence-task mp4 (H.264), {args.frames} frames at 8 fps, {args.size}x{args.size} "
+            f"(read at 32x32), one clip of 8 frames per video, GFLOPs counted (a second model call).",
+            "", "### Throughput", "", *t_lines, "", "### Resume", "", *r_lines,
+            "", f"### Long videos (window {args.window:g} s, stride {args.stride:g} s, {args.fps} fps, 32x32)", "",
+            *l_lines]
+    report = "\n".join(text) + "\n"
+    print(report)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(report)
+    Path(args.out).with_suffix(".json").write_text(json.dumps(
+        {"model": model, "throughput": t_info, "resume": r_info, "long": l_info}, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
