@@ -212,7 +212,7 @@ def throughput(work: Path, ckpt: str, videos: list[str], folder: Path) -> tuple[
         with open(out, "w") as f:
             runs[key] = timed(AFNET + ["predict", str(folder), "--checkpoint", ckpt, "--json", *threads],
                               lambda out=out: [out], f)
-    for key, devices, threads in (("batch1", 1, []), ("batch1t1", 1, ["--threads", "1"]), ("batch2", 2, [])):
+    for key, devices, threads in (("batch1", 1, ["--threads", str(cores)]), ("batch1t1", 1, []), ("batch2", 2, [])):
         out = work / f"{key}.jsonl"
         for p in [out, *out.parent.glob(out.name + ".shard-*")]:
             p.unlink(missing_ok=True)
@@ -227,8 +227,8 @@ def throughput(work: Path, ckpt: str, videos: list[str], folder: Path) -> tuple[
     model = np.mean([r["latency_ms"] for r in loop_rows if r["ok"]])
     labels = {"loop": f"`afnet predict` (the single-file loop; 1 process, {cores} threads)",
               "loop1": "`afnet predict --threads 1` (the loop, 1 thread)",
-              "batch1": f"`afnet batch-predict` (1 process, {cores} threads, + 1 decoding worker)",
-              "batch1t1": "`afnet batch-predict --threads 1` (1 process, 1 thread, + 1 decoding worker)",
+              "batch1": f"`afnet batch-predict --threads {cores}` (1 process, {cores} threads, + 1 decoding worker)",
+              "batch1t1": f"`afnet batch-predict` (1 process, {max(1, cores - 1)} thread(s) by default, + 1 decoding worker)",
               "batch2": "`afnet batch-predict --devices 2` (2 processes x 1 thread, + 1 decoding worker each)"}
     lines = [f"| run | videos | wall s | videos/s end to end | videos/s steady | load before -> after |",
              "|---|---|---|---|---|---|"]
@@ -400,9 +400,10 @@ def main(argv=None) -> int:
     text = [f"`{cmd}` ({time.time() - started:.0f} s in all; load average {load_start} at the start, {load()} at the end)",
             "", f"- {protocol}",
             f"- model: {model_line}",
-            f"- threads: the loop uses torch's default ({cores}); `batch-predict` gives each process "
-            f"cores // devices threads ({cores} with 1 process, {max(1, cores // 2)} with 2) and each decoding "
-            f"worker 1; warm-up: the first model call per input shape in each process is untimed (inside the "
+            f"- threads: the loop uses torch's default ({cores}) unless `--threads`; `batch-predict` gives each "
+            f"process the cores its decoding workers leave, shared among the processes: (cores - devices x workers) "
+            f"// devices, at least 1 ({max(1, cores - 1)} with 1 process, {max(1, (cores - 2) // 2)} with 2), and each "
+            f"decoding worker 1; warm-up: the first model call per input shape in each process is untimed (inside the "
             f"runs); the end-to-end rate includes process start, model load and, for `batch-predict`, Lightning's "
             f"start (and the second process's); the steady rate is between the first and the last output line.",
             f"- throughput videos: {n} evidence-task mp4 (H.264), {args.frames} frames at 8 fps, {args.size}x{args.size} "

@@ -32,7 +32,9 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
                    help="evaluation sampling and transforms (default: the checkpoint's config, else sthv2)")
     g.add_argument("--size", type=int, help="crop side in pixels (default: checkpoint config, else preset)")
     g.add_argument("--backend", default="pyav", help="video decoder: pyav (default), decord, torchcodec")
-    g.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    g.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: torch's; batch-predict: the cores left by the decoding "
+                        "workers, shared among the processes)")
     g.add_argument("--top-k", type=int, default=5, help="classes shown per video (default 5)")
     g.add_argument("--decode-timeout", type=float, default=None, metavar="SECONDS",
                    help="give up on a video whose opening or decoding takes longer (it is reported as "
@@ -248,9 +250,9 @@ def run_batch_predict(args) -> int:
     from afnet.inference.corpus import default_threads, predict_corpus
     from afnet.inference.predict import find_videos, read_video_list
 
-    # one process per device: the cores are shared among them (each DataLoader worker takes one thread)
+    # the cores are shared among the processes and their decoding workers (one thread each)
     if args.threads is None:
-        torch.set_num_threads(default_threads(args.devices))
+        torch.set_num_threads(default_threads(args.devices, args.workers))
     for name in ("lightning.pytorch", "lightning.fabric"):   # the banners of every rank would bury the progress
         logging.getLogger(name).setLevel(logging.WARNING)
     # Lightning 2.6 with torch >= 2.10 warns of its own use of a deprecated pytree name, once per batch fetch

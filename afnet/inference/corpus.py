@@ -181,10 +181,13 @@ class Progress(Callback):
             self.bar = None
 
 
-def default_threads(devices: int) -> int:
-    """Torch threads per process on CPU: the usable cores shared among the ``devices`` processes."""
+def default_threads(devices: int, workers: int) -> int:
+    """Torch threads per process on CPU: the usable cores left by the decoding workers (one each),
+    shared among the ``devices`` processes; at least 1. More threads than free cores make
+    OpenMP's threads wait for each other (measured in docs/inference.md)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores // max(1, devices))
+    devices = max(1, devices)
+    return max(1, (cores - devices * max(0, workers)) // devices)
 
 
 def predict_corpus(videos: list[str], im: InferenceModel, out, *, devices: int = 1, num_nodes: int = 1,
