@@ -1,21 +1,27 @@
-"""Inference: ``afnet predict`` and ``afnet explain``.
+"""Inference: ``afnet predict``, ``explain``, ``timeline`` and ``batch-predict``.
 
 Data flows one way, reusing the data pipeline and the zoo::
 
     checkpoint ──load_model_for_inference──> InferenceModel (prepared model, class names, preset)
-    path ──find_videos──> video paths
+    path ──find_videos (files, folders, globs) | read_video_list──> video paths
     path ──open_reader ─ clip_indices ─ get_frames ─ eval_views──> Sample (indices, uint8 frames, clip)
     Sample ──run_model──> probabilities, keep-masks (and region masks) per navigation point, latency, GFLOPs
-           ──predict_video──> VideoPrediction    (printed by ``afnet predict``)
+           ──predict_sample / predict_video──> VideoPrediction    (printed by ``afnet predict``)
            ──explain_video──> Explanation ──draw_explanation──> PNG (``afnet explain``)
+    long video ──predict_timeline (windows; frames decoded once)──> Timeline ──draw_timeline──> PNG
+    many videos ──predict_corpus (Lightning: shards, workers, resume)──> JSON Lines (``afnet batch-predict``)
 
 ::
 
     model.py     InferenceModel, load_model_for_inference
-    predict.py   find_videos, read_sample, run_model, predict_video, predict_videos, VideoPrediction
-    report.py    text and JSON Lines rendering of a VideoPrediction
+    predict.py   find_videos, read_video_list, read_sample, run_model, predict_sample, predict_video,
+                 predict_videos, VideoPrediction
+    report.py    text and JSON Lines rendering of a VideoPrediction and of a Timeline
     explain.py   explain_video, draw_explanation (matplotlib, Agg backend)
-    cli.py       the ``predict`` and ``explain`` subcommands
+    timeline.py  window_bounds, predict_timeline, Timeline, draw_timeline (long videos)
+    shards.py    the batch job's files: shard paths, pending videos, merge (no Lightning)
+    corpus.py    predict_corpus on Lightning (Trainer.predict, ShardSampler, ShardWriter)
+    cli.py       the ``predict``, ``explain``, ``timeline`` and ``batch-predict`` subcommands
 
 Names are imported on first use; importing this package imports neither torch nor matplotlib.
 """
@@ -31,11 +37,21 @@ _EXPORTS = {
     "predict_video": "afnet.inference.predict",
     "predict_videos": "afnet.inference.predict",
     "read_sample": "afnet.inference.predict",
+    "read_video_list": "afnet.inference.predict",
+    "predict_sample": "afnet.inference.predict",
     "run_model": "afnet.inference.predict",
     "JSON_FIELDS": "afnet.inference.report",
     "format_prediction": "afnet.inference.report",
     "mask_string": "afnet.inference.report",
     "prediction_to_json": "afnet.inference.report",
+    "TIMELINE_FIELDS": "afnet.inference.report",
+    "timeline_to_json": "afnet.inference.report",
+    "format_timeline": "afnet.inference.report",
+    "Timeline": "afnet.inference.timeline",
+    "window_bounds": "afnet.inference.timeline",
+    "predict_timeline": "afnet.inference.timeline",
+    "draw_timeline": "afnet.inference.timeline",
+    "predict_corpus": "afnet.inference.corpus",
     "Explanation": "afnet.inference.explain",
     "FigureLayout": "afnet.inference.explain",
     "draw_explanation": "afnet.inference.explain",
