@@ -18,7 +18,7 @@ import afnet
 from afnet.cli import main
 from afnet.data.synthetic import render_video, write_mp4
 from afnet.inference import load_model_for_inference, predict_video, read_sample
-from afnet.inference.corpus import ShardSampler, predict_corpus
+from afnet.inference.corpus import ShardBatches, predict_corpus
 from afnet.inference.predict import VideoPrediction, find_videos, predict_sample, read_video_list
 from afnet.inference.report import JSON_FIELDS, TIMELINE_FIELDS, to_json_line
 from afnet.inference.shards import cut_partial_line, merge, pending, shard_files, shard_path
@@ -95,13 +95,16 @@ def _single_process(paths, im) -> list[dict]:
 @pytest.mark.parametrize("world", [1, 2, 3, 4])
 def test_shard_assignment_is_complete_and_disjoint(world):
     for size in range(0, 12):
-        shards = [list(ShardSampler(size, rank, world)) for rank in range(world)]
-        everything = sum(shards, [])
-        assert sorted(everything) == list(range(size))          # complete, nothing repeated (no padding)
-        assert [len(s) for s in shards] == [len(ShardSampler(size, r, world)) for r in range(world)]
-        assert max(map(len, shards)) - min(map(len, shards)) <= 1
+        for batch_size in (1, 3):
+            shards = [list(ShardBatches(size, rank, world, batch_size)) for rank in range(world)]
+            assert [len(s) for s in shards] == [len(ShardBatches(size, r, world, batch_size)) for r in range(world)]
+            items = [sum(batches, []) for batches in shards]
+            assert sorted(sum(items, [])) == list(range(size))      # complete, nothing repeated (no padding)
+            assert max(map(len, items)) - min(map(len, items)) <= 1
+            assert all(len(b) <= batch_size for s in shards for b in s)
+            assert all(batches == [[]] for batches, got in zip(shards, items) if not got)   # one empty batch
     with pytest.raises(ValueError, match="rank 2 outside a world of 2"):
-        ShardSampler(5, 2, 2)
+        ShardBatches(5, 2, 2)
 
 
 def _line(path: str, ok: bool = True, label: int = 0) -> str:

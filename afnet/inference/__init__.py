@@ -20,7 +20,7 @@ Data flows one way, reusing the data pipeline and the zoo::
     explain.py   explain_video, draw_explanation (matplotlib, Agg backend)
     timeline.py  window_bounds, predict_timeline, Timeline, draw_timeline (long videos)
     shards.py    the batch job's files: shard paths, pending videos, merge (no Lightning)
-    corpus.py    predict_corpus on Lightning (Trainer.predict, ShardSampler, ShardWriter)
+    corpus.py    predict_corpus on Lightning (Trainer.predict, ShardBatches, ShardWriter)
     cli.py       the ``predict``, ``explain``, ``timeline`` and ``batch-predict`` subcommands
 
 Names are imported on first use; importing this package imports neither torch nor matplotlib.

@@ -3,7 +3,7 @@
 ::
 
     videos ──pending (shards.py: skip those with a line already)──> todo
-    todo ──ShardSampler (rank r of W takes items r, r+W, ...)──> this rank's videos
+    todo ──ShardBatches (rank r of W takes items r, r+W, ...)──> this rank's videos
          ──DataLoader workers: read_or_failure (sampling, decoding, transforms)──> Sample | failure
          ──Trainer.predict: predict_sample (run_model, one video per call)──> JSON line
          ──ShardWriter (BasePredictionWriter): OUT.shard-<rank>.jsonl, flushed and fsynced per batch
@@ -23,7 +23,6 @@ import sys
 import time
 from pathlib import Path
 
-import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from afnet._imports import require
@@ -39,20 +38,23 @@ L = require("lightning", "batch prediction (afnet batch-predict)")
 from lightning.pytorch.callbacks import BasePredictionWriter, Callback  # noqa: E402
 
 
-class ShardSampler(Sampler):
-    """Rank ``rank`` of ``world`` takes the items ``rank, rank + world, ...`` of ``size``: together
-    complete and disjoint, without the repeats a DistributedSampler pads with."""
+class ShardBatches(Sampler):
+    """The batches of rank ``rank`` of ``world``: it takes the items ``rank, rank + world, ...`` of
+    ``size`` (together complete and disjoint, without the repeats a DistributedSampler pads with),
+    ``batch_size`` at a time. A rank left without items gets one empty batch: Lightning stops a
+    run where one rank's loader is empty and another's is not."""
 
-    def __init__(self, size: int, rank: int, world: int):
+    def __init__(self, size: int, rank: int, world: int, batch_size: int = 1):
         if not 0 <= rank < world:
             raise ValueError(f"rank {rank} outside a world of {world}")
-        self.size, self.rank, self.world = size, rank, world
+        self.items, self.batch_size = range(rank, size, world), batch_size
 
     def __len__(self) -> int:
-        return len(range(self.rank, self.size, self.world))
+        return max(1, -(-len(self.items) // self.batch_size))
 
     def __iter__(self):
-        return iter(range(self.rank, self.size, self.world))
+        for start in range(0, max(1, len(self.items)), self.batch_size):
+            yield list(self.items[start:start + self.batch_size])
 
 
 class PendingVideos(Dataset):
@@ -95,7 +97,7 @@ class CorpusData(L.LightningDataModule):
     def predict_dataloader(self) -> DataLoader:
         t = self.trainer
         return DataLoader(PendingVideos(self.todo, self.config, backend=self.backend, timeout=self.timeout),
-                          batch_size=self.batch_size, sampler=ShardSampler(len(self.todo), t.global_rank, t.world_size),
+                          batch_sampler=ShardBatches(len(self.todo), t.global_rank, t.world_size, self.batch_size),
                           num_workers=self.workers, collate_fn=as_list,
                           worker_init_fn=worker_init if self.workers else None)
 
@@ -216,7 +218,6 @@ def predict_corpus(videos: list[str], im: InferenceModel, out, *, devices: int =
                         callbacks=callbacks)
     data = CorpusData(videos, out, im.config, workers=workers, batch_size=batch_size, backend=backend,
                       timeout=timeout, retry_failed=retry_failed)
-    with torch.no_grad():
-        trainer.predict(PredictModule(im, top_k=top_k, flops=flops), datamodule=data, return_predictions=False)
+    trainer.predict(PredictModule(im, top_k=top_k, flops=flops), datamodule=data, return_predictions=False)
     trainer.strategy.barrier("afnet-shards-written")
     return merge(out, videos) if trainer.is_global_zero else None
