@@ -72,7 +72,7 @@ def load() -> str:
 
 
 # ------------------------------------------------------------------ 1. a model
-def train_model(work: Path, quick: bool) -> tuple[str, dict]:
+def train_model(work: Path, quick: bool, difficulty: float) -> tuple[str, dict]:
     """af_resnet_small trained on the evidence task with learned navigation at RT=0.5, the demo's
     recipe (glyph pre-training, then video training) at a smaller size. Returns (checkpoint, info)."""
     import logging
@@ -88,7 +88,7 @@ def train_model(work: Path, quick: bool) -> tuple[str, dict]:
                       batch_size=8, num_images=64, num_val_images=32, pretrain_epochs=1, pretrain_target=0.5)
     else:
         sz = DemoSize(num_train=800, num_val=160, size=32, video_frames=8, epochs=4, rt_begin=0, rt_end=2, t_end=3,
-                      num_images=4000, num_val_images=400, pretrain_epochs=6, pretrain_target=0.9)
+                      num_images=4000, num_val_images=400, pretrain_epochs=8, pretrain_target=0.9)
     record = work / "model.json"
     if record.is_file() and Path(json.loads(record.read_text())["checkpoint"]).is_file():
         saved = json.loads(record.read_text())
@@ -96,8 +96,9 @@ def train_model(work: Path, quick: bool) -> tuple[str, dict]:
         return saved["checkpoint"], saved["info"]
     start = time.time()
     data = make_synthetic(work / "train_data", num_train=sz.num_train, num_val=sz.num_val, num_frames=8, size=32,
-                          seed=0, task="evidence", videos=False)
-    images = make_glyph_images(work / "images", num_train=sz.num_images, num_val=sz.num_val_images, size=32)
+                          seed=0, task="evidence", videos=False, difficulty=difficulty)
+    images = make_glyph_images(work / "images", num_train=sz.num_images, num_val=sz.num_val_images, size=32,
+                               difficulty=difficulty)
     log(f"pre-training af_resnet_small on {sz.num_images} glyph images")
     backbone = train(load_config(pretrain_config(work, images, sz, "af_resnet_small")))
     label, overrides, _ = next(r for r in RUNS if r[0] == "AFNet RT=0.5")
@@ -106,7 +107,7 @@ def train_model(work: Path, quick: bool) -> tuple[str, dict]:
     cfg["trainer"]["stop_at"] = None
     trained = train(load_config(cfg))
     m = trained.metrics
-    info = {"label": label, "pretrain_top1": backbone.metrics.get("top1"), "top1": m.get("top1"),
+    info = {"label": label, "difficulty": difficulty, "pretrain_top1": backbone.metrics.get("top1"), "top1": m.get("top1"),
             "kept_ratio": m.get("mean_kept_ratio"), "seconds": round(time.time() - start), "train_videos": sz.num_train,
             "epochs": sz.epochs, "images": sz.num_images}
     log(f"model: val top-1 {info['top1']:.1%}, kept {info['kept_ratio']:.2f}, {info['seconds']} s")
@@ -139,7 +140,7 @@ def long_segments(minutes: float) -> list[tuple[int, float]]:
     return [(c, 2 * max(1, round(s * scale / 2))) for c, s in base]
 
 
-def write_long(path: Path, segments, fps: int) -> None:
+def write_long(path: Path, segments, fps: int, difficulty: float) -> None:
     """Segments back to back, each made of 2-second evidence clips (8 frames at 4 fps) of its class."""
     from afnet.data.synthetic import render_evidence_video, write_mp4
 
@@ -150,7 +151,7 @@ def write_long(path: Path, segments, fps: int) -> None:
     clips = []
     for label, seconds in segments:
         for _ in range(int(seconds * fps) // per_clip):
-            clips.append(render_evidence_video(label, rng, size=32, num_frames=per_clip)[0])
+            clips.append(render_evidence_video(label, rng, size=32, num_frames=per_clip, difficulty=difficulty)[0])
     write_mp4(path, np.concatenate(clips), fps=fps)
 
 
@@ -294,13 +295,13 @@ def resume(work: Path, ckpt: str, videos: list[str], folder: Path, reference: Pa
 
 
 def long_videos(work: Path, ckpt: str, minutes: list[float], window: float, stride: float, fps: int,
-                figure: Path | None) -> tuple[list[str], dict]:
+                difficulty: float, figure: Path | None) -> tuple[list[str], dict]:
     rows, info = [], {}
     for m in minutes:
         segments = long_segments(m)
         path = work / f"long_{m:g}min.mp4"
         log(f"long video: writing {m:g} min at {fps} fps")
-        write_long(path, segments, fps)
+        write_long(path, segments, fps, difficulty)
         out = work / f"long_{m:g}min.json"
         log(f"long video: afnet predict --window {window:g} --stride {stride:g} on {m:g} min")
         before = load()
@@ -371,6 +372,9 @@ def main(argv=None) -> int:
     p.add_argument("--stride", type=float, default=2.0)
     p.add_argument("--fps", type=int, default=4, help="frame rate of the long videos (default 4)")
     p.add_argument("--figure", help="timeline figure of the longest video (PNG)")
+    p.add_argument("--difficulty", type=float, default=0.0,
+                   help="the evidence task's difficulty for the model's data and the long videos (default 0: "
+                        "least noise and fewest distractors, so that a small model learns it in minutes)")
     args = p.parse_args(argv)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -383,19 +387,19 @@ def main(argv=None) -> int:
     if args.checkpoint:
         ckpt, model = args.checkpoint, {"label": "given", "top1": None}
     else:
-        ckpt, model = train_model(work / "model", args.quick)
+        ckpt, model = train_model(work / "model", args.quick, args.difficulty)
     folder = work / f"corpus_{n}_{args.frames}f_{args.size}px"
     videos = write_corpus(folder, n, args.frames, args.size)
     t_lines, t_info = throughput(work, ckpt, videos, folder)
     r_lines, r_info = resume(work, ckpt, videos, folder, work / "batch2.jsonl")
-    l_lines, l_info = long_videos(work, ckpt, minutes, args.window, args.stride, args.fps,
+    l_lines, l_info = long_videos(work, ckpt, minutes, args.window, args.stride, args.fps, args.difficulty,
                                   Path(args.figure) if args.figure else None)
 
     cores = len(os.sched_getaffinity(0))
     cmd = "python benchmarks/bench_corpus.py " + " ".join(sys.argv[1:] if argv is None else argv)
     model_line = ("given checkpoint" if model["top1"] is None else
                   f"{model['label']} (af_resnet_small, 8 frames, 32 px) trained here in {model['seconds']} s: glyph "
-                  f"pre-training on {model['images']} images, then {model['epochs']} epochs on {model['train_videos']} "
+                  f"pre-training on {model['images']} images (top-1 {model['pretrain_top1']:.1%}), then {model['epochs']} epochs on {model['train_videos']} "
                   f"evidence videos; val top-1 {model['top1']:.1%}, kept ratio {model['kept_ratio']:.2f}")
     text = [f"`{cmd}` ({time.time() - started:.0f} s in all; load average {load_start} at the start, {load()} at the end)",
             "", f"- {protocol}",
@@ -409,7 +413,8 @@ def main(argv=None) -> int:
             f"- throughput videos: {n} evidence-task mp4 (H.264), {args.frames} frames at 8 fps, {args.size}x{args.size} "
             f"(read at 32x32), one clip of 8 frames per video, GFLOPs counted (a second model call).",
             "", "### Throughput", "", *t_lines, "", "### Resume", "", *r_lines,
-            "", f"### Long videos (window {args.window:g} s, stride {args.stride:g} s, {args.fps} fps, 32x32)", "",
+            "", f"### Long videos (window {args.window:g} s, stride {args.stride:g} s, {args.fps} fps, 32x32, "
+                f"evidence task at difficulty {args.difficulty:g})", "",
             *l_lines]
     report = "\n".join(text) + "\n"
     print(report)
