@@ -243,7 +243,6 @@ def run_timeline(args) -> int:
 
 def run_batch_predict(args) -> int:
     import logging
-    import warnings
 
     import torch
 
@@ -255,10 +254,6 @@ def run_batch_predict(args) -> int:
         torch.set_num_threads(default_threads(args.devices, args.workers))
     for name in ("lightning.pytorch", "lightning.fabric"):   # the banners of every rank would bury the progress
         logging.getLogger(name).setLevel(logging.WARNING)
-    # Lightning 2.6 with torch >= 2.10 warns of its own use of a deprecated pytree name, once per batch fetch;
-    # and of any custom batch sampler in prediction (ShardBatches returns every index: tests/test_corpus.py)
-    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
-    warnings.filterwarnings("ignore", message="You are using a custom batch sampler `ShardBatches`")
     timeout = _decode_timeout(args)
     if not args.paths and not args.lists:
         raise ValueError("give the videos: PATH (file, folder or glob) and/or --list FILE")

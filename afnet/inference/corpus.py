@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -125,6 +126,7 @@ class ShardWriter(BasePredictionWriter):
         self.out, self.file = out, None
 
     def setup(self, trainer, pl_module, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
         path = shard_path(self.out, trainer.global_rank)
         path.parent.mkdir(parents=True, exist_ok=True)
         cut_partial_line(path)
@@ -218,6 +220,11 @@ def predict_corpus(videos: list[str], im: InferenceModel, out, *, devices: int =
                         callbacks=callbacks)
     data = CorpusData(videos, out, im.config, workers=workers, batch_size=batch_size, backend=backend,
                       timeout=timeout, retry_failed=retry_failed)
-    trainer.predict(PredictModule(im, top_k=top_k, flops=flops), datamodule=data, return_predictions=False)
+    with warnings.catch_warnings():
+        # Lightning 2.6 under torch >= 2.10 warns of its own use of a deprecated pytree name at every batch,
+        # and of any custom batch sampler in prediction (ShardBatches returns every index: tests/test_corpus.py)
+        warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+        warnings.filterwarnings("ignore", message="You are using a custom batch sampler `ShardBatches`")
+        trainer.predict(PredictModule(im, top_k=top_k, flops=flops), datamodule=data, return_predictions=False)
     trainer.strategy.barrier("afnet-shards-written")
     return merge(out, videos) if trainer.is_global_zero else None
