@@ -14,8 +14,8 @@
             ──runs of windows with the same top-1──> segments (bounds midway between window centres)
 
 :func:`draw_timeline` draws it: the class scores over time, segments shaded, and per navigation
-point the sampled frames (filled: kept by the focal branch, hollow: skipped), and GFLOPs per
-window. matplotlib on a Figure of its own (Agg canvas), never pyplot.
+point the share of frames kept per window and the sampled frames (filled: kept by the focal
+branch, hollow: skipped), and GFLOPs per window. matplotlib on a Figure of its own (Agg canvas), never pyplot.
 """
 from __future__ import annotations
 
@@ -233,8 +233,9 @@ def _stream_windows(reader, path, im, window, stride, top_k, flops, fps, chunk) 
 def draw_timeline(timeline: Timeline, out, *, classes: int = 5, dpi: int = 100, width_inches: float = 12.0) -> dict:
     """Draw ``timeline`` to ``out`` (format from the extension): the scores of its top
     ``classes`` classes over time (one point per window, at its centre) over the segments,
-    shaded by class; per navigation point, the sampled frames of every window at their time
-    (filled: computed by the focal branch, hollow grey: skipped); GFLOPs per window. Returns
+    shaded by class; per navigation point, each window's share of frames kept (shaded green)
+    and, when there are few enough to tell apart (600), every window's sampled frames at their
+    time (filled: computed by the focal branch, hollow: skipped); GFLOPs per window. Returns
     what was drawn: ``path``, ``classes`` (drawn, best first), ``rows`` (panel titles), ``size_px``."""
     require("matplotlib", "drawing a timeline")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -262,8 +263,9 @@ def draw_timeline(timeline: Timeline, out, *, classes: int = 5, dpi: int = 100, 
     ax = axes[0]
     for s in t.segments:
         ax.axvspan(s.start, s.end, color=colours[s.label], alpha=0.12, linewidth=0)
-        ax.text((s.start + s.end) / 2, 1.02, label[s.label], ha="center", va="bottom", fontsize=7,
-                color=colours[s.label], clip_on=True)
+        if s.end - s.start >= 0.04 * t.duration:   # named where there is room
+            ax.text((s.start + s.end) / 2, 1.02, label[s.label], ha="center", va="bottom", fontsize=7,
+                    color=colours[s.label], clip_on=True)
     for c in shown:
         ax.plot(centres, [float(w.prediction.probs[c]) for w in t.windows], color=colours[c], linewidth=1.2,
                 marker="." if len(centres) < 200 else None, label=label[c])
@@ -273,18 +275,26 @@ def draw_timeline(timeline: Timeline, out, *, classes: int = 5, dpi: int = 100, 
     if points:
         ax = axes[1]
         rows.append("frames kept")
-        times = t.frame_times
-        for p in range(len(points)):
-            kept_x, skipped_x = [], []
-            for w in t.windows:
-                for i, keep in zip(w.prediction.frame_indices, w.prediction.masks[p]):
-                    (kept_x if keep else skipped_x).append(times[i])
-            y = len(points) - 1 - p
-            ax.scatter(skipped_x, [y] * len(skipped_x), s=9, facecolors="none", edgecolors="0.6", linewidths=0.6)
-            ax.scatter(kept_x, [y] * len(kept_x), s=9, color="tab:green")
+        # behind: each window's share of frames kept, from midway to its neighbours' centres
+        edges = np.concatenate([[0.0], (centres[1:] + centres[:-1]) / 2, [t.duration]])
+        shares = np.array([[sum(w.prediction.masks[p]) / len(w.prediction.masks[p]) for w in t.windows]
+                           for p in reversed(range(len(points)))])
+        ax.pcolormesh(edges, np.arange(len(points) + 1) - 0.5, shares, cmap="Greens", vmin=0, vmax=1.5)
+        sampled = sum(len(w.prediction.frame_indices) for w in t.windows)
+        if sampled <= 600:   # few enough to tell apart: every sampled frame at its time
+            times = t.frame_times
+            for p in range(len(points)):
+                kept_x, skipped_x = [], []
+                for w in t.windows:
+                    for i, keep in zip(w.prediction.frame_indices, w.prediction.masks[p]):
+                        (kept_x if keep else skipped_x).append(times[i])
+                y = len(points) - 1 - p
+                ax.scatter(skipped_x, [y] * len(skipped_x), s=9, facecolors="white", edgecolors="0.5", linewidths=0.6)
+                ax.scatter(kept_x, [y] * len(kept_x), s=9, color="darkgreen")
         ax.set_yticks(range(len(points)), list(reversed(points)), fontsize=7)
-        ax.set_ylim(-0.6, len(points) - 0.4)
-        ax.set_ylabel("kept", fontsize=8)
+        ax.set_ylim(-0.5, len(points) - 0.5)
+        ax.set_ylabel("frames kept\n(shade: share)" if sampled <= 600 else "share of frames kept\n(darker: more)",
+                      fontsize=7)
     if has_flops:
         ax = axes[-1]
         rows.append("GFLOPs per window")
