@@ -355,7 +355,7 @@ def long_videos(work: Path, ckpt: str, minutes: list[float], window: float, stri
         figure.parent.mkdir(parents=True, exist_ok=True)
         subprocess.run(AFNET + ["timeline", str(work / f"long_{longest:g}min.mp4"), "--checkpoint", ckpt,
                                 "--window", str(window), "--stride", str(stride), "--out", str(figure),
-                                "--json", "--top-k", "8"],
+                                "--json", "--top-k", "8", "--draw-classes", "8"],
                        env=ENV, cwd=REPO, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return table, {str(k): v for k, v in info.items()}
 

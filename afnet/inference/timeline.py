@@ -271,7 +271,7 @@ def draw_timeline(timeline: Timeline, out, *, classes: int = 5, dpi: int = 100, 
                 marker="." if len(centres) < 200 else None, label=label[c])
     ax.set_ylim(0, 1.12)
     ax.set_ylabel("score")
-    ax.legend(loc="upper right", fontsize=7, ncol=min(len(shown), 5), framealpha=0.8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=7, frameon=False)   # beside: the segments stay visible
     if points:
         ax = axes[1]
         rows.append("frames kept")
