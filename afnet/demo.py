@@ -77,7 +77,7 @@ class DemoSize:
     lr: float = 0.02
     schedule: str = "cosine"
     lr_steps: tuple = ()
-    ratio_weight: float = 4.0      # lambda; 0.5 in the paper's 55-epoch schedule
+    ratio_weight: float = 16.0     # lambda; 0.5 in the paper's 55-epoch schedule
     ratio_tolerance: float = 0.05  # best checkpoint only among epochs within this of RT
     # training crops: at 32 pixels the glyphs' strokes are one pixel wide, and a crop resized
     # back to 32 would blur them; so the whole frame (no crop), as evaluation sees it
@@ -93,7 +93,7 @@ class DemoSize:
     pretrain_lr: float = 0.1
 
 
-FULL = DemoSize(num_train=1200, num_val=600, size=32, video_frames=8, epochs=6, rt_begin=1, rt_end=3, t_end=5)
+FULL = DemoSize(num_train=1200, num_val=600, size=32, video_frames=8, epochs=4, rt_begin=0, rt_end=2, t_end=3)
 QUICK = DemoSize(num_train=48, num_val=24, size=32, video_frames=8, epochs=2, rt_begin=0, rt_end=1, t_end=2,
                  batch_size=8, num_images=96, num_val_images=32, pretrain_epochs=1, pretrain_target=0.5)
 # the spatial demo: the temporal task at 64 pixels, from scratch (as measured before)
@@ -225,6 +225,7 @@ def run_demo(out: str | Path = "results/demo", *, quick: bool = False, seeds=(0,
     runs = SPATIAL_RUNS if spatial else RUNS
     results: list[RunResult] = []
     pretrain_log: list[dict] = []
+    headroom: list[dict] = []
     total = len(seeds) * len(runs)
     backbones = {}
     for backbone in sorted({b for _, _, b in runs if b is not None} if images else set()):
@@ -256,11 +257,17 @@ def run_demo(out: str | Path = "results/demo", *, quick: bool = False, seeds=(0,
             if overrides.get("model.selection") == "navigation" and target < 1.0:
                 results.append(evaluate_static_k(cfg, label, seed, trained.best_checkpoint, target))
                 progress(f"[demo {k}/{total}] {describe(results[-1])}")
+                if sz.task == "evidence":
+                    headroom.append({"model": label, "seed": seed,
+                                     **evidence_headroom(trained.best_checkpoint, data, sz.size)})
+                    progress(f"[demo {k}/{total}] {label} top-1 when its focal branch computes: " + ", ".join(
+                        f"{p} {headroom[-1][p]:.1%}" for p in HEADROOM_POLICIES))
     summary = summarise(results, runs)
     figures = _figures(out, data, results, SPATIAL_RUNS[0][0] if spatial else EXPLAINED)
     report = {"quick": quick, "spatial": spatial, "seeds": list(seeds), "size": asdict(sz),
               "runs": [asdict(r) for r in results], "pretraining": pretrain_log, "summary": summary,
               "claims": claims(summary, spatial=spatial), "figures": figures,
+              "headroom": headroom, "headroom_summary": summarise_headroom(headroom),
               "evidence_rate": next((r.evidence_rate for r in results if r.evidence_rate is not None), None),
               "seconds": round(time.time() - start, 1)}
     (out / "results.json").write_text(json.dumps(report, indent=1))
@@ -289,6 +296,45 @@ def evaluate_static_k(cfg, label: str, seed: int, checkpoint, target: float) -> 
     cfg = load_config(cfg.to_dict(), [f"model.ratio={target}", "eval.plot=false"])
     metrics = evaluate(cfg, checkpoint, out_dir=Path(cfg.run_dir) / "eval_static_k")
     return run_result(f"{label} static-k", seed, metrics, None)
+
+
+# The frames the focal branch computes in evidence_headroom, besides the model's own choice.
+HEADROOM_POLICIES = ("own choice", "evidence frames", "as many other frames", "no frame")
+
+
+def evidence_headroom(checkpoint, data, size: int, batch_size: int = 50) -> dict:
+    """What the evidence frames are worth to a trained AFNet: validation top-1 of
+    ``checkpoint`` (prepared as ``afnet predict`` runs it) when its focal branch computes, at
+    every navigation point, its own choice; exactly each video's evidence frames (a navigation
+    of precision 1); as many frames without evidence (precision 0, drawn with a fixed seed);
+    no frame (the ample branch and the residual path alone). The gap between the second and
+    third is what a navigation that finds the evidence could gain over one that misses it."""
+    import torch
+
+    from afnet.data.dataset import build_dataset
+    from afnet.inference import load_model_for_inference
+
+    model = load_model_for_inference(checkpoint).model
+    val = build_dataset("synthetic", data.root, data.frame_lists["val"], train=False, num_frames=8,
+                        input_size=size, scale_size=size, evidence_file=data.root / EVIDENCE_FILE)
+    generator = torch.Generator().manual_seed(0)
+    correct = dict.fromkeys(HEADROOM_POLICIES, 0)
+    with torch.no_grad():
+        for start in range(0, len(val), batch_size):
+            samples = [val[i] for i in range(start, min(start + batch_size, len(val)))]
+            clips = torch.stack([s[0] for s in samples])                    # (B, V, T, 3, S, S)
+            views = clips.shape[1]
+            target = torch.tensor([s[1] for s in samples])
+            evidence = torch.stack([s[3] for s in samples]).flatten(0, 1)   # (B * V, T)
+            other = torch.zeros_like(evidence)
+            for row, marks in enumerate(evidence):  # as many frames, drawn among those without evidence
+                free = (marks == 0).nonzero().flatten()
+                other[row, free[torch.randperm(len(free), generator=generator)[:int(marks.sum())]]] = 1
+            for policy, keep in zip(HEADROOM_POLICIES, (None, evidence, other, torch.zeros_like(evidence))):
+                logits = model(clips.flatten(0, 1), keep=keep).logits
+                probs = logits.softmax(-1).view(len(samples), views, -1).mean(1)
+                correct[policy] += int((probs.argmax(-1) == target).sum())
+    return {policy: hits / len(val) for policy, hits in correct.items()}
 
 
 def describe(r: RunResult) -> str:
@@ -325,6 +371,14 @@ def summarise(results: list[RunResult], configs=RUNS) -> list[dict]:
                      "precision_per_point": [_stat([r.precision_per_point[i] for r in runs
                                                     if i < len(r.precision_per_point)]) for i in range(points)]})
     return rows
+
+
+def summarise_headroom(headroom: list[dict]) -> list[dict]:
+    """Mean and seed standard deviation of :func:`evidence_headroom`'s top-1s, per model."""
+    labels = list(dict.fromkeys(h["model"] for h in headroom))
+    return [{"model": label, "n": sum(h["model"] == label for h in headroom),
+             **{p: _stat([h[p] for h in headroom if h["model"] == label]) for p in HEADROOM_POLICIES}}
+            for label in labels]
 
 
 # (claim, row A, row B): the claim holds if A's top-1 exceeds B's.
@@ -405,6 +459,14 @@ def markdown(report: dict) -> str:
                   "|---|" + "---|" * points]
         for row in with_points:
             lines.append(f"| {row['model']} | " + " | ".join(_fmt(p, 2) for p in row["precision_per_point"]) + " |")
+    if report.get("headroom_summary"):
+        lines += ["", "What the evidence frames are worth: validation top-1 of the learned-navigation "
+                      "checkpoints when their focal branch computes, at every navigation point, their own "
+                      "choice, exactly the evidence frames (a navigation of precision 1), as many frames "
+                      "without evidence (precision 0), or no frame.", "",
+                  "| model | " + " | ".join(HEADROOM_POLICIES) + " |", "|---|" + "---|" * len(HEADROOM_POLICIES)]
+        for row in report["headroom_summary"]:
+            lines.append(f"| {row['model']} | " + " | ".join(_fmt(row[p], pct=True) for p in HEADROOM_POLICIES) + " |")
     lines.append("")
     for name, c in report["claims"].items():
         se = "" if c["standard_error_points"] is None else f", standard error {c['standard_error_points']:.1f}"

@@ -174,3 +174,20 @@ def test_inaccurate_seek_falls_back_to_decoding_from_start(tmp_path, data_video_
 
     with LateSeekReader(path) as reader:
         assert data_frame_ids(reader.get_frames([12, 13, 31])) == [12, 13, 31]
+
+
+def test_rgb_conversion_reuses_one_reformatter_and_equals_pyav():
+    """to_rgb24 keeps one swscale context per thread; its pixels must equal PyAV's own
+    per-frame conversion for every pixel format and size, also when they change between
+    calls (the kept context must be rebuilt, not reused for the wrong geometry)."""
+    from afnet.data.decoding import to_rgb24
+
+    rng = np.random.default_rng(0)
+    for fmt, (h, w) in [("yuv420p", (32, 32)), ("yuvj420p", (48, 64)), ("yuv420p", (48, 64)),
+                        ("yuv444p", (17, 33)), ("gray", (32, 32)), ("rgb24", (20, 30)), ("gbrp", (32, 16)),
+                        ("yuv420p", (32, 32))]:
+        frame = av.VideoFrame.from_ndarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), format="rgb24")
+        frame = frame.reformat(format=fmt)
+        got = to_rgb24(frame)
+        assert got.shape == (h, w, 3) and got.dtype == np.uint8
+        np.testing.assert_array_equal(got, frame.to_ndarray(format="rgb24"), err_msg=f"{fmt} {h}x{w}")

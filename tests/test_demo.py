@@ -6,6 +6,7 @@ import pytest
 
 @pytest.mark.slow
 def test_quick_demo_writes_table_json_and_figures(tmp_path, capsys):
+    from afnet import demo
     from afnet.cli import main
 
     out = tmp_path / "demo"
@@ -36,11 +37,19 @@ def test_quick_demo_writes_table_json_and_figures(tmp_path, capsys):
     assert runs["AFNet RT=0.5 static-k"]["checkpoint"] == runs["AFNet RT=0.5"]["checkpoint"]
     assert runs["AFNet RT=0.5 static-k"]["kept_ratio_per_point"] == [0.5] * 3
     assert runs["AFNet RT=0.25 static-k"]["kept_ratio_per_point"] == [0.25] * 3
+    # what the evidence frames are worth to each learned-RT checkpoint; its own choice is its top-1
+    # again (through the inference model: one video of 24 may flip where bf16 autocast is on)
+    assert [(h["model"], h["seed"]) for h in report["headroom"]] == [("AFNet RT=0.5", 0), ("AFNet RT=0.25", 0)]
+    for h in report["headroom"]:
+        assert set(demo.HEADROOM_POLICIES) <= set(h) and all(0.0 <= h[p] <= 1.0 for p in demo.HEADROOM_POLICIES)
+        assert h["own choice"] == pytest.approx(runs[h["model"]]["top1"], abs=1 / 24 + 1e-6)
+    assert [row["model"] for row in report["headroom_summary"]] == ["AFNet RT=0.5", "AFNet RT=0.25"]
     assert "claims" in report and len(report["claims"]) == 8
     assert all(c["verdict"] == "undecided (one seed)" for c in report["claims"].values())
     table = (out / "table.md").read_text()
     assert "| AFNet RT=0.5 |" in table and "less is more" in table and "navigation precision" in table
     assert "| point 1 | point 2 | point 3 |" in table
+    assert "| model | own choice | evidence frames | as many other frames | no frame |" in table
     assert table in capsys.readouterr().out
     assert (out / "figures" / "explain_afnet.png").stat().st_size > 0
     assert len(report["figures"]["explain_precision"]) == 3

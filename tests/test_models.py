@@ -243,3 +243,31 @@ def test_static_k_keeps_exactly_k_frames_by_margin_and_sparse_equals_masked():
                 m.conv2.bias[0::2], m.conv2.bias[1::2] = 0.0, 20.0
     assert all(m.sum(1).tolist() == [2.0] * 3 for m in sparse(x).masks)                        # eval: static-k
     assert all(m.sum(1).tolist() == [8.0] * 3 for m in sparse.train()(x, temperature=1.0).masks)  # train: Gumbel
+
+
+def test_given_frames_replace_every_points_selection():
+    """forward(video, keep=...) computes exactly the given frames at every navigation point:
+    the same output as a fixed policy that picks those frames, sparse or masked, spatial
+    models too; baselines and malformed masks are refused with the reason."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 8, 3, 32, 32)
+    uniform = afnet.create_model("af_resnet_small", num_classes=5, num_frames=8, selection="uniform", ratio=0.5).eval()
+    want = uniform(x)
+    keep = want.masks[0]
+    assert keep.sum(1).tolist() == [4.0, 4.0]
+    for execution in ("sparse", "masked"):
+        learned = afnet.create_model("af_resnet_small", num_classes=5, num_frames=8, execution=execution).eval()
+        learned.load_state_dict(uniform.state_dict())
+        got = learned(x, keep=keep)
+        assert all(torch.equal(m, keep) for m in got.masks)
+        assert torch.allclose(got.logits, want.logits, atol=1e-5)
+        assert not torch.allclose(learned(x).logits, got.logits, atol=1e-3)  # its own choice (all) differs
+    spatial = afnet.create_model("af_resnet_small", num_classes=5, num_frames=8, spatial=True, region_grid=2).eval()
+    out = spatial(x, keep=keep)
+    assert all(torch.equal(m, keep) for m in out.masks)
+    with pytest.raises(ValueError, match="no navigation points"):
+        afnet.create_model("tsn_resnet_small", num_classes=5, num_frames=8)(x, keep=keep)
+    with pytest.raises(ValueError, match=r"\(B, T\) = \(2, 8\), got \(2, 4\)"):
+        uniform(x, keep=keep[:, :4])
+    with pytest.raises(ValueError, match="0 \\(skip\\) or 1"):
+        uniform(x, keep=keep * 0.5)

@@ -41,6 +41,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -92,10 +93,24 @@ def rotate_frame(rgb: np.ndarray, rotation: int) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(rgb, k)) if k else rgb
 
 
+_converters = threading.local()
+
+
+def to_rgb24(frame: av.VideoFrame) -> np.ndarray:
+    """Any pixel format -> RGB ``(H, W, 3)`` uint8, as ``frame.to_ndarray(format="rgb24")``,
+    through one reformatter per thread. ``to_ndarray`` builds a new swscale context for
+    every frame, which costs more than the conversion itself on small frames (0.96 against
+    0.03 ms a 32x32 JPEG here); a kept reformatter reuses its context while the frames'
+    size and format stay the same."""
+    reformatter = getattr(_converters, "reformatter", None)
+    if reformatter is None:
+        reformatter = _converters.reformatter = av.video.reformatter.VideoReformatter()
+    return reformatter.reformat(frame, format="rgb24").to_ndarray()
+
+
 def frame_to_rgb(frame: av.VideoFrame) -> np.ndarray:
     """Any pixel format -> RGB ``(H, W, 3)`` uint8, display rotation applied."""
-    rgb = frame.to_ndarray(format="rgb24")
-    return rotate_frame(rgb, frame.rotation or 0)
+    return rotate_frame(to_rgb24(frame), frame.rotation or 0)
 
 
 # ------------------------------------------------------------------ PyAV video
@@ -457,7 +472,7 @@ def decode_image(path: str, decoders: dict | None = None) -> np.ndarray:
         if decoders is not None:
             decoders.pop(codec, None)
         raise DecodeError(f"{path}: cannot decode image (no picture in file)")
-    return frames[0].to_ndarray(format="rgb24")
+    return to_rgb24(frames[0])
 
 
 class FrameFolderReader(_Reader):

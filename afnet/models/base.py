@@ -131,16 +131,30 @@ class VideoModel(nn.Module):
         if not video.is_floating_point():
             raise ValueError(f"expected a float video tensor (normalised pixels), got dtype {video.dtype}")
 
-    def forward(self, video: torch.Tensor, temperature: float = 1.0) -> VideoOutput:
-        """video: float (B, T, 3, H, W). temperature: Gumbel-Softmax temperature (train mode)."""
+    def check_keep(self, keep: torch.Tensor, batch: int, frames: int) -> None:
+        if not self.navigation_points():
+            raise ValueError(f"keep= given to {type(self).__name__}, which has no navigation points "
+                             f"(every frame is computed in full)")
+        if tuple(keep.shape) != (batch, frames):
+            raise ValueError(f"keep must be (B, T) = ({batch}, {frames}), got {tuple(keep.shape)}")
+        if not bool(((keep == 0) | (keep == 1)).all()):
+            raise ValueError("keep must hold 0 (skip) or 1 (compute) per frame")
+
+    def forward(self, video: torch.Tensor, temperature: float = 1.0, keep: torch.Tensor | None = None) -> VideoOutput:
+        """video: float (B, T, 3, H, W). temperature: Gumbel-Softmax temperature (train mode).
+        keep: optional (B, T) 0/1 frames that the focal branch computes at every navigation
+        point, in place of the model's own selection: a frame policy from outside (an
+        oracle from annotations, a saliency method) run through the same network."""
         self.check_video(video)
         b, t = video.shape[:2]
+        if keep is not None:
+            self.check_keep(keep, b, t)
         x = video.reshape(b * t, *video.shape[2:])
         if is_channels_last(next(self.parameters())):
             x = x.contiguous(memory_format=torch.channels_last)
         ctx = SelectionContext(selection=self.selection, ratio=self.ratio, temperature=float(temperature),
                                sparse=self.sparse_active(), dense_above=self.dense_above, seed=self.seed,
-                               region_selection=self.region_selection, region_ratio=self.region_ratio)
+                               region_selection=self.region_selection, region_ratio=self.region_ratio, given=keep)
         with torch.autocast(x.device.type, dtype=self.autocast_dtype or torch.bfloat16,
                             enabled=self.autocast_dtype is not None):
             logits = self.forward_head(self.forward_features(x, ctx))

@@ -119,6 +119,7 @@ class SelectionContext:
     masks: list = field(default_factory=list)
     regions: list = field(default_factory=list)
     keep: torch.Tensor | None = None   # the one temporal mask of ``temporal_navigation="first"``
+    given: torch.Tensor | None = None  # (B, T) frames from outside, used at every navigation point
 
     def next_point(self) -> int:
         return len(self.masks)
@@ -225,7 +226,9 @@ def decide(navigation: Navigation, x_ample: torch.Tensor, ctx: SelectionContext,
     per focal block that uses it)."""
     t = navigation.num_frames
     batch = x_ample.shape[0] // t
-    if ctx.selection == "navigation" and ctx.ratio is not None and not training:
+    if ctx.given is not None:
+        mask = ctx.given.to(device=x_ample.device, dtype=torch.float32)
+    elif ctx.selection == "navigation" and ctx.ratio is not None and not training:
         mask = static_k_keep(navigation(x_ample).float(), ctx.ratio)
     elif ctx.selection == "navigation":
         mask = gumbel_keep(navigation(x_ample).float(), ctx.temperature, training)
