@@ -296,3 +296,24 @@ def test_the_runs_own_resize_is_kept(tmp_path):
     assert (im.config.input_size, im.config.scale_size) == (32, 32)
     im = load_model_for_inference(path, size=48)   # --size changes the crop: the preset's ratio again
     assert (im.config.input_size, im.config.scale_size) == (48, round(48 * 64 / 56))
+
+
+def test_ratio_sets_a_fixed_frame_budget(capsys, ckpt, videos, tmp_path):
+    """--ratio R: the learned navigation keeps exactly round(R * T) frames per video and point,
+    those it ranks highest (static-k), whatever its threshold would keep; refused, with the
+    reason, where it could have no effect or lies outside (0, 1]."""
+    _, made = videos
+    rc, out, _ = _run(capsys, made[0], "--checkpoint", ckpt, "--json")
+    free = _json_lines(out)[0]
+    assert rc == 0 and sorted({sum(m) for m in free["masks"]}) != [2]   # its threshold keeps other counts
+    for ratio, kept in (("0.25", 2), ("0.5", 4)):
+        rc, out, _ = _run(capsys, made[0], "--checkpoint", ckpt, "--json", "--ratio", ratio)
+        line = _json_lines(out)[0]
+        assert rc == 0 and [sum(m) for m in line["masks"]] == [kept] * len(free["masks"])
+        assert line["gflops"] < free["gflops"] or kept > min(sum(m) for m in free["masks"])
+    rc, _, err = _run(capsys, made[0], "--checkpoint", ckpt, "--ratio", "1.5")
+    assert rc == 2 and "ratio must be in (0, 1], got 1.5" in err
+    tsn = tmp_path / "tsn.pt"
+    afnet.save_checkpoint(tsn, afnet.create_model("tsn_resnet_small", num_classes=K, num_frames=T))
+    rc, _, err = _run(capsys, made[0], "--checkpoint", tsn, "--ratio", "0.5")
+    assert rc == 2 and "ratio=0.5 has no effect: tsn_resnet_small computes every frame (no focal branch)" in err

@@ -31,6 +31,10 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--preset", choices=sorted(PRESETS),
                    help="evaluation sampling and transforms (default: the checkpoint's config, else sthv2)")
     g.add_argument("--size", type=int, help="crop side in pixels (default: checkpoint config, else preset)")
+    g.add_argument("--ratio", type=float, metavar="R",
+                   help="frames the focal branch computes per video and navigation point, a fixed budget: "
+                        "learned navigation keeps exactly round(R*T), those it ranks highest (static-k); a "
+                        "fixed policy (uniform, random) keeps round(R*T) its way (default: as trained)")
     g.add_argument("--backend", default="pyav", help="video decoder: pyav (default), decord, torchcodec")
     g.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default: torch's; batch-predict: the cores left by the decoding "
@@ -151,7 +155,8 @@ def _load(args):
         raise ValueError(f"--top-k must be positive, got {args.top_k}")
     # a command owns its process: keep glibc from re-mmapping activations (see afnet.runtime)
     return load_model_for_inference(args.checkpoint, args.model, args.frames, args.classes, args.labels,
-                                    preset=args.preset, size=args.size, shift=args.shift, tune_malloc=True)
+                                    preset=args.preset, size=args.size, shift=args.shift, ratio=args.ratio,
+                                    tune_malloc=True)
 
 
 def _progress_bar(items, show: bool):

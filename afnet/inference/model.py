@@ -101,14 +101,16 @@ def load_model_for_inference(checkpoint: str | os.PathLike, model: str | None = 
                              frames: int | None = None, classes: int | None = None,
                              labels: str | os.PathLike | None = None, *, preset: str | None = None,
                              size: int | None = None, shift: bool | None = None,
-                             tune_malloc: bool = False) -> InferenceModel:
+                             ratio: float | None = None, tune_malloc: bool = False) -> InferenceModel:
     """Rebuild, load and prepare a model for inference (once per model).
 
     Project checkpoint: ``model``/``frames``/``classes`` may be omitted (they must agree
     with the checkpoint if given); ``labels`` overrides stored ``class_names``.
     Authors' checkpoint: ``model``, ``frames``, ``classes`` and ``labels`` are required.
     ``preset`` (evaluation transforms) defaults to the checkpoint's config, else ``sthv2``;
-    ``size`` (crop side) to the checkpoint's config, else the preset's. ``tune_malloc``: see
+    ``size`` (crop side) to the checkpoint's config, else the preset's. ``ratio``: a fixed
+    budget of frames per video and navigation point in place of the trained one (learned
+    navigation: the static-k policy; see :meth:`VideoModel.configure`). ``tune_malloc``: see
     :func:`afnet.runtime.prepare_for_inference` (process-wide; off by default).
     Raises FileNotFoundError / ValueError with a one-line message on user errors.
     """
@@ -145,7 +147,7 @@ def load_model_for_inference(checkpoint: str | os.PathLike, model: str | None = 
                              f"but the model has {args['num_classes']} classes")
     net = create_model(arch, **args)
     load_checkpoint(net, path)
-    net.configure(**stored_selection(ckpt))
+    net.configure(**{**stored_selection(ckpt), **({} if ratio is None else {"ratio": ratio})})
     points = [p.name for p in net.navigation_points()]
     prepare_for_inference(net, tune_malloc=tune_malloc)
     # the run's own crop and resize, as its validation read the videos (unless --size changes the crop)

@@ -37,6 +37,9 @@ def selection_problems(o: dict, *, has_navigation: bool, spatial: bool, model: s
     for key in ("ratio", "region_ratio"):
         if o.get(key) is not None and not _unit(o[key]):
             problems.append(f"{p}{key} must be in (0, 1], got {o[key]!r}")
+    if ratio is not None and (not has_navigation or selection in ("all", "soft")):
+        problems.append(f"{p}ratio={ratio!r} has no effect: {model} computes every frame"
+                        + (f" ({p}selection={selection!r})" if has_navigation else " (no focal branch)"))
     if selection in FIXED_SELECTIONS and ratio is None:
         problems.append(f"{p}selection={selection!r} needs a {p}ratio in (0, 1]")
     if selection == "soft" and execution == "sparse":
