@@ -241,7 +241,7 @@ def run_demo(out: str | Path = "results/demo", *, quick: bool = False, seeds=(0,
                  f"{pretrain_log[-1]['epochs']} epochs")
     for seed in seeds:
         for label, overrides, backbone in runs:
-            k = len(results) + 1
+            k = len({(r.label, r.seed) for r in results if not r.label.endswith(VARIANTS)}) + 1
             progress(f"[demo {k}/{total}] training {label} (seed {seed}, {sz.epochs} epochs) "
                      f"- {time.time() - start:.0f} s elapsed")
             cfg = load_config(_write_config(out, demo_config(out, data.root, sz, seed, overrides,
@@ -255,6 +255,8 @@ def run_demo(out: str | Path = "results/demo", *, quick: bool = False, seeds=(0,
             progress(f"[demo {k}/{total}] {describe(results[-1])}")
             target = overrides.get("objective.target_ratio", 1.0)
             if overrides.get("model.selection") == "navigation" and target < 1.0:
+                results.append(evaluate_calibrated(cfg, label, seed, trained.best_checkpoint, sample))
+                progress(f"[demo {k}/{total}] {describe(results[-1])}")
                 results.append(evaluate_static_k(cfg, label, seed, trained.best_checkpoint, target))
                 progress(f"[demo {k}/{total}] {describe(results[-1])}")
                 if sz.task == "evidence":
@@ -285,6 +287,21 @@ def run_result(label: str, seed: int, metrics: dict, latency_ms: float | None, t
                      str(metrics["checkpoint"]), round(train_seconds, 1), None if region is None else float(region),
                      [round(float(p), 3) for p in metrics.get("navigation_precision", [])],
                      metrics.get("mean_navigation_precision"), metrics.get("evidence_rate"))
+
+
+# Rows evaluated on a learned-RT row's checkpoint: "<label> calibrated", "<label> static-k".
+VARIANTS = (" calibrated", " static-k")
+
+
+def evaluate_calibrated(cfg, label: str, seed: int, checkpoint, sample) -> RunResult:
+    """The checkpoint with its keep/skip threshold calibrated to RT on the training videos
+    (:func:`afnet.engine.calibrate`): on average RT of the frames, how many per video still up
+    to the navigation. Row ``"<label> calibrated"``."""
+    from afnet.engine import calibrate, evaluate
+
+    calibrated = calibrate(cfg, checkpoint)["checkpoint"]
+    metrics = evaluate(cfg, calibrated, out_dir=Path(cfg.run_dir) / "eval_calibrated")
+    return run_result(f"{label} calibrated", seed, metrics, round(measure_latency(Path(calibrated), sample), 2))
 
 
 def evaluate_static_k(cfg, label: str, seed: int, checkpoint, target: float) -> RunResult:
@@ -355,7 +372,7 @@ def summarise(results: list[RunResult], configs=RUNS) -> list[dict]:
     """Mean and seed standard deviation of each row's numbers (precision per point too)."""
     rows = []
     labels = [label for label, *_ in configs]
-    labels += [f"{label} static-k" for label in labels if any(r.label == f"{label} static-k" for r in results)]
+    labels += [label + v for v in VARIANTS for label in labels if any(r.label == label + v for r in results)]
     for label in labels:
         runs = [r for r in results if r.label == label]
         if not runs:
@@ -389,6 +406,10 @@ CLAIMS = (
     ("less is more: AFNet RT=0.25 beats AFNet RT=1.0", "AFNet RT=0.25", "AFNet RT=1.0"),
     ("navigation beats uniform sampling at 0.5 (Table 5)", "AFNet RT=0.5", "AFNet uniform 0.5"),
     ("navigation beats random sampling at 0.5 (Table 5)", "AFNet RT=0.5", "AFNet random 0.5"),
+    ("navigation with its threshold calibrated to 0.5 beats uniform sampling", "AFNet RT=0.5 calibrated",
+     "AFNet uniform 0.5"),
+    ("navigation with its threshold calibrated to 0.5 beats random sampling", "AFNet RT=0.5 calibrated",
+     "AFNet random 0.5"),
     ("navigation at exactly 0.5 (static-k) beats uniform sampling", "AFNet RT=0.5 static-k", "AFNet uniform 0.5"),
     ("navigation at exactly 0.5 (static-k) beats random sampling", "AFNet RT=0.5 static-k", "AFNet random 0.5"),
 )

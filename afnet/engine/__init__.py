@@ -15,7 +15,7 @@
     metrics.py     top-1/top-5/class-mean accuracy, mAP, kept ratio, region ratio (torchmetrics)
     module.py      AFNetModule: the thin LightningModule
     datamodule.py  VideoDataModule: afnet.data behind a LightningDataModule, per-rank sharding
-    run.py         train, evaluate, TrainResult
+    run.py         train, evaluate, calibrate (the learned threshold to RT), TrainResult
     plot.py        kept ratio per block with a cubic trend (paper Fig. 5)
     cli.py         ``afnet train``, ``afnet eval``
 
@@ -27,6 +27,6 @@ from afnet._imports import lazy_exports
 _SCHEMA = ("Config", "ConfigError", "DataConfig", "EvalConfig", "ModelConfig", "ObjectiveConfig", "OptimConfig",
            "TrainerConfig", "dump_config", "load_config")
 _EXPORTS = {**{name: "afnet.engine.schema" for name in _SCHEMA},
-            **{name: "afnet.engine.run" for name in ("train", "evaluate", "TrainResult")}}
+            **{name: "afnet.engine.run" for name in ("train", "evaluate", "calibrate", "TrainResult")}}
 __all__ = list(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)

@@ -48,10 +48,12 @@ class VideoDataModule(L.LightningDataModule):
         self.num_clips, self.num_crops = num_clips, num_crops
         self.train_set = self.val_set = None
 
-    def build_split(self, split: str):
-        """The train or val dataset (evaluation views for val)."""
+    def build_split(self, split: str, train: bool | None = None):
+        """The train or val dataset: training sampling and augmentation for train, evaluation
+        views for val (``train`` chooses otherwise, e.g. ``False``: the training videos read as
+        evaluation reads them)."""
         d, paths = self.data, self.data.paths()
-        train = split == "train"
+        train = split == "train" if train is None else train
         overrides = {} if train else {"num_clips": self.num_clips, "num_crops": self.num_crops}
         return build_dataset(d.dataset(**overrides), d.root, paths[f"{split}_list"], train=train, kind=d.kind,
                              class_file=paths["class_file"], backend=d.backend, seed=self.seed, on_error=d.on_error,

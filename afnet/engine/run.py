@@ -243,3 +243,55 @@ def evaluate(cfg: Config, checkpoint, *, out_dir=None) -> dict:
             metrics["plot"] = str(plot_kept_ratio(metrics["kept_ratio"], out / "kept_ratio.png",
                                                   title=f"{cfg.model.name}, RT={cfg.objective.target_ratio}"))
     return metrics
+
+
+def calibrate(cfg: Config, checkpoint, *, out=None, max_videos: int = 512) -> dict:
+    """Calibrate the learned keep/skip threshold of ``checkpoint`` to the run's RT
+    (``objective.target_ratio``; :func:`afnet.models.calibration.calibrate_threshold`) on the
+    first ``max_videos`` training videos, read as evaluation reads them (one view each); the
+    validation set stays unseen. Writes the checkpoint with the shifted navigation biases to
+    ``out`` (default: ``calibrated.ckpt`` beside ``checkpoint``), with a ``calibration`` entry
+    (ratio, shifts, videos). Returns that entry and the ``checkpoint`` path."""
+    import torch
+
+    from afnet.data.dataset import SkippedSample
+    from afnet.models.calibration import calibrate_threshold
+    from afnet.models.layers import Navigation
+
+    cfg = load_config(cfg)
+    if max_videos < 1:
+        raise ValueError(f"max_videos must be positive, got {max_videos}")
+    cfg.model.pretrained = None
+    model, _ = build_model(cfg, checkpoint=checkpoint)
+    data = VideoDataModule(cfg.data, seed=cfg.seed)
+    videos = data.build_split("train", train=False)
+    picked = range(min(max_videos, len(videos)))
+    batch = cfg.data.val_batch_size or cfg.data.batch_size
+
+    def batches():
+        clips = []
+        for i in picked:
+            sample = videos[i]
+            if isinstance(sample, SkippedSample):
+                continue
+            clips.append(sample[0][0])   # the first (centre) view
+            if len(clips) == batch:
+                yield torch.stack(clips)
+                clips = []
+        if clips:
+            yield torch.stack(clips)
+
+    ratio = cfg.objective.target_ratio
+    shifts = calibrate_threshold(model, batches, ratio)
+    ckpt = read_checkpoint(checkpoint)
+    state = model.state_dict()
+    for name, module in model.named_modules():
+        if isinstance(module, Navigation):
+            key = f"{name}.conv2.bias"
+            if key not in ckpt.get("state_dict", {}):
+                raise CheckpointError(f"{checkpoint}: no {key} to calibrate (not a checkpoint of this project)")
+            ckpt["state_dict"][key] = state[key].clone()
+    out = Path(out) if out is not None else Path(checkpoint).with_name("calibrated.ckpt")
+    ckpt["calibration"] = {"ratio": ratio, "shifts": shifts, "videos": len(picked), "source": str(checkpoint)}
+    atomic_torch_save(ckpt, out)
+    return {**ckpt["calibration"], "checkpoint": str(out)}
