@@ -191,3 +191,28 @@ def test_rgb_conversion_reuses_one_reformatter_and_equals_pyav():
         got = to_rgb24(frame)
         assert got.shape == (h, w, 3) and got.dtype == np.uint8
         np.testing.assert_array_equal(got, frame.to_ndarray(format="rgb24"), err_msg=f"{fmt} {h}x{w}")
+
+
+def test_rgb_conversion_works_in_a_forked_child():
+    """A DataLoader worker is forked from a process that has converted frames: the parent's
+    kept swscale context (whose slice threads stay in the parent) must not be used there, or
+    the child waits forever."""
+    import time
+
+    from afnet.data.decoding import to_rgb24
+
+    frame = av.VideoFrame.from_ndarray(np.full((32, 32, 3), 90, np.uint8), format="rgb24").reformat(format="yuv420p")
+    want = to_rgb24(frame)
+    pid = os.fork()
+    if pid == 0:  # the child: exit 0 only if the conversion returns the same pixels
+        os._exit(0 if np.array_equal(to_rgb24(frame), want) else 1)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            assert os.waitstatus_to_exitcode(status) == 0
+            return
+        time.sleep(0.05)
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    pytest.fail("the forked child hung converting a frame")
