@@ -5,7 +5,9 @@
          pre-trains on ImageNet
       ─► train {TSN, AFNet RT 1.0 / 0.5 / 0.25, AFNet uniform 0.5, AFNet random 0.5}
          from those backbones
-      ─► evaluate: top-1, GFLOPs/video, latency/video, kept ratio, navigation precision
+      ─► evaluate: top-1, GFLOPs/video, latency/video, kept ratio, navigation precision;
+         each learned RT < 1 also with its threshold calibrated to RT (afnet.engine.calibrate),
+         with static-k, and with its focal branch on given frames (evidence_headroom)
       ─► table (Markdown, JSON) with each claim's verdict, figures
 
 All models use the small ResNet backbone and 8 frames. The task (``afnet.data.synthetic``,
