@@ -317,3 +317,9 @@ def test_ratio_sets_a_fixed_frame_budget(capsys, ckpt, videos, tmp_path):
     afnet.save_checkpoint(tsn, afnet.create_model("tsn_resnet_small", num_classes=K, num_frames=T))
     rc, _, err = _run(capsys, made[0], "--checkpoint", tsn, "--ratio", "0.5")
     assert rc == 2 and "ratio=0.5 has no effect: tsn_resnet_small computes every frame (no focal branch)" in err
+    # the rule lives in configure: a ratio given with selection all has no effect; switching to all drops it
+    model = afnet.create_model("af_resnet_small", num_classes=K, num_frames=T)
+    with pytest.raises(ValueError, match="ratio=0.5 has no effect: af_resnet_small computes every frame "
+                                         "\\(selection='all'\\)"):
+        model.configure(selection="all", ratio=0.5)
+    assert model.configure(ratio=0.5).configure(selection="all").ratio is None

@@ -207,7 +207,8 @@ def test_fixed_region_policy_sparse_equals_masked(region_ratio, selection):
     gating them is cheaper (halo overhead), and both equal masked execution."""
     x = video()
     model = balanced(spatial_small(grid=(4, 2, 2)), x, seed=2)
-    model.configure(selection=selection, ratio=0.5, region_selection="random", region_ratio=region_ratio)
+    model.configure(selection=selection, ratio=0.5 if selection == "uniform" else None, region_selection="random",
+                    region_ratio=region_ratio)
     sparse = model.configure(execution="sparse")(x)
     masked = model.configure(execution="masked")(x)
     torch.testing.assert_close(sparse.logits, masked.logits, atol=1e-4, rtol=1e-4)

@@ -87,11 +87,13 @@ class VideoModel(nn.Module):
         region_selection (spatial models): ``navigation`` (learned), ``all``, or the fixed
         policies of Table 5 ``random`` / ``center`` (need ``region_ratio``, the share of
         regions computed per kept frame).
-        Arguments left out keep their current value.
+        Arguments left out keep their current value (but a ``ratio`` is dropped when the selection
+        becomes ``all`` or ``soft``, which compute every frame).
         """
         selection = self.selection if selection is None else selection
         execution = self.execution if execution is None else execution
-        ratio = self.ratio if ratio is None else ratio
+        if ratio is None:  # kept, unless the selection now computes every frame (a ratio would mean nothing)
+            ratio = None if selection in ("all", "soft") else self.ratio
         region_selection = self.region_selection if region_selection is None else region_selection
         region_ratio = self.region_ratio if region_ratio is None else region_ratio
         problems = selection_problems(dict(selection=selection, ratio=ratio, execution=execution,
