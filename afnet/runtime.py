@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import platform
 import sys
+import warnings
 
 import torch
 from torch import nn
@@ -77,9 +79,52 @@ def fold_batchnorm(model: nn.Module) -> int:
     return folded
 
 
+# The CPU flags that decide kernel speed, shown with every timing table.
+SPEED_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+# Native bf16 arithmetic on x86: without one of these, bf16 runs emulated.
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_flags() -> frozenset:
+    """The CPU's feature flags as Linux reports them (``/proc/cpuinfo``); empty elsewhere."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def cpu_description() -> str:
+    """The CPU model and its :data:`SPEED_FLAGS`, for the protocol line of a timing table."""
+    model = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
+    except OSError:
+        pass
+    shown = [f for f in SPEED_FLAGS if f in cpu_flags()]
+    return f"{model}, flags {' '.join(shown) or 'none of ' + '/'.join(SPEED_FLAGS)}"
+
+
+def native_bf16(device="cpu") -> bool:
+    """Whether ``device`` computes bf16 natively: a CUDA device that supports it, or a CPU with
+    AVX-512 BF16 or AMX. Elsewhere bf16 autocast is emulated: on an AVX2-only CPU it made every
+    model about 7x slower than fp32 (issue #12)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and any(flag in cpu_flags() for flag in BF16_FLAGS)
+
+
 def prepare_for_inference(model: nn.Module, *, channels_last: bool = True, fold_bn: bool = True,
-                          bf16: bool = False, tune_malloc: bool = False) -> nn.Module:
+                          bf16: bool | str = False, tune_malloc: bool = False) -> nn.Module:
     """Put ``model`` in eval mode and apply the CPU inference steps above, in place.
+
+    ``bf16``: ``"auto"`` autocasts to bf16 only where the model's device computes it natively
+    (:func:`native_bf16`); ``True`` forces it, with a warning where it would be emulated.
 
     ``tune_malloc``: also call :func:`keep_allocations`, which changes glibc's allocator for
     the whole process (off by default: a library must not do that behind its user's back).
@@ -91,6 +136,15 @@ def prepare_for_inference(model: nn.Module, *, channels_last: bool = True, fold_
         fold_batchnorm(model)
     if channels_last:
         model.to(memory_format=torch.channels_last)
+    if bf16 not in (True, False, "auto"):
+        raise ValueError(f"bf16 must be True, False or 'auto', got {bf16!r}")
+    device = next(model.parameters()).device
+    if bf16 == "auto":
+        bf16 = native_bf16(device)
+    elif bf16 and not native_bf16(device):
+        warnings.warn(f"bf16 forced on {device}, which has no native bf16 ({cpu_description()}): it runs emulated, "
+                      f"several times slower than fp32 (7x measured on an AVX2 CPU); bf16='auto' chooses by "
+                      f"capability", RuntimeWarning, stacklevel=2)
     model.autocast_dtype = torch.bfloat16 if bf16 else None
     if tune_malloc:
         keep_allocations()

@@ -53,18 +53,10 @@ def cpu_protocol() -> str:
     import lightning
     import torch
 
-    model, flags = platform.processor() or "?", set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-            elif line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    shown = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile") if f in flags]
+    from afnet.runtime import cpu_description
+
     cores = len(os.sched_getaffinity(0))
-    return (f"CPU: {model}, {cores} usable cores, flags {' '.join(shown) or 'none of avx2/avx512f/avx512_bf16/amx'}; "
+    return (f"CPU: {cpu_description()}, {cores} usable cores; "
             f"torch {torch.__version__}, lightning {lightning.__version__}, Python {platform.python_version()}")
 
 

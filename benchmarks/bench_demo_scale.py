@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 
 import torch
@@ -23,18 +22,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from afnet import count_flops, create_model  # noqa: E402
 from afnet.benchmark import markdown_table, time_round_robin  # noqa: E402
-from afnet.runtime import prepare_for_inference  # noqa: E402
-
-
-def cpu_flags() -> str:
-    """The SIMD flags that decide kernel speed (AVX2, AVX-512 and its bf16, AMX)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next(line for line in f if line.startswith("flags")).split(":", 1)[1].split()
-    except (OSError, StopIteration):
-        return platform.processor() or "unknown"
-    keep = [f for f in flags if f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")]
-    return " ".join(keep) or "no AVX2"
+from afnet.runtime import cpu_description, prepare_for_inference  # noqa: E402
 
 
 def main(argv=None) -> None:
@@ -45,7 +33,7 @@ def main(argv=None) -> None:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    print(f"CPU: {platform.processor() or platform.machine()}, flags: {cpu_flags()}; torch {torch.__version__}, "
+    print(f"CPU: {cpu_description()}; torch {torch.__version__}, "
           f"{args.threads} threads, batch 1, fp32, medians of {args.rounds} interleaved rounds after 1 warm-up\n")
     rows = []
     for t in args.frames:

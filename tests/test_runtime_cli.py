@@ -82,3 +82,36 @@ def test_cli_zoo_json(capsys):
     assert [r["model"] for r in rows] == ["af_mobilenetv3", "tsm_mobilenetv3"]
     af = rows[0]
     assert af["gflops_sparse"] < af["gflops_masked"] and af["ms_sparse"] > 0 and af["params_m"] > 4
+
+
+@pytest.mark.parametrize("flags, native", [({"avx2", "avx512f"}, False), ({"avx2", "avx512_bf16"}, True),
+                                           ({"amx_bf16", "amx_tile"}, True), (set(), False)])
+def test_bf16_auto_only_where_the_cpu_computes_it(monkeypatch, flags, native):
+    """bf16='auto' autocasts only on a CPU with AVX-512 BF16 or AMX (on an AVX2 CPU bf16 is
+    emulated, 7x slower); forcing it there warns, naming the CPU; False never autocasts."""
+    import afnet.runtime as runtime
+
+    monkeypatch.setattr(runtime, "cpu_flags", lambda: frozenset(flags))
+    assert runtime.native_bf16("cpu") is native
+    model = afnet.create_model("af_resnet_small", num_classes=5, num_frames=8)
+    assert prepare_for_inference(model, bf16="auto").autocast_dtype == (torch.bfloat16 if native else None)
+    assert prepare_for_inference(model, bf16=False).autocast_dtype is None
+    if native:
+        import warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert prepare_for_inference(model, bf16=True).autocast_dtype == torch.bfloat16
+    else:
+        with pytest.warns(RuntimeWarning, match="no native bf16.*flags .*7x measured on an AVX2 CPU"):
+            assert prepare_for_inference(model, bf16=True).autocast_dtype == torch.bfloat16
+    with pytest.raises(ValueError, match="bf16 must be True, False or 'auto', got 'yes'"):
+        prepare_for_inference(model, bf16="yes")
+
+
+def test_cpu_description_names_the_speed_flags(monkeypatch):
+    import afnet.runtime as runtime
+
+    monkeypatch.setattr(runtime, "cpu_flags", lambda: frozenset({"avx2", "sse4_2", "avx512_bf16"}))
+    assert runtime.cpu_description().endswith("flags avx2 avx512_bf16")
+    monkeypatch.setattr(runtime, "cpu_flags", lambda: frozenset())
+    assert runtime.cpu_description().endswith("flags none of avx2/avx512f/avx512_bf16/amx_bf16/amx_tile")
