@@ -221,8 +221,9 @@ def run_demo(out: str | Path = "results/demo", *, quick: bool = False, seeds=(0,
                  f"to {out / 'images'}")
         images = make_glyph_images(out / "images", num_train=sz.num_images, num_val=sz.num_val_images,
                                    size=sz.size, seed=0)
-    val = build_dataset("synthetic", data.root, data.frame_lists["val"], train=False, num_frames=8,
-                        input_size=sz.size, scale_size=sz.size)
+    evidence = data.root / EVIDENCE_FILE   # written by the evidence task
+    val = build_dataset("synthetic", data.root, data.frame_lists["val"], train=False, num_frames=8, input_size=sz.size,
+                        scale_size=sz.size, evidence_file=evidence if evidence.is_file() else None)
     sample = val[0][0][:1]  # one view (1, T, 3, S, S): the latency probe
     runs = SPATIAL_RUNS if spatial else RUNS
     results: list[RunResult] = []
@@ -241,31 +242,29 @@ def run_demo(out: str | Path = "results/demo", *, quick: bool = False, seeds=(0,
                              "epochs": trained.metrics.get("epoch", -1) + 1, "seconds": round(time.time() - t0, 1)})
         progress(f"[demo] {backbone} pre-trained: glyph top-1 {pretrain_log[-1]['top1']:.1%} after "
                  f"{pretrain_log[-1]['epochs']} epochs")
-    for seed in seeds:
-        for label, overrides, backbone in runs:
-            k = len({(r.label, r.seed) for r in results if not r.label.endswith(VARIANTS)}) + 1
-            progress(f"[demo {k}/{total}] training {label} (seed {seed}, {sz.epochs} epochs) "
-                     f"- {time.time() - start:.0f} s elapsed")
-            cfg = load_config(_write_config(out, demo_config(out, data.root, sz, seed, overrides,
-                                                             backbones.get(backbone))))
-            t0 = time.time()
-            trained = train(cfg)
-            train_seconds = time.time() - t0
-            metrics = evaluate(cfg, trained.best_checkpoint)
-            latency = measure_latency(Path(trained.best_checkpoint), sample)
-            results.append(run_result(label, seed, metrics, round(latency, 2), train_seconds))
+    for k, (seed, (label, overrides, backbone)) in enumerate(((s, r) for s in seeds for r in runs), 1):
+        progress(f"[demo {k}/{total}] training {label} (seed {seed}, {sz.epochs} epochs) "
+                 f"- {time.time() - start:.0f} s elapsed")
+        cfg = load_config(_write_config(out, demo_config(out, data.root, sz, seed, overrides,
+                                                         backbones.get(backbone))))
+        t0 = time.time()
+        trained = train(cfg)
+        train_seconds = time.time() - t0
+        metrics = evaluate(cfg, trained.best_checkpoint)
+        latency = measure_latency(Path(trained.best_checkpoint), sample)
+        results.append(run_result(label, seed, metrics, round(latency, 2), train_seconds))
+        progress(f"[demo {k}/{total}] {describe(results[-1])}")
+        target = overrides.get("objective.target_ratio", 1.0)
+        if overrides.get("model.selection") == "navigation" and target < 1.0:
+            results.append(evaluate_calibrated(cfg, label, seed, trained.best_checkpoint, sample))
             progress(f"[demo {k}/{total}] {describe(results[-1])}")
-            target = overrides.get("objective.target_ratio", 1.0)
-            if overrides.get("model.selection") == "navigation" and target < 1.0:
-                results.append(evaluate_calibrated(cfg, label, seed, trained.best_checkpoint, sample))
-                progress(f"[demo {k}/{total}] {describe(results[-1])}")
-                results.append(evaluate_static_k(cfg, label, seed, trained.best_checkpoint, target))
-                progress(f"[demo {k}/{total}] {describe(results[-1])}")
-                if sz.task == "evidence":
-                    headroom.append({"model": label, "seed": seed,
-                                     **evidence_headroom(trained.best_checkpoint, data, sz.size)})
-                    progress(f"[demo {k}/{total}] {label} top-1 when its focal branch computes: " + ", ".join(
-                        f"{p} {headroom[-1][p]:.1%}" for p in HEADROOM_POLICIES))
+            results.append(evaluate_static_k(cfg, label, seed, trained.best_checkpoint, target))
+            progress(f"[demo {k}/{total}] {describe(results[-1])}")
+            if sz.task == "evidence":
+                headroom.append({"model": label, "seed": seed,
+                                 **evidence_headroom(trained.best_checkpoint, val)})
+                progress(f"[demo {k}/{total}] {label} top-1 when its focal branch computes: " + ", ".join(
+                    f"{p} {headroom[-1][p]:.1%}" for p in HEADROOM_POLICIES))
     summary = summarise(results, runs)
     figures = _figures(out, data, results, SPATIAL_RUNS[0][0] if spatial else EXPLAINED)
     report = {"quick": quick, "spatial": spatial, "seeds": list(seeds), "size": asdict(sz),
@@ -321,21 +320,19 @@ def evaluate_static_k(cfg, label: str, seed: int, checkpoint, target: float) -> 
 HEADROOM_POLICIES = ("own choice", "evidence frames", "as many other frames", "no frame")
 
 
-def evidence_headroom(checkpoint, data, size: int, batch_size: int = 50) -> dict:
-    """What the evidence frames are worth to a trained AFNet: validation top-1 of
-    ``checkpoint`` (prepared as ``afnet predict`` runs it) when its focal branch computes, at
-    every navigation point, its own choice; exactly each video's evidence frames (a navigation
-    of precision 1); as many frames without evidence (precision 0, drawn with a fixed seed);
-    no frame (the ample branch and the residual path alone). The gap between the second and
-    third is what a navigation that finds the evidence could gain over one that misses it."""
+def evidence_headroom(checkpoint, val, batch_size: int = 50) -> dict:
+    """What the evidence frames are worth to a trained AFNet: top-1 on ``val`` (a dataset
+    whose samples carry their evidence marks) of ``checkpoint`` (prepared as ``afnet predict``
+    runs it) when its focal branch computes, at every navigation point, its own choice;
+    exactly each video's evidence frames (a navigation of precision 1); as many frames without
+    evidence (precision 0, drawn with a fixed seed); no frame (the ample branch and the
+    residual path alone). The gap between the second and third is what a navigation that
+    finds the evidence could gain over one that misses it."""
     import torch
 
-    from afnet.data.dataset import build_dataset
     from afnet.inference import load_model_for_inference
 
     model = load_model_for_inference(checkpoint).model
-    val = build_dataset("synthetic", data.root, data.frame_lists["val"], train=False, num_frames=8,
-                        input_size=size, scale_size=size, evidence_file=data.root / EVIDENCE_FILE)
     generator = torch.Generator().manual_seed(0)
     correct = dict.fromkeys(HEADROOM_POLICIES, 0)
     with torch.no_grad():

@@ -37,10 +37,12 @@ def test_each_rank_reads_its_own_shard(synth):
 
 
 def _schedule_overrides(synth, run_dir):
-    # schedules that change every epoch: RT 1 -> 0.67 (epoch 1) -> 0.5 (epoch 2), lr x0.1 at epoch 2
+    # schedules that change every epoch: RT 1 -> 0.67 (epoch 1) -> 0.5 (epoch 2), lr x0.1 at epoch 2;
+    # batches of 2: 24 steps an epoch, so that a kill shortly after epoch 0's checkpoint lands inside
+    # epoch 1 however fast the machine
     return tiny_overrides(synth, run_dir, **{
         "optim.epochs": 3, "objective.target_ratio": 0.5, "objective.rt_begin": 1, "objective.rt_end": 2,
-        "objective.t_end": 2, "optim.lr_steps": "[2]"})
+        "objective.t_end": 2, "optim.lr_steps": "[2]", "data.batch_size": 2})
 
 
 @pytest.mark.slow
@@ -54,7 +56,7 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(synth, tmp_path):
     deadline = time.time() + 120
     while not last.is_file() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
-    time.sleep(1.0)                      # into epoch 1
+    time.sleep(0.3)                      # into epoch 1 (24 steps)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     killed_at = read_checkpoint(last)
@@ -63,7 +65,7 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(synth, tmp_path):
     resumed = train(load_config(SYNTHETIC_CONFIG, _schedule_overrides(synth, run) + ["resume=last"]))
     a, b = read_checkpoint(reference.last_checkpoint), read_checkpoint(resumed.last_checkpoint)
     assert (b["epoch"], b["step"], b["global_step"]) == (a["epoch"], a["step"], a["global_step"])
-    assert a["step"] == 18                       # 3 epochs x 6 steps
+    assert a["step"] == 72                       # 3 epochs x 24 steps
     assert b["schedule"] == a["schedule"]
     assert b["schedule"]["target_ratio"] == pytest.approx(0.5)
     # same initialisation, data order, Gumbel noise and dropout per epoch: the same weights
