@@ -114,7 +114,9 @@ def parse_labels(token: str, num_classes: int | None, multi_label: bool = True) 
     return labels
 
 
-def _lines(list_file: Path):
+def list_lines(list_file: Path):
+    """``(line number, stripped line)`` of each line of a list file that is neither blank nor
+    a ``#`` comment."""
     with open(list_file, encoding="utf-8") as fh:
         for number, raw in enumerate(fh, start=1):
             line = raw.strip()
@@ -127,7 +129,7 @@ def parse_frame_list(list_file, root, num_classes=None, multi_label=False):
     """Parse ``<path> <num_frames> <label>`` lines. Returns ``(records, problems)``."""
     list_file = Path(list_file)
     records, problems = [], []
-    for number, line in _lines(list_file):
+    for number, line in list_lines(list_file):
         tokens = line.split()
         if len(tokens) < 3:
             problems.append(Problem(str(list_file), number,
@@ -158,7 +160,7 @@ def parse_video_list(list_file, root, num_classes=None, multi_label=False):
     """Parse ``<path> <label>`` lines. Returns ``(records, problems)``."""
     list_file = Path(list_file)
     records, problems = [], []
-    for number, line in _lines(list_file):
+    for number, line in list_lines(list_file):
         tokens = line.split()
         if len(tokens) < 2:
             problems.append(Problem(str(list_file), number,
@@ -327,7 +329,7 @@ def load_class_names(path, fmt: str = "auto") -> list[str]:
         return _dense(by_index, path)
     if fmt == "classind":
         by_index = {}
-        for number, line in _lines(path):
+        for number, line in list_lines(path):
             m = re.fullmatch(r"(\d+)\s+(.+)", line)
             if not m:
                 raise AnnotationError([Problem(str(path), number,
@@ -336,7 +338,7 @@ def load_class_names(path, fmt: str = "auto") -> list[str]:
             by_index[int(m.group(1)) - 1] = m.group(2).strip()
         return _dense(by_index, path)
     if fmt == "category":
-        return [line for _, line in _lines(path)]
+        return [line for _, line in list_lines(path)]
     raise ValueError(f"unknown class file format {fmt!r}; accepted: auto, category, "
                      "classind, labels_json")
 
@@ -359,7 +361,7 @@ def detect_kind(annotation_file, root) -> str:
         return "kinetics_csv"
     if suffix == ".json":
         return "sthv2_json"
-    for _, line in _lines(Path(annotation_file)):
+    for _, line in list_lines(Path(annotation_file)):
         tokens = line.split()
         if len(tokens) >= 3 and os.path.isdir(os.path.join(root, " ".join(tokens[:-2]))):
             return "frames"

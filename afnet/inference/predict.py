@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import torch
 
 from afnet.data.dataset import average_views, clip_indices, eval_views
-from afnet.data.annotations import VIDEO_EXTENSIONS
+from afnet.data.annotations import VIDEO_EXTENSIONS, list_lines
 from afnet.data.decoding import DEFAULT_DECODE_TIMEOUT, DecodeError, count_frames, open_reader
 from afnet.data.presets import DatasetConfig
 from afnet.flops import count_flops
@@ -127,13 +127,8 @@ def read_video_list(list_file, root: str | None = None) -> list[str]:
     FileNotFoundError naming the file."""
     if not os.path.isfile(list_file):
         raise FileNotFoundError(f"video list not found: {list_file}")
-    videos = []
-    with open(list_file, encoding="utf-8") as f:
-        for line in f:
-            fields = line.split()
-            if fields and not fields[0].startswith("#"):
-                videos.append(fields[0] if root is None else os.path.join(root, fields[0]))
-    return videos
+    firsts = [line.split()[0] for _, line in list_lines(list_file)]
+    return firsts if root is None else [os.path.join(root, path) for path in firsts]
 
 
 def read_sample(path: str, im: InferenceModel | DatasetConfig, *, backend: str = "pyav", threads: int = 1,
@@ -197,13 +192,18 @@ def read_or_failure(path: str, im: InferenceModel | DatasetConfig, **kwargs) -> 
         return failure(path, exc)
 
 
+def top_classes(probs: torch.Tensor, im: InferenceModel, top_k: int) -> list[tuple[int, str | None, float]]:
+    """``(class index, class name or None, probability)`` of the ``top_k`` best of ``probs``
+    ``(K,)`` (at least one, at most K), best first."""
+    scores, classes = probs.topk(max(1, min(top_k, probs.numel())))
+    return [(int(c), im.class_name(int(c)), float(s)) for s, c in zip(scores, classes)]
+
+
 def predict_sample(path: str, sample: Sample, im: InferenceModel, *, top_k: int = 5,
                    flops: bool = True) -> VideoPrediction:
     """The prediction of one read video: :func:`run_model` on its clip, top-k and masks."""
     probs, masks, regions, latency_ms, gflops = run_model(im, sample.clip, flops=flops)
-    k = max(1, min(top_k, probs.numel()))
-    scores, classes = probs.topk(k)
-    top = [(int(c), im.class_name(int(c)), float(s)) for s, c in zip(scores, classes)]
+    top = top_classes(probs, im, top_k)
     names = im.point_names if len(im.point_names) == len(masks) else [f"point{i}" for i in range(len(masks))]
     return VideoPrediction(
         path, ok=True, top=top, frame_indices=[int(i) for i in sample.indices[0]], point_names=names,

@@ -31,7 +31,7 @@ from afnet._imports import require
 from afnet.data.dataset import clip_indices, eval_views
 from afnet.data.decoding import DEFAULT_DECODE_TIMEOUT, DecodeError, PyAVReader, open_reader
 from afnet.inference.model import InferenceModel
-from afnet.inference.predict import Sample, VideoPrediction, failure, predict_sample
+from afnet.inference.predict import Sample, VideoPrediction, failure, predict_sample, top_classes
 
 _EPS = 1e-6   # seconds: window arithmetic tolerance (float steps of the stride)
 
@@ -220,10 +220,7 @@ def _stream_windows(reader, path, im, window, stride, top_k, flops, fps, chunk) 
         windows.append(WindowPrediction(start, end, predict_sample(path, sample, im, top_k=top_k, flops=flops)))
         for i in [i for i in buffer if i < floor[w + 1]]:
             del buffer[i]
-    mean = mean_scores(torch.stack([w.prediction.probs for w in windows]))
-    k = max(1, min(top_k, mean.numel()))
-    scores, classes = mean.topk(k)
-    top = [(int(c), im.class_name(int(c)), float(s)) for s, c in zip(scores, classes)]
+    top = top_classes(mean_scores(torch.stack([w.prediction.probs for w in windows])), im, top_k)
     return Timeline(path, ok=True, window=window, stride=stride, duration=duration, num_frames=len(times),
                     windows=windows, top=top, segments=segments_of(windows, duration, im.class_name),
                     point_names=windows[0].prediction.point_names, decoded_frames=decoded, frame_times=times)
