@@ -101,7 +101,8 @@ def load_model_for_inference(checkpoint: str | os.PathLike, model: str | None = 
                              frames: int | None = None, classes: int | None = None,
                              labels: str | os.PathLike | None = None, *, preset: str | None = None,
                              size: int | None = None, shift: bool | None = None,
-                             ratio: float | None = None, tune_malloc: bool = False) -> InferenceModel:
+                             ratio: float | None = None, tune_malloc: bool = False,
+                             channels_last: bool = True) -> InferenceModel:
     """Rebuild, load and prepare a model for inference (once per model).
 
     Project checkpoint: ``model``/``frames``/``classes`` may be omitted (they must agree
@@ -111,7 +112,8 @@ def load_model_for_inference(checkpoint: str | os.PathLike, model: str | None = 
     ``size`` (crop side) to the checkpoint's config, else the preset's. ``ratio``: a fixed
     budget of frames per video and navigation point in place of the trained one (learned
     navigation: the static-k policy; see :meth:`VideoModel.configure`). ``tune_malloc``: see
-    :func:`afnet.runtime.prepare_for_inference` (process-wide; off by default).
+    :func:`afnet.runtime.prepare_for_inference` (process-wide; off by default). ``channels_last``:
+    see there (an ONNX export leaves it: the graph is NCHW whatever the torch memory format).
     Raises FileNotFoundError / ValueError with a one-line message on user errors.
     """
     path = str(checkpoint)
@@ -149,7 +151,7 @@ def load_model_for_inference(checkpoint: str | os.PathLike, model: str | None = 
     load_checkpoint(net, path)
     net.configure(**{**stored_selection(ckpt), **({} if ratio is None else {"ratio": ratio})})
     points = [p.name for p in net.navigation_points()]
-    prepare_for_inference(net, tune_malloc=tune_malloc)
+    prepare_for_inference(net, tune_malloc=tune_malloc, channels_last=channels_last)
     # the run's own crop and resize, as its validation read the videos (unless --size changes the crop)
     config = eval_config(preset or stored_preset or DEFAULT_PRESET, net.num_frames, net.num_classes,
                          size if size is not None else stored_size, None if size is not None else stored_scale)

@@ -164,9 +164,19 @@ def run_model(im: InferenceModel, clip: torch.Tensor, *, flops: bool = True):
         start = time.perf_counter()
         out = model(clip)
         latency_ms = (time.perf_counter() - start) * 1e3
-        gflops = count_flops(model, clip, warmup=False) * clip.shape[0] if flops else None  # all V views
+        gflops = video_gflops(model, clip) if flops else None
     probs = average_views(out.logits, clip.shape[0], softmax=True)[0]
     return probs, [m.detach() for m in out.masks], [r.detach() for r in out.regions], latency_ms, gflops
+
+
+def video_gflops(model, clip: torch.Tensor) -> float:
+    """GFLOPs of ``model(clip)`` for all ``V`` views: counted from the executed operations
+    (:func:`afnet.count_flops`, on a call after the timed one), or, for an exported graph
+    (:class:`afnet.inference.onnx.OnnxModel`), as recorded at export (static shapes: every
+    call costs the same)."""
+    recorded = getattr(model, "gflops_per_view", None)
+    per_view = recorded if recorded is not None else count_flops(model, clip, warmup=False)
+    return per_view * clip.shape[0]
 
 
 def _reason(path: str, exc: Exception) -> str:
