@@ -14,11 +14,15 @@ import time
 from afnet.data.presets import PRESETS
 
 
-def _add_model_options(p: argparse.ArgumentParser) -> None:
+# Options that an exported ONNX model fixed at export (its metadata records them).
+_FIXED_AT_EXPORT = ("model", "frames", "classes", "shift", "preset", "size", "ratio")
+
+
+def _add_checkpoint_options(g, *, required: bool = True) -> None:
+    """The options that rebuild a model from a checkpoint (``load_model_for_inference``)."""
     from afnet.models import list_models
 
-    g = p.add_argument_group("model")
-    g.add_argument("--checkpoint", required=True,
+    g.add_argument("--checkpoint", required=required,
                    help="project checkpoint (enough alone), or the authors' (then also --model, "
                         "--frames, --classes, --labels)")
     g.add_argument("--model", choices=list_models(), metavar="NAME",
@@ -35,6 +39,15 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
                    help="frames the focal branch computes per video and navigation point, a fixed budget: "
                         "learned navigation keeps exactly round(R*T), those it ranks highest (static-k); a "
                         "fixed policy (uniform, random) keeps round(R*T) its way (default: as trained)")
+
+
+def _add_model_options(p: argparse.ArgumentParser, *, onnx: bool = False) -> None:
+    g = p.add_argument_group("model")
+    _add_checkpoint_options(g, required=not onnx)
+    if onnx:
+        g.add_argument("--onnx", metavar="MODEL.onnx",
+                       help="an exported model (afnet export) run by ONNX Runtime, in place of --checkpoint: "
+                            "frames, input size, normalisation, labels and frame selection come from its metadata")
     g.add_argument("--backend", default="pyav", help="video decoder: pyav (default), decord, torchcodec")
     g.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default: torch's; batch-predict: the cores left by the decoding "
@@ -54,7 +67,7 @@ def register(subparsers) -> None:
                     "regions it selected. Exit 1 if some video failed (each named with its reason), 2 on "
                     "user errors.")
     p.add_argument("paths", nargs="+", metavar="PATH", help="video file, frame folder or folder of videos")
-    _add_model_options(p)
+    _add_model_options(p, onnx=True)
     p.add_argument("--json", action="store_true", help="JSON Lines on stdout, one object per video")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar on stderr (default: when several videos and stderr is a terminal)")
@@ -74,7 +87,7 @@ def register(subparsers) -> None:
     t.add_argument("--out", required=True, help="output image (.png)")
     t.add_argument("--draw-classes", type=int, default=5, help="classes whose scores are drawn (default 5)")
     t.add_argument("--json", action="store_true", help="the timeline as one JSON object on stdout")
-    _add_model_options(t)
+    _add_model_options(t, onnx=True)
     _add_window_options(t, required=True)
     t.set_defaults(func=run_timeline, flops=True)
 
@@ -121,8 +134,48 @@ def register(subparsers) -> None:
     e.add_argument("--evidence-file", metavar="JSON",
                    help="the videos' evidence frames ({path relative to the file's folder: [frame indices]}, as "
                         "afnet make-synthetic --task evidence writes): marks them and gives each point's precision")
-    _add_model_options(e)
+    _add_model_options(e, onnx=True)
     e.set_defaults(func=run_explain)
+
+    from afnet.models.options import EXECUTIONS
+
+    x = subparsers.add_parser(
+        "export", help="write a checkpoint as an ONNX model (sparse static-k or masked execution) with its metadata",
+        description="Export a checkpoint (ours or the authors') to ONNX by tracing the model's own forward. "
+                    "sparse: the focal branch computes only the frames it keeps (gather and scatter in the "
+                    "graph; static shapes, so a fixed count per video: --ratio R with learned navigation, the "
+                    "static-k policy, or a uniform policy); masked: every frame computed, skipped ones zeroed "
+                    "(any deterministic selection, the learned threshold included). The metadata records "
+                    "frames, input size, normalisation, labels and frame selection; afnet predict --onnx runs "
+                    "the file. The export is checked in ONNX Runtime against PyTorch on a random video (exit 1 "
+                    "if it differs).")
+    g = x.add_argument_group("model")
+    _add_checkpoint_options(g)
+    x.add_argument("--out", required=True, help="the ONNX file to write (e.g. model.onnx)")
+    x.add_argument("--execution", choices=EXECUTIONS, default="auto",
+                   help="sparse or masked; default auto: sparse where the count of frames kept per video is "
+                        "fixed (--ratio, uniform policy), else masked")
+    x.add_argument("--opset", type=int, help="ONNX opset (default: torch's recommended)")
+    x.add_argument("--no-check", dest="check", action="store_false",
+                   help="skip the comparison with PyTorch in ONNX Runtime")
+    x.set_defaults(func=run_export)
+
+    v = subparsers.add_parser(
+        "serve", help="a local web page: upload or point to a video, see top-5, GFLOPs, latency and the "
+                      "frames (regions) each focal block computed",
+        description="Load the model once and serve a web page (FastAPI) at http://HOST:PORT/: upload a video "
+                    "or give a path under --video-root, and see the top-5, GFLOPs, latency and the explain "
+                    "figure of the frames (and regions) each focal block computed. JSON at POST /api/predict. "
+                    "Binds to localhost unless --host says otherwise. A bad upload gets a clear message; the "
+                    "server keeps running.")
+    _add_model_options(v, onnx=True)
+    v.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    v.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    v.add_argument("--video-root", default=".", metavar="DIR",
+                   help="folder the page's video paths are read from (paths outside it are refused; default: "
+                        "the current folder)")
+    v.add_argument("--max-upload-mb", type=float, default=200.0, help="largest upload accepted (default 200 MB)")
+    v.set_defaults(func=run_serve)
 
 
 def _add_window_options(p: argparse.ArgumentParser, *, required: bool) -> None:
@@ -153,6 +206,19 @@ def _load(args):
         torch.set_num_threads(args.threads)
     if args.top_k < 1:
         raise ValueError(f"--top-k must be positive, got {args.top_k}")
+    onnx = getattr(args, "onnx", None)
+    if onnx is not None:
+        from afnet.inference.onnx import load_onnx_for_inference
+
+        fixed = [f"--{name}" for name in _FIXED_AT_EXPORT if getattr(args, name) is not None]
+        if args.checkpoint is not None:
+            raise ValueError("give --checkpoint or --onnx, not both")
+        if fixed:
+            raise ValueError(f"{', '.join(fixed)}: fixed in {onnx} when it was exported (its metadata); "
+                             f"export the checkpoint again to change")
+        return load_onnx_for_inference(onnx, args.labels, threads=args.threads)
+    if args.checkpoint is None:
+        raise ValueError("give the model: --checkpoint FILE, or --onnx MODEL.onnx")
     # a command owns its process: keep glibc from re-mmapping activations (see afnet.runtime)
     return load_model_for_inference(args.checkpoint, args.model, args.frames, args.classes, args.labels,
                                     preset=args.preset, size=args.size, shift=args.shift, ratio=args.ratio,
@@ -314,4 +380,41 @@ def run_explain(args) -> int:
     if evidence is not None:
         print("navigation precision: " + ", ".join(f"{n} {q:.2f}" for n, q in
                                                    zip(explanation.prediction.point_names, explanation.precision())))
+    return 0
+
+
+def run_export(args) -> int:
+    from afnet.inference.onnx import describe, export_onnx
+
+    report = export_onnx(args.checkpoint, args.out, args.model, args.frames, args.classes, args.labels,
+                         preset=args.preset, size=args.size, shift=args.shift, ratio=args.ratio,
+                         execution=args.execution, opset=args.opset, check=args.check)
+    print(f"{report.path}: {describe(report.metadata)}; {report.size_mb:.1f} MB")
+    if report.max_rel_diff is None:
+        return 0
+    masks = "masks identical" if report.masks_equal else "masks DIFFER"
+    print(f"checked in ONNX Runtime on a random video: logits within {report.max_rel_diff:.1e} relative of "
+          f"PyTorch's, {masks}")
+    if not report.masks_equal or report.max_rel_diff > 1e-4:
+        print(f"afnet export: the exported graph does not compute what PyTorch computes ({masks}, relative "
+              f"difference {report.max_rel_diff:.1e}); please report it", file=sys.stderr)
+        return 1
+    return 0
+
+
+def run_serve(args) -> int:
+    from afnet._imports import require
+    from afnet.inference.serve import create_app
+
+    uvicorn = require("uvicorn", "afnet serve")
+    if not os.path.isdir(args.video_root):
+        raise FileNotFoundError(f"--video-root: no such folder: {args.video_root}")
+    if args.max_upload_mb <= 0:
+        raise ValueError(f"--max-upload-mb must be positive, got {args.max_upload_mb}")
+    im = _load(args)
+    app = create_app(im, video_root=args.video_root, max_upload_mb=args.max_upload_mb, top_k=args.top_k,
+                     backend=args.backend, timeout=_decode_timeout(args))
+    print(f"afnet serve: {im.arch} ({im.source} {im.checkpoint}) at http://{args.host}:{args.port}/ "
+          f"(videos by path from {os.path.abspath(args.video_root)}); Ctrl-C stops", file=sys.stderr, flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0

@@ -82,6 +82,22 @@ def stored_selection(ckpt: dict) -> dict:
             if model_cfg.get(k) is not None}
 
 
+def resolve_class_names(stored, labels: str | os.PathLike | None, num_classes: int) -> list[str] | None:
+    """The class names: those of the file ``labels`` (category.txt, classInd.txt, labels.json)
+    when given, else ``stored`` (None: unnamed); their count must be the model's."""
+    if labels is not None:
+        if not os.path.isfile(labels):
+            raise FileNotFoundError(f"class-name file not found: {labels}")
+        stored = load_class_names(labels)
+    if stored is None:
+        return None
+    names = [str(name) for name in stored]
+    if len(names) != num_classes:
+        raise ValueError(f"{len(names)} class names{f' in {labels}' if labels else ''} "
+                         f"but the model has {num_classes} classes")
+    return names
+
+
 def eval_config(preset: str | DatasetConfig, num_frames: int, num_classes: int,
                 size: int | None = None, scale_size: int | None = None) -> DatasetConfig:
     """The preset's evaluation transforms for a model of ``num_frames`` frames; ``size``
@@ -138,15 +154,7 @@ def load_model_for_inference(checkpoint: str | os.PathLike, model: str | None = 
         arch, args = model, {"num_classes": classes, "num_frames": frames, "shift": shift}
         class_names = None
         source = "authors'"
-    if labels is not None:
-        if not os.path.isfile(labels):
-            raise FileNotFoundError(f"class-name file not found: {labels}")
-        class_names = load_class_names(labels)
-    if class_names is not None:
-        class_names = [str(name) for name in class_names]
-        if len(class_names) != args["num_classes"]:
-            raise ValueError(f"{len(class_names)} class names{f' in {labels}' if labels else ''} "
-                             f"but the model has {args['num_classes']} classes")
+    class_names = resolve_class_names(class_names, labels, args["num_classes"])
     net = create_model(arch, **args)
     load_checkpoint(net, path)
     net.configure(**{**stored_selection(ckpt), **({} if ratio is None else {"ratio": ratio})})

@@ -42,10 +42,10 @@ from torch import nn
 from afnet._imports import require
 from afnet.data.presets import DatasetConfig
 from afnet.flops import count_flops
-from afnet.inference.model import InferenceModel, load_model_for_inference
+from afnet.inference.model import InferenceModel, load_model_for_inference, resolve_class_names
 from afnet.models.base import VideoOutput
+from afnet.models.options import EXECUTIONS
 
-EXECUTIONS = ("auto", "sparse", "masked")
 METADATA_VERSION = 1
 # Selections that give the same frames on every call and a fixed number of them per video.
 _FIXED_COUNT = ("uniform",)
@@ -329,6 +329,14 @@ class OnnxModel:
         return self.metadata.region_grid
 
     @property
+    def selection(self) -> str:
+        return self.metadata.selection
+
+    @property
+    def ratio(self) -> float | None:
+        return self.metadata.ratio
+
+    @property
     def gflops_per_view(self) -> float:
         """Recorded at export: the graph's shapes are static, so every call costs the same."""
         return self.metadata.gflops_per_view
@@ -356,17 +364,9 @@ def load_onnx_for_inference(path: str | os.PathLike, labels: str | os.PathLike |
     """An :class:`InferenceModel` whose model is the exported graph in ONNX Runtime, with the
     class names, navigation points and evaluation config recorded at export; ``labels``
     overrides the class names (a class-name file, as for a checkpoint)."""
-    from afnet.data.annotations import load_class_names
-
     runner = OnnxModel(path, threads=threads)
     m = runner.metadata
-    names = m.labels
-    if labels is not None:
-        if not os.path.isfile(labels):
-            raise FileNotFoundError(f"class-name file not found: {labels}")
-        names = [str(n) for n in load_class_names(labels)]
-        if len(names) != m.num_classes:
-            raise ValueError(f"{len(names)} class names in {labels} but {path} has {m.num_classes} classes")
+    names = resolve_class_names(m.labels, labels, m.num_classes)
     return InferenceModel(runner, m.arch, names, m.dataset_config(), list(m.points), str(path), "ONNX")
 
 
