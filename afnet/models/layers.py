@@ -423,6 +423,33 @@ def region_size(grid: int, shape: tuple[int, int]) -> tuple[int, int]:
 
 
 # ----------------------------------------------------------------------------- fusion
+def nearest_factors(small: tuple[int, int], big: tuple[int, int]) -> tuple[int, int] | None:
+    """``(sh, sw)`` when nearest upsampling ``small`` to ``big`` repeats every pixel ``sh x
+    sw`` times (whole-number factors), else ``None``."""
+    (h, w), (hh, ww) = small, big
+    return (hh // h, ww // w) if hh % h == 0 and ww % w == 0 else None
+
+
+def lerp_upsampled(focal: torch.Tensor, ample: torch.Tensor, theta: torch.Tensor,
+                   factors: tuple[int, int]) -> torch.Tensor:
+    """``theta * up(ample) + (1 - theta) * focal`` in one pass over ``focal`` (N, C, H, W),
+    where ``up`` repeats each pixel of ``ample`` (N, C, H/sh, W/sw) ``sh x sw`` times
+    (nearest upsampling by ``factors``) and ``theta`` is (N, C, 1, 1). The upsampled map is
+    never materialised: ``ample`` is read through a broadcast view of ``focal``'s layout
+    (channels-last or contiguous; the result has ``focal``'s)."""
+    n, c, hh, ww = focal.shape
+    sh, sw = factors
+    h, w = hh // sh, ww // sw
+    if is_channels_last(focal):
+        f = focal.permute(0, 2, 3, 1).reshape(n, h, sh, w, sw, c)
+        a = ample.permute(0, 2, 3, 1).reshape(n, h, 1, w, 1, c).to(f.dtype)
+        t = theta.reshape(n, 1, 1, 1, 1, c).to(f.dtype)
+        return torch.lerp(f, a, t).view(n, hh, ww, c).permute(0, 3, 1, 2)
+    f = focal.contiguous().view(n, c, h, sh, w, sw)
+    a = ample.reshape(n, c, h, 1, w, 1).to(f.dtype)
+    return torch.lerp(f, a, theta.reshape(n, c, 1, 1, 1, 1).to(f.dtype)).view(n, c, hh, ww)
+
+
 class FusionGate(nn.Module):
     """theta = sigmoid(FC(ReLU(FC(avgpool(ample + focal))))) of paper Eq. 8, per channel."""
 
@@ -620,9 +647,11 @@ class AFStage(nn.Module):
             x_focal = focal(x_focal, keep, sparse=ctx.sparse, dense_above=ctx.dense_above, regions=regions)
         if self.ample_proj is not None:
             x_ample = self.ample_proj(x_ample)
-        x_ample = F.interpolate(x_ample, size=x_focal.shape[-2:], mode="nearest")
-        theta = self.fusion(x_ample, x_focal)
-        fused = torch.addcmul(x_focal, theta, x_ample - x_focal)  # theta*ample + (1-theta)*focal
+        factors = nearest_factors(x_ample.shape[-2:], x_focal.shape[-2:])
+        if factors is None:  # not a whole-number upsampling: materialise it
+            x_ample, factors = F.interpolate(x_ample, size=x_focal.shape[-2:], mode="nearest"), (1, 1)
+        theta = self.fusion(x_ample, x_focal)  # a whole-factor nearest upsampling keeps the map's mean
+        fused = lerp_upsampled(x_focal, x_ample, theta, factors)  # theta*up(ample) + (1-theta)*focal
         if self.fusion_relu:
             fused = F.relu(fused, inplace=True)
         return self.fusion_block(fused)
