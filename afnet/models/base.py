@@ -15,6 +15,11 @@ from afnet.models.layers import AFStage, Navigation, SelectionContext, SpatialNa
 from afnet.models.options import selection_problems
 
 
+# execution="auto" on a GPU runs masked below this batch unless the counts are static (see
+# VideoModel.resolved_execution).
+CUDA_SPARSE_MIN_BATCH = 32
+
+
 class NavigationPoint(NamedTuple):
     """One entry of ``VideoOutput.masks``: ``name`` (e.g. ``layer1.0``, the focal block) and,
     with spatial navigation, the side of its region grid (``grid``; ``None``: temporal only)."""
@@ -78,8 +83,9 @@ class VideoModel(nn.Module):
         ``normal`` (fixed policies of Table 5, need ``ratio``) or ``soft`` (Table 1's soft
         frame-weights, no Gumbel). ``navigation`` with a ``ratio``: in eval, the static-k
         policy, exactly ``round(ratio * T)`` frames per video and point, those with the
-        largest keep-minus-skip margin (training is unchanged: Gumbel, the ratio term). execution: ``auto`` (sparse in eval, masked in train),
-        ``sparse`` (eval only) or ``masked`` (every frame computed, as the authors' code).
+        largest keep-minus-skip margin (training is unchanged: Gumbel, the ratio term). execution: ``auto`` (in eval chosen
+        by device and batch, see :meth:`resolved_execution`; masked in train), ``sparse``
+        (eval only) or ``masked`` (every frame computed, as the authors' code).
         dense_above: in sparse execution, compute densely when at least this fraction of
         the batch's frames is kept (gather and scatter then cost more than they save).
         With spatial navigation each focal block instead picks, by multiply-accumulates,
@@ -110,12 +116,33 @@ class VideoModel(nn.Module):
         self.region_ratio = None if region_ratio is None else float(region_ratio)
         return self
 
-    def sparse_active(self) -> bool:
-        """Whether this forward pass gathers the selected frames (eval, hard selection)."""
+    def static_counts(self, given: bool = False) -> bool:
+        """Whether, in eval, every focal block knows how many frames (and regions) it computes
+        per video before its mask is made (static-k, the fixed frame policies, no region
+        selection; not a mask ``given`` from outside): sparse execution then reads nothing
+        back from the device (:func:`afnet.models.layers.kept_index`)."""
+        ctx = SelectionContext(selection=self.selection, ratio=self.ratio, given=True if given else None)
+        return ctx.frames_per_video(self.num_frames, training=False) is not None and self.region_selection == "all"
+
+    def resolved_execution(self, batch: int, device: torch.device | str = "cpu", given: bool = False) -> str:
+        """``"sparse"`` or ``"masked"``: what a forward pass of ``batch`` videos on ``device``
+        runs (``given``: with a ``keep=`` mask). Training and soft selection run masked.
+        ``execution="auto"`` chooses by what was measured (docs/speed.md, docs/speed-gpu.md):
+
+        - on a CPU, sparse: it tracked the FLOPs at every ratio and batch measured;
+        - on a GPU, sparse where :meth:`static_counts` (no host sync), else masked below
+          batch :data:`CUDA_SPARSE_MIN_BATCH`: with one sync per focal block to size its
+          gather, sparse lost to masked at batch 1 and 8 on an H100 and won at 32.
+        """
         if self.execution == "sparse" and self.training:
             raise ValueError("execution='sparse' is for inference (model.eval()); training needs "
                              "'masked' so gradients reach the navigation and BN sees every frame")
-        return self.execution != "masked" and not self.training and self.selection != "soft"
+        if self.training or self.selection == "soft" or self.execution == "masked":
+            return "masked"
+        if self.execution == "auto" and torch.device(device).type == "cuda":
+            if not self.static_counts(given) and batch < CUDA_SPARSE_MIN_BATCH:
+                return "masked"
+        return "sparse"
 
     # -------------------------------------------------------------- forward
     def check_video(self, video: torch.Tensor) -> None:
@@ -155,7 +182,8 @@ class VideoModel(nn.Module):
         if is_channels_last(next(self.parameters())):
             x = x.contiguous(memory_format=torch.channels_last)
         ctx = SelectionContext(selection=self.selection, ratio=self.ratio, temperature=float(temperature),
-                               sparse=self.sparse_active(), dense_above=self.dense_above, seed=self.seed,
+                               sparse=self.resolved_execution(b, x.device, keep is not None) == "sparse",
+                               dense_above=self.dense_above, seed=self.seed,
                                region_selection=self.region_selection, region_ratio=self.region_ratio, given=keep)
         with torch.autocast(x.device.type, dtype=self.autocast_dtype or torch.bfloat16,
                             enabled=self.autocast_dtype is not None):

@@ -96,6 +96,23 @@ def gather_shifted(shift: nn.Module, x: torch.Tensor, index: torch.Tensor) -> to
 
 
 # ----------------------------------------------------------------------------- frame gather / scatter
+def kept_index(keep: torch.Tensor, per_video: int | None = None) -> torch.Tensor:
+    """The frames ``keep`` (B, T) computes, as ascending indices into the ``B*T`` stacked frames.
+
+    ``per_video``: how many frames every video keeps, known from the policy before the mask
+    is (:meth:`SelectionContext.frames_per_video`). The index is then each row's top
+    ``per_video`` entries, ranked so that kept frames come first and in order: its size is
+    known without reading the mask, so a GPU runs on without a device-to-host copy and an
+    exported graph has static shapes. Without it, ``nonzero``, which must read the count
+    (on a GPU, one host sync per focal block)."""
+    if per_video is None:
+        return keep.reshape(-1).nonzero().flatten()
+    b, t = keep.shape
+    rank = keep.float() - torch.arange(t, device=keep.device, dtype=torch.float32) / (2 * t)
+    top = rank.topk(per_video, dim=1).indices  # descending rank: the kept frames, by position
+    return (top + torch.arange(b, device=keep.device).unsqueeze(1) * t).flatten()
+
+
 def is_channels_last(x: torch.Tensor) -> bool:
     return x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
 
@@ -146,6 +163,21 @@ class SelectionContext:
 
     def next_point(self) -> int:
         return len(self.masks)
+
+    def frames_per_video(self, num_frames: int, training: bool) -> int | None:
+        """How many frames each video keeps at every navigation point when the policy fixes
+        it before any mask is computed (see :func:`decide`): static-k (``navigation`` with a
+        ratio, in eval) and the fixed policies keep :func:`frames_kept`, ``all`` keeps T;
+        ``None`` for the learned threshold, soft weights and a mask given from outside, whose
+        counts only the mask tells."""
+        if self.given is not None or self.selection == "soft":
+            return None
+        if self.selection == "all":
+            return num_frames
+        if self.selection in FIXED_SELECTIONS or (self.selection == "navigation" and self.ratio is not None
+                                                  and not training):
+            return frames_kept(self.ratio, num_frames)
+        return None
 
 
 def gumbel_keep(logits: torch.Tensor, temperature: float, training: bool) -> torch.Tensor:
@@ -205,7 +237,7 @@ def fixed_policy_mask(policy: str, batch: int, num_frames: int, ratio: float,
             weights = torch.exp(-0.5 * z * z).expand(batch, num_frames).contiguous()
         idx = torch.multinomial(weights, k, replacement=False, generator=generator)
         mask.scatter_(1, idx, 1.0)
-    return mask.to(device)
+    return mask.to(device, non_blocking=True)  # no host sync on a GPU (the source is staged)
 
 
 # ----------------------------------------------------------------------------- navigation
@@ -540,17 +572,21 @@ class ResidualBlock(nn.Module):
         raise NotImplementedError(f"{type(self).__name__} has no region-sparse execution")
 
     def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None, sparse: bool = False,
-                dense_above: float = 1.0, regions: torch.Tensor | None = None) -> torch.Tensor:
-        """keep: (B, T) or (B*T,) frame mask. regions: (B*T, g, g) region mask of spatial
+                dense_above: float = 1.0, regions: torch.Tensor | None = None,
+                per_video: int | None = None) -> torch.Tensor:
+        """keep: (B, T) frame mask. regions: (B*T, g, g) region mask of spatial
         navigation: a kept frame adds the body on its selected regions only (paper Eq. 14
-        with ``M_n``: ``1 + L_n M_n dv``), elsewhere the block passes the residual alone."""
+        with ``M_n``: ``1 + L_n M_n dv``), elsewhere the block passes the residual alone.
+        per_video: the frames each video keeps, when the policy fixes it (see
+        :func:`kept_index`): sparse execution then runs without reading the mask's count."""
         residual = None if self.shortcut is None else self.shortcut(x)
         if keep is None:
             out = self.body(self.time_shift(x))
         else:
+            share = per_video / keep.shape[-1] if per_video is not None else keep.sum() / keep.numel()
+            if sparse and (regions is not None or share < dense_above):
+                return self.act(self._sparse(x, keep, residual, regions, per_video))
             keep = keep.reshape(-1)
-            if sparse and (regions is not None or keep.sum() < dense_above * keep.numel()):
-                return self.act(self._sparse(x, keep, residual, regions))
             k = keep.view(-1, 1, 1, 1).to(x.dtype)
             out = self.body(self.time_shift(x) * k)
             if regions is not None:  # skipped frames keep body(0); kept frames their regions
@@ -560,8 +596,9 @@ class ResidualBlock(nn.Module):
         return self.act(out)
 
     def _sparse(self, x: torch.Tensor, keep: torch.Tensor, residual: torch.Tensor | None,
-                regions: torch.Tensor | None) -> torch.Tensor:
-        index = keep.nonzero().flatten()
+                regions: torch.Tensor | None, per_video: int | None) -> torch.Tensor:
+        index = kept_index(keep, per_video)
+        keep = keep.reshape(-1)
         base = self.zero_response(x)
         if regions is not None and index.numel():
             local = RegionLayout.of(regions.index_select(0, index), torch.arange(index.numel(), device=x.device),
@@ -573,14 +610,20 @@ class ResidualBlock(nn.Module):
                 out = self.body(self.time_shift(x))
                 out = out * upsample_regions(regions.to(out.dtype), out.shape[-2:])
                 return out if residual is None else out.add_(residual)
-        out = base.expand(x.shape[0], *base.shape[1:]) if residual is None else residual + base
-        out = out.contiguous(memory_format=_memory_format(x))
         if index.numel():
             y = self.body(gather_shifted(self.time_shift, x, index))
             if regions is not None:  # computing the kept frames whole was cheaper: gate them
                 y = y * upsample_regions(regions.index_select(0, index).to(y.dtype), y.shape[-2:])
             if residual is not None:
                 y += gather_frames(residual, index)
+        if residual is None:
+            out = base.expand(x.shape[0], *base.shape[1:])
+        elif residual is x:  # the caller's input: never written
+            out = residual + base
+        else:  # a projection's fresh output, still in cache: written in place
+            out = residual.add_(base)
+        out = out.contiguous(memory_format=_memory_format(x))
+        if index.numel():
             scatter_frames_(out, index, y)
         return out
 
@@ -667,7 +710,8 @@ class AFStage(nn.Module):
             regions = None if self.spatial is None else decide_regions(self.spatial[i], x_ample, keep, ctx,
                                                                       self.training)
             x_ample = ample(x_ample)
-            x_focal = focal(x_focal, keep, sparse=ctx.sparse, dense_above=ctx.dense_above, regions=regions)
+            x_focal = focal(x_focal, keep, sparse=ctx.sparse, dense_above=ctx.dense_above, regions=regions,
+                            per_video=ctx.frames_per_video(keep.shape[1], self.training))
         if self.ample_proj is not None:
             x_ample = self.ample_proj(x_ample)
         factors = nearest_factors(x_ample.shape[-2:], x_focal.shape[-2:])
@@ -694,5 +738,5 @@ __all__ = [
     "SpatialNavigation", "decide_regions", "fixed_region_mask", "RegionLayout", "gather_regions", "add_regions_",
     "upsample_regions", "FusionGate", "ResidualBlock",
     "AFStage", "SelectionContext", "decide", "gumbel_keep", "fixed_policy_mask", "gather_frames",
-    "scatter_frames_", "gather_shifted", "make_divisible", "is_channels_last",
+    "scatter_frames_", "gather_shifted", "kept_index", "nearest_factors", "lerp_upsampled", "make_divisible", "is_channels_last",
 ]

@@ -118,7 +118,7 @@ class _ResNetBase(VideoModel):
         self.fc = nn.Linear(features, self.num_classes)
 
     def stem(self, x):
-        return F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 3, stride=2, padding=1)
+        return F.max_pool2d(F.relu(self.bn1(self.conv1(x)), inplace=True), 3, stride=2, padding=1)
 
     def forward_head(self, features):
         return self.fc(self.dropout(F.adaptive_avg_pool2d(features, 1).flatten(1)))
@@ -281,7 +281,8 @@ class NavResNet(ResNet):
             x = stage[0](x)
             for block, navigation in zip(stage[1:], points):
                 keep = decide(navigation, x, ctx, self.training)
-                x = block(x, keep, sparse=ctx.sparse, dense_above=ctx.dense_above)
+                x = block(x, keep, sparse=ctx.sparse, dense_above=ctx.dense_above,
+                          per_video=ctx.frames_per_video(keep.shape[1], self.training))
         for block in self.layer4:
             x = block(x)
         return x
