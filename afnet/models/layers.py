@@ -209,10 +209,16 @@ def frames_kept(ratio: float, num_frames: int) -> int:
 def static_k_keep(logits: torch.Tensor, ratio: float) -> torch.Tensor:
     """Keep-mask ``(B, T)`` of exactly ``frames_kept(ratio, T)`` frames per video: those with
     the largest keep-minus-skip margin (the static-k policy: a fixed compute budget, the
-    navigation choosing which frames fill it)."""
+    navigation choosing which frames fill it). Equal margins go to the earlier frame: each
+    frame's rank is counted from pairwise comparisons (T x T per video), so eager and an
+    exported graph choose the same frames (``topk`` leaves ties to the kernel, and ONNX
+    Runtime's breaks them otherwise than torch's)."""
     margin = logits[..., 1] - logits[..., 0]
-    top = margin.topk(frames_kept(ratio, margin.shape[1]), dim=1).indices
-    return torch.zeros_like(margin).scatter_(1, top, 1.0)
+    t = margin.shape[1]
+    mine, other = margin.unsqueeze(2), margin.unsqueeze(1)            # [b, i, j]: frame i against frame j
+    earlier = torch.ones(t, t, dtype=torch.bool, device=margin.device).tril(-1)   # j < i
+    ahead = (other > mine) | ((other == mine) & earlier)              # frame j ranks before frame i
+    return (ahead.sum(dim=2) < frames_kept(ratio, t)).to(margin.dtype)
 
 
 def fixed_policy_mask(policy: str, batch: int, num_frames: int, ratio: float,
@@ -648,15 +654,21 @@ class ResidualBlock(nn.Module):
 
     def zero_response(self, h: torch.Tensor) -> torch.Tensor:
         """``body(0)`` for one frame of ``h``'s shape, cached until a weight changes
-        (the shift of zeros is zeros, so it does not enter)."""
+        (the shift of zeros is zeros, so it does not enter). Traced (torch.export, ONNX), it is
+        part of the graph, uncached: a constant the runtime folds."""
+        def response():
+            zeros = torch.zeros((1, *h.shape[1:]), dtype=h.dtype, device=h.device)
+            return self.body(zeros.contiguous(memory_format=_memory_format(h)))
+
+        if torch.compiler.is_compiling():
+            return response()
         tensors = [*self.parameters(), *self.buffers()]
         key = (tuple(h.shape[1:]), h.dtype, h.device, _memory_format(h),
                tuple((t.data_ptr(), t._version) for t in tensors))
         cache = self.__dict__.get("_zero_cache")
         if cache is None or cache[0] != key:
             with torch.no_grad():
-                zeros = torch.zeros((1, *h.shape[1:]), dtype=h.dtype, device=h.device)
-                value = self.body(zeros.contiguous(memory_format=_memory_format(h)))
+                value = response()
             cache = (key, value)
             self.__dict__["_zero_cache"] = cache
         return cache[1]
