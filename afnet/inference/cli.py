@@ -12,6 +12,7 @@ import sys
 import time
 
 from afnet.data.presets import PRESETS
+from afnet.models.options import PRECISIONS
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
@@ -35,6 +36,10 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
                    help="frames the focal branch computes per video and navigation point, a fixed budget: "
                         "learned navigation keeps exactly round(R*T), those it ranks highest (static-k); a "
                         "fixed policy (uniform, random) keeps round(R*T) its way (default: as trained)")
+    g.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                   help="fp32 (default: the same answer on every CPU), bf16 (autocast; warns where the CPU "
+                        "has no native bf16, which runs it several times slower), or auto (bf16 only where "
+                        "native: AVX-512 BF16 / AMX CPUs, CUDA)")
     g.add_argument("--backend", default="pyav", help="video decoder: pyav (default), decord, torchcodec")
     g.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default: torch's; batch-predict: the cores left by the decoding "
@@ -156,7 +161,7 @@ def _load(args):
     # a command owns its process: keep glibc from re-mmapping activations (see afnet.runtime)
     return load_model_for_inference(args.checkpoint, args.model, args.frames, args.classes, args.labels,
                                     preset=args.preset, size=args.size, shift=args.shift, ratio=args.ratio,
-                                    tune_malloc=True)
+                                    precision=args.precision, tune_malloc=True)
 
 
 def _progress_bar(items, show: bool):
