@@ -25,6 +25,8 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from afnet.models.options import PRECISIONS
+
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
 _malloc_tuned = False
 
@@ -117,6 +119,20 @@ def native_bf16(device="cpu") -> bool:
     if device.type == "cuda":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     return device.type == "cpu" and any(flag in cpu_flags() for flag in BF16_FLAGS)
+
+
+def bf16_for(precision: str) -> bool | str:
+    """The ``bf16`` argument of :func:`prepare_for_inference` for a precision name of
+    :data:`~afnet.models.options.PRECISIONS` (``fp32``, ``bf16``, ``auto``)."""
+    choices = dict(zip(PRECISIONS, (False, True, "auto")))
+    if precision not in choices:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    return choices[precision]
+
+
+def precision_of(model: nn.Module) -> str:
+    """``"bf16"`` where :func:`prepare_for_inference` chose bf16 autocast, else ``"fp32"``."""
+    return "bf16" if getattr(model, "autocast_dtype", None) == torch.bfloat16 else "fp32"
 
 
 def prepare_for_inference(model: nn.Module, *, channels_last: bool = True, fold_bn: bool = True,

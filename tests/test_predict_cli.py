@@ -92,6 +92,7 @@ def test_json_schema(capsys, ckpt, videos, synth):
     (row,) = _json_lines(out)
     assert tuple(row) == JSON_FIELDS
     assert row["ok"] is True and row["error"] is None and row["views"] == 1
+    assert row["execution"] == "sparse" and row["precision"] == "fp32"  # auto on a CPU; fp32 by default
     names = afnet.data.load_class_names(synth.category_file)
     assert len(row["top"]) == K  # top-k capped at the number of classes
     assert [set(t) for t in row["top"]] == [{"class", "name", "score"}] * K
@@ -323,3 +324,29 @@ def test_ratio_sets_a_fixed_frame_budget(capsys, ckpt, videos, tmp_path):
                                          "\\(selection='all'\\)"):
         model.configure(selection="all", ratio=0.5)
     assert model.configure(ratio=0.5).configure(selection="all").ratio is None
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_precision_auto_takes_bf16_only_where_native_and_says_so(capsys, monkeypatch, ckpt, videos, native):
+    """--precision auto: bf16 on a CPU with native bf16, fp32 elsewhere (an AVX2-only CPU runs
+    bf16 about 7x slower); the JSON says which ran."""
+    from afnet import runtime
+
+    monkeypatch.setattr(runtime, "cpu_flags", lambda: frozenset({"avx2", "avx512_bf16"} if native else {"avx2"}))
+    _, made = videos
+    rc, out, _ = _run(capsys, made[0], "--checkpoint", ckpt, "--json", "--precision", "auto")
+    assert rc == 0
+    (row,) = _json_lines(out)
+    assert row["ok"] and row["precision"] == ("bf16" if native else "fp32")
+
+
+def test_masked_execution_is_reported(ckpt, videos):
+    from afnet.inference.model import load_model_for_inference
+    from afnet.inference.predict import predict_video
+    from afnet.inference.report import prediction_to_json
+
+    _, made = videos
+    im = load_model_for_inference(ckpt)
+    im.model.configure(execution="masked")
+    row = prediction_to_json(predict_video(made[0], im))
+    assert row["execution"] == "masked" and row["precision"] == "fp32"

@@ -12,6 +12,7 @@ import sys
 import time
 
 from afnet.data.presets import PRESETS
+from afnet.models.options import PRECISIONS
 
 
 # Options that an exported ONNX model fixed at export (its metadata records them).
@@ -48,6 +49,10 @@ def _add_model_options(p: argparse.ArgumentParser, *, onnx: bool = False) -> Non
         g.add_argument("--onnx", metavar="MODEL.onnx",
                        help="an exported model (afnet export) run by ONNX Runtime, in place of --checkpoint: "
                             "frames, input size, normalisation, labels and frame selection come from its metadata")
+    g.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                   help="fp32 (default: the same answer on every CPU), bf16 (autocast; warns where the CPU "
+                        "has no native bf16, which runs it several times slower), or auto (bf16 only where "
+                        "native: AVX-512 BF16 / AMX CPUs, CUDA)")
     g.add_argument("--backend", default="pyav", help="video decoder: pyav (default), decord, torchcodec")
     g.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default: torch's; batch-predict: the cores left by the decoding "
@@ -213,6 +218,8 @@ def _load(args):
         fixed = [f"--{name}" for name in _FIXED_AT_EXPORT if getattr(args, name) is not None]
         if args.checkpoint is not None:
             raise ValueError("give --checkpoint or --onnx, not both")
+        if args.precision != "fp32":
+            fixed.append("--precision")  # the exported graph is fp32
         if fixed:
             raise ValueError(f"{', '.join(fixed)}: fixed in {onnx} when it was exported (its metadata); "
                              f"export the checkpoint again to change")
@@ -222,7 +229,7 @@ def _load(args):
     # a command owns its process: keep glibc from re-mmapping activations (see afnet.runtime)
     return load_model_for_inference(args.checkpoint, args.model, args.frames, args.classes, args.labels,
                                     preset=args.preset, size=args.size, shift=args.shift, ratio=args.ratio,
-                                    tune_malloc=True)
+                                    precision=args.precision, tune_malloc=True)
 
 
 def _progress_bar(items, show: bool):

@@ -21,7 +21,7 @@ from afnet.checkpoint import FORMAT, load_checkpoint, read_checkpoint
 from afnet.data.annotations import load_class_names
 from afnet.data.presets import DatasetConfig, get_preset
 from afnet.models import create_model
-from afnet.runtime import prepare_for_inference
+from afnet.runtime import bf16_for, prepare_for_inference
 
 DEFAULT_PRESET = "sthv2"
 
@@ -117,8 +117,8 @@ def load_model_for_inference(checkpoint: str | os.PathLike, model: str | None = 
                              frames: int | None = None, classes: int | None = None,
                              labels: str | os.PathLike | None = None, *, preset: str | None = None,
                              size: int | None = None, shift: bool | None = None,
-                             ratio: float | None = None, tune_malloc: bool = False,
-                             channels_last: bool = True) -> InferenceModel:
+                             ratio: float | None = None, precision: str = "fp32",
+                             tune_malloc: bool = False, channels_last: bool = True) -> InferenceModel:
     """Rebuild, load and prepare a model for inference (once per model).
 
     Project checkpoint: ``model``/``frames``/``classes`` may be omitted (they must agree
@@ -127,7 +127,9 @@ def load_model_for_inference(checkpoint: str | os.PathLike, model: str | None = 
     ``preset`` (evaluation transforms) defaults to the checkpoint's config, else ``sthv2``;
     ``size`` (crop side) to the checkpoint's config, else the preset's. ``ratio``: a fixed
     budget of frames per video and navigation point in place of the trained one (learned
-    navigation: the static-k policy; see :meth:`VideoModel.configure`). ``tune_malloc``: see
+    navigation: the static-k policy; see :meth:`VideoModel.configure`). ``precision``:
+    ``fp32``, ``bf16`` or ``auto`` (bf16 only where the device computes it natively; see
+    :func:`afnet.runtime.bf16_for`). ``tune_malloc``: see
     :func:`afnet.runtime.prepare_for_inference` (process-wide; off by default). ``channels_last``:
     see there (an ONNX export leaves it: the graph is NCHW whatever the torch memory format).
     Raises FileNotFoundError / ValueError with a one-line message on user errors.
@@ -159,7 +161,7 @@ def load_model_for_inference(checkpoint: str | os.PathLike, model: str | None = 
     load_checkpoint(net, path)
     net.configure(**{**stored_selection(ckpt), **({} if ratio is None else {"ratio": ratio})})
     points = [p.name for p in net.navigation_points()]
-    prepare_for_inference(net, tune_malloc=tune_malloc, channels_last=channels_last)
+    prepare_for_inference(net, bf16=bf16_for(precision), tune_malloc=tune_malloc, channels_last=channels_last)
     # the run's own crop and resize, as its validation read the videos (unless --size changes the crop)
     config = eval_config(preset or stored_preset or DEFAULT_PRESET, net.num_frames, net.num_classes,
                          size if size is not None else stored_size, None if size is not None else stored_scale)

@@ -187,8 +187,8 @@ def export_execution(model: nn.Module, execution: str = "auto") -> str:
     exported with static shapes."""
     if execution not in EXECUTIONS:
         raise ValueError(f"execution {execution!r}; accepted: {', '.join(EXECUTIONS)}")
-    if not model.has_navigation:
-        return "masked" if execution == "auto" else execution  # no focal branch: nothing differs
+    if not model.has_navigation:  # no focal branch: nothing differs; named as torch names it
+        return model.resolved_execution(1) if execution == "auto" else execution
     if model.selection in _DRAWN:
         raise ValueError(f"selection {model.selection!r} draws its frames per call (a seeded generator in "
                          f"torch); a graph cannot reproduce it: export with --ratio R (static-k) or a "
@@ -335,6 +335,10 @@ class OnnxModel:
     @property
     def ratio(self) -> float | None:
         return self.metadata.ratio
+
+    def resolved_execution(self, batch: int = 1, device=None, given: bool = False) -> str:
+        """What the graph runs: ``sparse`` or ``masked``, fixed at export."""
+        return self.metadata.execution
 
     @property
     def gflops_per_view(self) -> float:

@@ -26,6 +26,7 @@ from afnet.data.decoding import DEFAULT_DECODE_TIMEOUT, DecodeError, count_frame
 from afnet.data.presets import DatasetConfig
 from afnet.flops import count_flops
 from afnet.inference.model import InferenceModel
+from afnet.runtime import precision_of
 
 
 @dataclass
@@ -50,7 +51,9 @@ class VideoPrediction:
     masks ``g x g`` of the first view (1 = region selected); the focal block computes
     region (i, j) of frame t where ``masks[p][t] * regions[p][t][i][j]`` is 1, so a skipped
     frame's regions are not computed whatever they say. ``error``: why the video failed
-    (``ok`` is then False). ``probs``: every class's probability (averaged over views), for
+    (``ok`` is then False). ``execution``: ``sparse`` or ``masked``, what the model call ran
+    (``execution="auto"`` resolved for its device and batch); ``precision``: ``fp32`` or
+    ``bf16``. ``probs``: every class's probability (averaged over views), for
     aggregating windows of a long video; not reported.
     """
 
@@ -65,6 +68,8 @@ class VideoPrediction:
     latency_ms: float | None = None
     decode_ms: float | None = None
     num_views: int = 0
+    execution: str | None = None
+    precision: str | None = None
     error: str | None = None
     probs: torch.Tensor | None = field(default=None, repr=False, compare=False)  # (K,), not in the JSON
 
@@ -219,7 +224,9 @@ def predict_sample(path: str, sample: Sample, im: InferenceModel, *, top_k: int 
         path, ok=True, top=top, frame_indices=[int(i) for i in sample.indices[0]], point_names=names,
         masks=[[int(round(float(v))) for v in m[0]] for m in masks],
         regions=[r[0].round().int().tolist() for r in regions], gflops=gflops,
-        latency_ms=latency_ms, decode_ms=sample.decode_ms, num_views=int(sample.clip.shape[0]), probs=probs)
+        latency_ms=latency_ms, decode_ms=sample.decode_ms, num_views=int(sample.clip.shape[0]), probs=probs,
+        execution=im.model.resolved_execution(sample.clip.shape[0], sample.clip.device),
+        precision=precision_of(im.model))
 
 
 def predict_video(path, im: InferenceModel, *, top_k: int = 5, flops: bool = True,

@@ -16,9 +16,13 @@ JSON Lines schema (``afnet predict --json``), one object per video, every key al
     region_ratio  list         spatial models: per point, share of regions computed on the
                                kept frames (null where none is kept); empty otherwise
     gflops        float | null multiply-accumulates (GFLOPs) executed for this video
-    latency_ms    float | null wall-clock of the model call (decoding excluded)
+    latency_ms    float | null wall-clock of the model call (decoding excluded; the first call
+                               at an input shape is preceded by an untimed warm-up call)
     decode_ms     float | null decoding + sampling + transforms
     views         int          clips x crops fed to the model (0 on failure)
+    execution     str | null   "sparse" or "masked": what the focal branch ran for this call
+                               (execution "auto" resolved by device, batch and frame policy)
+    precision     str | null   "fp32" or "bf16" (--precision; "auto" resolved by the device)
 
 A failed video has ``ok: false``, its ``error``, empty lists and nulls.
 
@@ -51,7 +55,7 @@ if TYPE_CHECKING:
     from afnet.inference.timeline import Timeline
 
 JSON_FIELDS = ("path", "ok", "error", "top", "frame_indices", "points", "masks", "kept_ratio",
-               "regions", "region_ratio", "gflops", "latency_ms", "decode_ms", "views")
+               "regions", "region_ratio", "gflops", "latency_ms", "decode_ms", "views", "execution", "precision")
 
 
 TIMELINE_FIELDS = ("path", "ok", "error", "duration", "frames", "window", "stride", "top", "segments", "points",
@@ -81,6 +85,8 @@ def prediction_to_json(p: VideoPrediction) -> dict:
         "latency_ms": _round(p.latency_ms, 3),
         "decode_ms": _round(p.decode_ms, 3),
         "views": p.num_views,
+        "execution": p.execution,
+        "precision": p.precision,
     }
 
 
@@ -140,7 +146,7 @@ def format_prediction(p: VideoPrediction) -> str:
             lines.append(line)
     flops = "n/a" if p.gflops is None else f"{p.gflops:.3f}"
     views = "" if p.num_views == 1 else f", {p.num_views} views"
-    lines.append(f"  {flops} GFLOPs, {p.latency_ms:.1f} ms model call "
+    lines.append(f"  {flops} GFLOPs, {p.latency_ms:.1f} ms model call ({p.execution}, {p.precision}) "
                  f"(+{p.decode_ms:.1f} ms decode and transforms){views}")
     return "\n".join(lines)
 

@@ -15,6 +15,8 @@ TEMPORAL_NAVIGATION = ("block", "first")
 CONFIGURE_OPTIONS = ("selection", "ratio", "execution", "dense_above", "region_selection", "region_ratio")
 # How a built model executes, not what it computes: chosen at inference, not part of a training config.
 RUNTIME_OPTIONS = ("execution", "dense_above")
+# Inference arithmetic (afnet.runtime.prepare_for_inference's bf16: False, True, "auto").
+PRECISIONS = ("fp32", "bf16", "auto")
 
 
 def _unit(x) -> bool:
