@@ -101,7 +101,8 @@ def test_predict_onnx_reports_as_the_checkpoint_does(small, capsys):
     ref = json.loads(capsys.readouterr().out)
     assert main(["predict", video, "--onnx", small["sparse"], "--json", "--threads", "1"]) == 0
     got = json.loads(capsys.readouterr().out)
-    for key in ("path", "ok", "frame_indices", "points", "masks", "kept_ratio", "regions", "views"):
+    for key in ("path", "ok", "frame_indices", "points", "masks", "kept_ratio", "regions", "views", "execution",
+                "precision"):
         assert got[key] == ref[key], key
     assert [t["class"] for t in got["top"]] == [t["class"] for t in ref["top"]]
     assert [t["name"] for t in got["top"]] == [t["name"] for t in ref["top"]] and got["top"][0]["name"] in NAMES
