@@ -10,6 +10,8 @@ Data flows one way, reusing the data pipeline and the zoo::
            ──explain_video──> Explanation ──draw_explanation──> PNG (``afnet explain``)
     long video ──predict_timeline (windows; frames decoded once)──> Timeline ──draw_timeline──> PNG
     many videos ──predict_corpus (Lightning: shards, workers, resume)──> JSON Lines (``afnet batch-predict``)
+    checkpoint ──export_onnx──> model.onnx + metadata ──load_onnx_for_inference──> InferenceModel (ONNX Runtime)
+    InferenceModel ──create_app──> the web page of ``afnet serve`` (explain_video per request)
 
 ::
 
@@ -21,7 +23,9 @@ Data flows one way, reusing the data pipeline and the zoo::
     timeline.py  window_bounds, predict_timeline, Timeline, draw_timeline (long videos)
     shards.py    the batch job's files: shard paths, pending videos, merge (no Lightning)
     corpus.py    predict_corpus on Lightning (Trainer.predict, ShardBatches, ShardWriter)
-    cli.py       the ``predict``, ``explain``, ``timeline`` and ``batch-predict`` subcommands
+    onnx.py      export_onnx, read_onnx_metadata, OnnxModel, load_onnx_for_inference (ONNX, ONNX Runtime)
+    serve.py     create_app: the FastAPI page and JSON API of ``afnet serve`` (serve_page.html)
+    cli.py       the ``predict``, ``explain``, ``timeline``, ``batch-predict``, ``export`` and ``serve`` subcommands
 
 Names are imported on first use; importing this package imports neither torch nor matplotlib.
 """
@@ -51,6 +55,10 @@ _EXPORTS = {
     "window_bounds": "afnet.inference.timeline",
     "predict_timeline": "afnet.inference.timeline",
     "draw_timeline": "afnet.inference.timeline",
+    "export_onnx": "afnet.inference.onnx",
+    "read_onnx_metadata": "afnet.inference.onnx",
+    "load_onnx_for_inference": "afnet.inference.onnx",
+    "OnnxModel": "afnet.inference.onnx",
     "predict_corpus": "afnet.inference.corpus",
     "Explanation": "afnet.inference.explain",
     "FigureLayout": "afnet.inference.explain",

@@ -1,5 +1,6 @@
-"""Inference subcommands of the ``afnet`` CLI: ``predict``, ``explain``, ``timeline`` and
-``batch-predict``.
+"""Inference subcommands of the ``afnet`` CLI: ``predict``, ``explain``, ``timeline``,
+``batch-predict``, ``export`` (ONNX) and ``serve`` (the web page). ``predict``, ``explain``,
+``timeline`` and ``serve`` take ``--onnx MODEL.onnx`` in place of ``--checkpoint``.
 
 ``predict`` and ``batch-predict`` exit status: 0 all videos predicted, 1 some video failed
 (each failure is reported with its path and reason; the others are still processed), 2 user error.
