@@ -251,22 +251,33 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, model: st
     graph = GraphOutputs(net).eval()
     batch = torch.export.Dim("batch", min=1, max=1024)
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    with _quiet_exporter(), torch.no_grad():
-        torch.onnx.export(graph, (video,), out, input_names=["video"], output_names=names, opset_version=opset,
-                          dynamo=True, external_data=False, dynamic_shapes={"video": {0: batch}}, verbose=False)
-    meta = OnnxMetadata(
-        arch=im.arch, num_frames=net.num_frames, num_classes=net.num_classes, input_size=s,
+    tmp = os.path.join(os.path.dirname(os.path.abspath(out)), f".{os.path.basename(out)}.tmp-{os.getpid()}")
+    try:  # written whole, then renamed: an interrupted export leaves no half file under ``out``
+        with _quiet_exporter(), torch.no_grad():
+            torch.onnx.export(graph, (video,), tmp, input_names=["video"], output_names=names, opset_version=opset,
+                              dynamo=True, external_data=False, dynamic_shapes={"video": {0: batch}}, verbose=False)
+        write_metadata(tmp, _metadata(im, chosen, names, video, checkpoint))
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    report = ExportReport(out, read_onnx_metadata(out), os.path.getsize(out) / 2**20)
+    if check:  # another video and batch than the traced example: an input taken for a constant would show
+        other = torch.randn(1, net.num_frames, 3, s, s, generator=torch.Generator().manual_seed(1))
+        report.max_rel_diff, report.masks_equal = compare_with_torch(out, net, other)
+    return report
+
+
+def _metadata(im: InferenceModel, execution: str, names: list[str], video: torch.Tensor, checkpoint) -> OnnxMetadata:
+    net = im.model
+    return OnnxMetadata(
+        arch=im.arch, num_frames=net.num_frames, num_classes=net.num_classes, input_size=im.config.input_size,
         mean=list(im.config.mean), std=list(im.config.std), labels=im.class_names, selection=net.selection,
-        ratio=net.ratio, execution=chosen, points=im.point_names, spatial=bool(net.spatial),
+        ratio=net.ratio, execution=execution, points=im.point_names, spatial=bool(net.spatial),
         region_grid=list(net.region_grid) if net.spatial else None, shift=bool(net.shift),
         gflops_per_view=round(count_flops(net, video[:1]), 6), outputs=names,
         preprocessing=asdict(im.config), source=im.source, checkpoint=os.path.basename(str(checkpoint)),
         exported_with={"afnet": _version(), "torch": torch.__version__, "python": platform.python_version()})
-    write_metadata(out, meta)
-    report = ExportReport(out, meta, os.path.getsize(out) / 2**20)
-    if check:
-        report.max_rel_diff, report.masks_equal = compare_with_torch(out, net, video)
-    return report
 
 
 def _version() -> str:
