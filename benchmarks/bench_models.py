@@ -13,6 +13,17 @@ medians compared), because these machines are noisy:
 4. What each CPU inference step gives (channels-last, BN folding, allocator, bf16).
 5. bf16 autocast: its effect on logits and on frame choices.
 6. (``--sections prep``) the preparation steps in combination, on any device.
+7. (``--sections sync``) how the sparse gather is sized, at ratio 0.4: from the policy's
+   count (static: nothing read back from the device), from the mask (``nonzero``: one host
+   sync per focal block on a GPU), masked; on a GPU also the static-k model replayed from a
+   CUDA graph (its launches recorded once).
+8. (``--sections stages``) where the time goes: AF-ResNet50-TSM 12f r=0.4 against
+   TSM-ResNet50 8f per stage, ms against GFLOPs.
+
+Protocol (every table): the machine (CPU model and its speed-relevant flags, or the GPU's
+name), torch version, threads; each configuration warmed up once, then timed once per round,
+configurations interleaved within a round, the medians of the rounds compared (on a GPU each
+call is synchronised before and after).
 
 Usage: python benchmarks/bench_models.py [--rounds 3] [--batches 1 8] [--quick]
        [--device cuda] [--bf16] [--sections sparse more spatial steps bf16]
@@ -22,6 +33,7 @@ from __future__ import annotations
 import argparse
 import copy
 import os
+import statistics
 import sys
 import time
 
@@ -31,12 +43,12 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from afnet import count_flops, create_model  # noqa: E402
 from afnet.benchmark import markdown_table, time_round_robin  # noqa: E402
-from afnet.models.layers import Navigation  # noqa: E402
-from afnet.runtime import fold_batchnorm, keep_allocations, prepare_for_inference  # noqa: E402
+from afnet.models.layers import Navigation, fixed_policy_mask  # noqa: E402
+from afnet.runtime import cpu_description, fold_batchnorm, keep_allocations, prepare_for_inference  # noqa: E402
 
 RATIOS = (1.0, 0.75, 0.5, 0.4, 0.25)
 REGION_RATIOS = (1.0, 0.6, 0.4)
-SECTIONS = ("steps", "sparse", "more", "spatial", "bf16", "prep")
+SECTIONS = ("steps", "sparse", "more", "spatial", "bf16", "prep", "sync", "stages")
 DEVICE = torch.device("cpu")
 BF16 = False
 
@@ -164,6 +176,102 @@ def spatial(batch, size, rounds, rt=0.8):
     return rows
 
 
+def cuda_graphed(model, v):
+    """A callable replaying ``model(v)`` from a CUDA graph captured once (inputs copied into
+    the captured buffer); the model must read nothing back from the device (static counts)."""
+    static_in = v.clone()
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream), torch.inference_mode():
+        for _ in range(3):  # fills the skipped-frame caches outside the capture
+            model(static_in)
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.inference_mode(), torch.cuda.graph(graph):
+        static_out = model(static_in)
+
+    def call():
+        static_in.copy_(v)
+        graph.replay()
+        return static_out
+    return call
+
+
+def sync_free(batch, size, rounds, ratio=0.4):
+    """The same frames at every focal block (``uniform`` at ``ratio``), run three ways: sparse
+    with the count from the policy, sparse with the count read from the mask (the mask given
+    as ``keep=``), masked; on a GPU also static-k (learned navigation with a ratio: its masks
+    made on the device) eager and from a CUDA graph. Max abs logit diff against masked."""
+    v = video(batch, 12, size)
+    static = prepared(af_tsm(ratio=ratio).configure(execution="sparse"))
+    masked = copy.deepcopy(static).configure(execution="masked")
+    keep = fixed_policy_mask("uniform", batch, 12, ratio, None, DEVICE, torch.float32)
+    calls = {"sparse, count from the policy": lambda: static(v), "sparse, count read from the mask":
+             lambda: static(v, keep=keep), "masked": lambda: masked(v)}
+    if DEVICE.type == "cuda":
+        static_k = copy.deepcopy(static).configure(selection="navigation", ratio=ratio)
+        calls["static-k sparse"] = lambda: static_k(v)
+        try:
+            calls["static-k sparse, CUDA graph"] = cuda_graphed(static_k, v)
+        except Exception as exc:  # noqa: BLE001 - report, do not lose the other rows
+            print(f"(CUDA graph capture failed: {type(exc).__name__}: {exc})")
+    with torch.inference_mode():
+        ref = masked(v).logits
+        diffs = {name: (fn().logits - ref).abs().max().item() for name, fn in calls.items()}
+    t = time_round_robin(calls, rounds=rounds)
+    return [[batch, ratio, name, round(t[name] * 1e3 / batch, 2), round(t[name] / t["masked"], 3),
+             f"{diffs[name]:.1e}"] for name in calls]
+
+
+def stage_times(batch, size, rounds):
+    """Per stage (stem conv, layer1-4): ms and GFLOPs per video of AF-ResNet50-TSM 12f r=0.4
+    (sparse) and TSM-ResNet50 8f, timed by forward hooks on both models, run interleaved."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    stages = ("conv1", "layer1", "layer2", "layer3", "layer4")
+    af = prepared(af_tsm(ratio=0.4).configure(execution="sparse"))
+    tsm = prepared(create_model("tsm_resnet50", num_classes=174, num_frames=8))
+    v12, v8 = video(batch, 12, size), video(batch, 8, size)
+    sync = torch.cuda.synchronize if DEVICE.type == "cuda" else (lambda: None)
+    times = {}
+
+    def hook(model, tag):
+        for name in stages:
+            mod = getattr(model, name)
+            first, last = (mod[0], mod[-1]) if isinstance(mod, torch.nn.ModuleList) else (mod, mod)
+
+            def start(*_, f=first):
+                sync()
+                f._start = time.perf_counter()
+
+            def stop(*_, f=first, key=(tag, name)):
+                sync()
+                times.setdefault(key, []).append(time.perf_counter() - f._start)
+            first.register_forward_pre_hook(start)
+            last.register_forward_hook(stop)
+
+    def flops(model, v):
+        """GFLOPs per video of each stage: the stage module's count, or its blocks' summed."""
+        with torch.no_grad(), FlopCounterMode(display=False, depth=3) as counter:
+            model(v)
+        counts = {key.split(".", 1)[1]: sum(c.values()) for key, c in counter.get_flop_counts().items() if "." in key}
+        return {name: (counts[name] if name in counts else
+                       sum(c for key, c in counts.items() if key.rsplit(".", 1)[0] == name)) / 2e9 / v.shape[0]
+                for name in stages}
+
+    gf = {"af": flops(af, v12), "tsm": flops(tsm, v8)}
+    hook(af, "af")
+    hook(tsm, "tsm")
+    time_round_robin({"af": lambda: af(v12), "tsm": lambda: tsm(v8)}, rounds=rounds)
+    rows = []
+    for name in stages:
+        ms = {tag: statistics.median(times[(tag, name)][-rounds:]) * 1e3 / batch for tag in ("af", "tsm")}
+        rows.append([batch, name, round(gf["af"][name], 2), round(gf["tsm"][name], 2),
+                     round(gf["af"][name] / gf["tsm"][name], 2), round(ms["af"], 1), round(ms["tsm"], 1),
+                     round(ms["af"] / ms["tsm"], 2)])
+    return rows
+
+
 def bf16_effect(size, rounds, videos=8):
     """Navigation with random weights (trained ones are not available here), so that some
     frames are kept and some skipped; compare fp32 and bf16 on the same inputs."""
@@ -214,10 +322,10 @@ def main(argv=None):
         where = f"{torch.cuda.get_device_name(DEVICE)}, {'bf16 autocast' if BF16 else 'fp32 (cuDNN TF32, torch default)'}"
     else:
         torch.set_num_threads(args.threads)
-        where = f"{torch.get_num_threads()} threads{', bf16 autocast' if BF16 else ''}"
+        where = f"{cpu_description()}; {torch.get_num_threads()} threads{', bf16 autocast' if BF16 else ''}"
     start = time.time()
     print(f"# afnet model benchmark: {where}, torch {torch.__version__}, "
-          f"{args.size}x{args.size}, medians of {args.rounds} interleaved rounds\n")
+          f"{args.size}x{args.size}, one warm-up call each, medians of {args.rounds} interleaved rounds\n")
     if "steps" in args.sections:
         print("## Inference steps\n")
         print(steps_table(args.size, args.rounds), "\n", flush=True)
@@ -243,6 +351,16 @@ def main(argv=None):
         print(markdown_table(["batch", "model", "eager NCHW", "channels-last", "BN folded (NCHW)",
                               "BN folded + channels-last", "bf16, channels-last", "bf16, BN folded + channels-last"],
                              rows), "\n", flush=True)
+    if "sync" in args.sections:
+        print("## Sizing the sparse gather: count from the policy vs read from the mask, AF-ResNet50-TSM 12f\n")
+        rows = [r for b in args.batches for r in sync_free(b, args.size, args.rounds)]
+        print(markdown_table(["batch", "ratio", "execution", "ms/video", "latency vs masked",
+                              "max abs logit diff vs masked"], rows), "\n", flush=True)
+    if "stages" in args.sections:
+        print("## Where the time goes: AF-ResNet50-TSM 12f r=0.4 (sparse) vs TSM-ResNet50 8f, per stage\n")
+        rows = [r for b in args.batches for r in stage_times(b, args.size, args.rounds)]
+        print(markdown_table(["batch", "stage", "GFLOPs AF", "GFLOPs TSM", "FLOPs ratio", "ms AF", "ms TSM",
+                              "latency ratio"], rows), "\n", flush=True)
     if "bf16" in args.sections:
         print("## bf16 autocast\n")
         print(bf16_effect(args.size, args.rounds), "\n")
