@@ -135,17 +135,25 @@ def read_onnx_metadata(path: str | os.PathLike) -> OnnxMetadata:
     FileNotFoundError, or ValueError naming the file when it is not an ONNX model or has no
     (or unreadable) afnet metadata."""
     onnxruntime = require("onnxruntime", "reading an ONNX model")
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL  # only read it
+    return _parse_metadata(str(path), _session(path, options))
+
+
+def _session(path, options):
+    """An ONNX Runtime CPU session of ``path``; errors name the file."""
+    onnxruntime = require("onnxruntime", "running an ONNX model")
     path = str(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"ONNX model not found: {path}")
-    try:  # ONNX Runtime reads the metadata without loading the weights into Python
-        session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    try:
+        return onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # noqa: BLE001 - any parse failure is this file's problem
         raise ValueError(f"{path}: not a readable ONNX model ({_first_line(exc)})") from None
-    return _parse_metadata(path, session.get_modelmeta().custom_metadata_map)
 
 
-def _parse_metadata(path: str, props: dict) -> OnnxMetadata:
+def _parse_metadata(path: str, session) -> OnnxMetadata:
+    props = session.get_modelmeta().custom_metadata_map
     if "afnet.version" not in props:
         raise ValueError(f"{path}: no afnet metadata (an ONNX model written by `afnet export` records its "
                          f"frames, input size, normalisation, labels and frame selection)")
@@ -309,14 +317,14 @@ class OnnxModel:
     def __init__(self, path: str | os.PathLike, threads: int | None = None):
         onnxruntime = require("onnxruntime", "running an ONNX model")
         self.path = str(path)
-        self.metadata = read_onnx_metadata(self.path)
         options = onnxruntime.SessionOptions()
         if threads is not None:
             if threads < 1:
                 raise ValueError(f"threads must be positive, got {threads}")
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
-        self.session = onnxruntime.InferenceSession(self.path, options, providers=["CPUExecutionProvider"])
+        self.session = _session(self.path, options)
+        self.metadata = _parse_metadata(self.path, self.session)
         self.output_names = [o.name for o in self.session.get_outputs()]
         if self.output_names != self.metadata.outputs:
             raise ValueError(f"{self.path}: graph outputs {self.output_names} differ from its metadata's "
