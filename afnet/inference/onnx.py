@@ -318,6 +318,9 @@ class OnnxModel:
         onnxruntime = require("onnxruntime", "running an ONNX model")
         self.path = str(path)
         options = onnxruntime.SessionOptions()
+        # ONNX Runtime's threads spin after each run by default: they would take the cores from
+        # the decoding (and any PyTorch work) that runs between two calls
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if threads is not None:
             if threads < 1:
                 raise ValueError(f"threads must be positive, got {threads}")
