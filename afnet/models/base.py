@@ -121,8 +121,10 @@ class VideoModel(nn.Module):
         per video before its mask is made (static-k, the fixed frame policies, no region
         selection; not a mask ``given`` from outside): sparse execution then reads nothing
         back from the device (:func:`afnet.models.layers.kept_index`)."""
-        ctx = SelectionContext(selection=self.selection, ratio=self.ratio, given=True if given else None)
-        return ctx.frames_per_video(self.num_frames, training=False) is not None and self.region_selection == "all"
+        if given or self.region_selection != "all":
+            return False
+        ctx = SelectionContext(selection=self.selection, ratio=self.ratio)
+        return ctx.frames_per_video(self.num_frames, training=False) is not None
 
     def resolved_execution(self, batch: int, device: torch.device | str = "cpu", given: bool = False) -> str:
         """``"sparse"`` or ``"masked"``: what a forward pass of ``batch`` videos on ``device``
