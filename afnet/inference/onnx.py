@@ -47,8 +47,6 @@ from afnet.models.base import VideoOutput
 from afnet.models.options import EXECUTIONS
 
 METADATA_VERSION = 1
-# Selections that give the same frames on every call and a fixed number of them per video.
-_FIXED_COUNT = ("uniform",)
 # Selections drawn at random per call (reproducible in torch by a seeded generator, not in a graph).
 _DRAWN = ("random", "normal")
 
@@ -201,7 +199,7 @@ def export_execution(model: nn.Module, execution: str = "auto") -> str:
         raise ValueError(f"selection {model.selection!r} draws its frames per call (a seeded generator in "
                          f"torch); a graph cannot reproduce it: export with --ratio R (static-k) or a "
                          f"'uniform' policy")
-    fixed = model.selection in _FIXED_COUNT or (model.selection == "navigation" and model.ratio is not None)
+    fixed = model.static_counts()  # the count per video known before the mask: static shapes
     if execution == "auto":
         return "sparse" if fixed and not model.spatial else "masked"
     if execution == "sparse" and model.spatial:
