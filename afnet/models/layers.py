@@ -96,6 +96,12 @@ def gather_shifted(shift: nn.Module, x: torch.Tensor, index: torch.Tensor) -> to
 
 
 # ----------------------------------------------------------------------------- frame gather / scatter
+def kept_share(keep: torch.Tensor, per_video: int | None = None):
+    """The share of frames ``keep`` (B, T) computes: from the policy's count ``per_video`` when
+    given (a float, nothing read back), else from the mask (a tensor; reading it syncs a GPU)."""
+    return per_video / keep.shape[-1] if per_video is not None else keep.sum() / keep.numel()
+
+
 def kept_index(keep: torch.Tensor, per_video: int | None = None) -> torch.Tensor:
     """The frames ``keep`` (B, T) computes, as ascending indices into the ``B*T`` stacked frames.
 
@@ -589,8 +595,7 @@ class ResidualBlock(nn.Module):
         if keep is None:
             out = self.body(self.time_shift(x))
         else:
-            share = per_video / keep.shape[-1] if per_video is not None else keep.sum() / keep.numel()
-            if sparse and (regions is not None or share < dense_above):
+            if sparse and (regions is not None or kept_share(keep, per_video) < dense_above):
                 return self.act(self._sparse(x, keep, residual, regions, per_video))
             keep = keep.reshape(-1)
             k = keep.view(-1, 1, 1, 1).to(x.dtype)
