@@ -3,13 +3,17 @@ known from the policy (no host read: the GPU and ONNX path), masked; the one-pas
 and what ``execution="auto"`` picks."""
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 import torch
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from afnet import create_model
-from afnet.models.layers import kept_index, lerp_upsampled, nearest_factors
+from afnet.models import layers
+from afnet.models.layers import (KeptSizes, block_sizes, kept_index, lerp_upsampled, nearest_factors,
+                                  skipped_index)
 from conftest import randomize
 
 
@@ -18,10 +22,17 @@ class OpLog(TorchDispatchMode):
 
     def __init__(self):
         super().__init__()
-        self.ops = set()
+        self.calls = Counter()
+
+    @property
+    def ops(self) -> set:
+        return set(self.calls)
+
+    def reads(self) -> Counter:
+        return Counter({op: n for op, n in self.calls.items() if op in HOST_READS})
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.ops.add(func.overloadpacket.__name__)
+        self.calls[func.overloadpacket.__name__] += 1
         return func(*args, **(kwargs or {}))
 
 
@@ -36,8 +47,12 @@ def test_kept_index_from_the_count_equals_nonzero(batch, frames, k):
         idx = torch.rand(batch, frames, generator=g).argsort(dim=1)[:, :k]
         keep = torch.zeros(batch, frames).scatter_(1, idx, 1.0)
         expected = keep.flatten().nonzero().flatten()
-        assert torch.equal(kept_index(keep, k), expected)
-        assert torch.equal(kept_index(keep), expected)
+        assert torch.equal(kept_index(keep, batch * k, k), expected)     # the policy's count: topk
+        assert torch.equal(kept_index(keep, batch * k), expected)        # a count read: nonzero_static
+        sizes = block_sizes([keep], [None])[0]
+        assert sizes == KeptSizes(batch * k)
+        assert torch.equal(skipped_index(keep, sizes), (keep.flatten() == 0).nonzero().flatten())
+        assert torch.equal(skipped_index(keep, KeptSizes(batch * k, k)), skipped_index(keep, sizes))
 
 
 @pytest.mark.parametrize("name", ["af_resnet_small", "af_mobilenetv3", "nav_resnet_small"])
@@ -63,39 +78,114 @@ def test_static_count_sparse_equals_masked(name, shift, channels_last, selection
     torch.testing.assert_close(sparse.logits, masked.logits, rtol=1e-4, atol=1e-5)
 
 
-def test_static_count_sparse_reads_nothing_back_and_the_threshold_does():
-    """With counts from the policy the sparse forward never reads a value to the host (no
-    ``nonzero``, no ``item``): on a GPU it runs without syncs. The learned threshold has to
-    read each block's count."""
-    model = randomize(create_model("af_resnet_small", num_classes=5, num_frames=8, shift=True, ratio=0.5,
-                                   execution="sparse")).eval()
+def stage_count(model) -> int:
+    return sum(isinstance(m, layers.AFStage) for m in model.modules())
+
+
+@pytest.mark.parametrize("case", ["threshold", "static-k", "uniform", "spatial learned", "spatial fixed",
+                                  "given"])
+def test_sparse_reads_counts_once_per_stage_or_never(monkeypatch, case):
+    """Sparse execution sizes its gathers without ``nonzero``: counts the policy fixes are
+    computed (no read at all: on a GPU, no host sync), the others are read from the masks in
+    one copy per AF stage (its ample branch makes every decision of the stage first), not
+    one per focal block. Logits equal masked execution's either way."""
+    reads = []
+    real = layers.read_counts
+    monkeypatch.setattr(layers, "read_counts", lambda counts: (reads.append(len(counts)) if counts else None)
+                        or real(counts))
+    spatial = case.startswith("spatial")
+    kwargs = dict(spatial=True, region_grid=2, temporal_navigation="block",
+                  region_selection="navigation" if case == "spatial learned" else "center",
+                  region_ratio=None if case == "spatial learned" else 0.5) if spatial else {}
+    selection = {"uniform": "uniform"}.get(case, "navigation")
+    ratio = 0.5 if case in ("static-k", "uniform", "spatial fixed") else None
+    model = randomize(create_model("af_resnet_small", num_classes=5, num_frames=8, shift=True, selection=selection,
+                                   ratio=ratio, **kwargs)).eval()
     video = torch.randn(2, 8, 3, 64, 64)
+    given = torch.tensor([[1, 0, 1, 1, 0, 0, 1, 0], [0, 0, 1, 0, 1, 1, 1, 1]]) if case == "given" else None
     with torch.no_grad():
-        model(video)  # fills the skipped-frame caches
-        with OpLog() as static:
-            model(video)
-        with OpLog() as threshold:
-            model.configure(selection="all").configure(selection="navigation")(video)
-    assert "index_select" in static.ops and "topk" in static.ops   # it did gather the kept frames
-    assert not static.ops & HOST_READS, static.ops & HOST_READS
-    assert "nonzero" in threshold.ops
+        masked = model.configure(execution="masked")(video, keep=given)
+        model.configure(execution="sparse")(video, keep=given)  # fills the skipped-frame caches
+        reads.clear()
+        with OpLog() as log:
+            sparse = model(video, keep=given)
+    assert "index_select" in log.ops                    # it did gather the kept frames
+    expected = Counter()
+    if given is not None:  # the one read: forward's check that the given mask is 0/1
+        with OpLog() as check:
+            model.check_keep(given, 2, 8)
+        expected = check.reads()
+    assert log.reads() == expected
+    blocks = [len(s.focal) for s in model.modules() if isinstance(s, layers.AFStage)]
+    if case in ("static-k", "uniform", "spatial fixed"):
+        assert model.static_counts() and reads == []
+    else:  # one read per stage: a count per block (and its regions')
+        assert not model.static_counts(given is not None)
+        assert reads == [n * (2 if case == "spatial learned" else 1) for n in blocks]
+    assert len(blocks) == stage_count(model) == 3
+    for a, b in zip(sparse.masks + sparse.regions, masked.masks + masked.regions):
+        assert torch.equal(a, b)
+    torch.testing.assert_close(sparse.logits, masked.logits, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-@pytest.mark.parametrize("selection", ["navigation", "uniform"])
-def test_cuda_static_count_sparse_has_no_host_sync(selection):
-    model = create_model("af_resnet_small", num_classes=5, num_frames=8, shift=True, selection=selection,
-                         ratio=0.5, execution="sparse").cuda().eval()
-    video = torch.randn(2, 8, 3, 64, 64, device="cuda")
+def test_single_branch_ablation_reads_each_point():
+    """NavResNet decides each block from the previous block's output: one read per point."""
+    reads = []
+    model = randomize(create_model("nav_resnet_small", num_classes=5, num_frames=8, execution="sparse")).eval()
+    real = layers.read_counts
+    with torch.no_grad(), pytest.MonkeyPatch.context() as mp:
+        mp.setattr(layers, "read_counts", lambda counts: reads.append(len(counts)) or real(counts))
+        out = model(torch.randn(2, 8, 3, 64, 64))
+    assert reads == [1] * len(out.masks)
+
+
+CUDA_CASES = {
+    "static-k": dict(ratio=0.5),
+    "uniform": dict(selection="uniform", ratio=0.5),
+    "spatial fixed": dict(ratio=0.5, spatial=True, region_grid=2, temporal_navigation="block",
+                          region_selection="center", region_ratio=0.5),
+    "threshold": {},
+    "spatial learned": dict(spatial=True, region_grid=2, temporal_navigation="block"),
+}
+
+
+def cuda_syncs(model, video) -> int:
+    """Host syncs of one forward pass, counted by CUDA's sync debug mode (its warnings)."""
+    import warnings
     with torch.no_grad():
         model(video)
         torch.cuda.synchronize()
-        torch.cuda.set_sync_debug_mode("error")
+        torch.cuda.set_sync_debug_mode("warn")
         try:
-            out = model(video)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                out = model(video)
         finally:
             torch.cuda.set_sync_debug_mode("default")
     assert out.logits.shape == (2, 5)
+    return sum("synchroniz" in str(w.message) for w in caught)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("case", list(CUDA_CASES))
+def test_cuda_sparse_syncs_once_per_stage_or_never(case):
+    """On a GPU: no host sync where the policy fixes the counts, one per AF stage where the
+    counts are read from the masks."""
+    model = create_model("af_resnet_small", num_classes=5, num_frames=8, shift=True, execution="sparse",
+                         **CUDA_CASES[case]).cuda().eval()
+    video = torch.randn(2, 8, 3, 64, 64, device="cuda")
+    if model.static_counts():
+        with torch.no_grad():
+            model(video)  # warm-up: the skipped-frame caches
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("error")  # any sync raises
+        try:
+            with torch.no_grad():
+                model(video)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    else:
+        assert cuda_syncs(model, video) == stage_count(model)
 
 
 @pytest.mark.parametrize("small,big", [((7, 7), (14, 14)), ((4, 6), (8, 6)), ((5, 5), (5, 5)), ((3, 2), (12, 8))])
@@ -141,3 +231,7 @@ def test_auto_execution_by_device_batch_and_policy():
     spatial = create_model("af_resnet_small", num_classes=5, num_frames=8, spatial=True, region_grid=2,
                            ratio=0.5, region_selection="navigation").eval()
     assert not spatial.static_counts() and spatial.resolved_execution(1, "cuda") == "masked"
+    spatial.configure(region_selection="center", region_ratio=0.5)  # counts fixed, but region-sparse
+    assert spatial.static_counts() and spatial.resolved_execution(1, "cuda") == "masked"
+    assert spatial.resolved_execution(32, "cuda") == spatial.resolved_execution(1, "cpu") == "sparse"
+    assert spatial.configure(region_selection="all").resolved_execution(1, "cuda") == "sparse"

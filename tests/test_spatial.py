@@ -97,7 +97,7 @@ def test_region_gather_reads_halo_and_marks_outside():
     x = torch.arange(2 * 1 * 8 * 8, dtype=torch.float32).view(2, 1, 8, 8)
     regions = torch.zeros(2, 2, 2)
     regions[1, 0, 1] = 1  # frame 1, top-right region (rows 0-3, cols 4-7)
-    layout = RegionLayout.of(regions, torch.arange(2), (8, 8))
+    layout = RegionLayout.of(regions, torch.arange(2), (8, 8), count=1)
     patches, inside = gather_regions(x, layout, halo=1)
     assert patches.shape == (1, 1, 6, 6)
     assert torch.equal(patches[0, 0, 1:5, 1:5], x[1, 0, 0:4, 4:8])

@@ -118,13 +118,15 @@ class VideoModel(nn.Module):
 
     def static_counts(self, given: bool = False) -> bool:
         """Whether, in eval, every focal block knows how many frames (and regions) it computes
-        per video before its mask is made (static-k, the fixed frame policies, no region
-        selection; not a mask ``given`` from outside): sparse execution then reads nothing
-        back from the device (:func:`afnet.models.layers.kept_index`)."""
-        if given or self.region_selection != "all":
+        before its masks are made: static-k, the fixed frame policies, with no region
+        selection or a fixed region policy; not a mask ``given`` from outside. Sparse
+        execution then reads nothing back from the device (:class:`~afnet.models.layers.KeptSizes`);
+        otherwise it reads the counts once per AF stage."""
+        if given:
             return False
-        ctx = SelectionContext(selection=self.selection, ratio=self.ratio)
-        return ctx.frames_per_video(self.num_frames, training=False) is not None
+        ctx = SelectionContext(selection=self.selection, ratio=self.ratio, region_selection=self.region_selection,
+                               region_ratio=self.region_ratio)
+        return ctx.counts_fixed(self.num_frames, training=False)
 
     def resolved_execution(self, batch: int, device: torch.device | str = "cpu", given: bool = False) -> str:
         """``"sparse"`` or ``"masked"``: what a forward pass of ``batch`` videos on ``device``
@@ -132,17 +134,20 @@ class VideoModel(nn.Module):
         ``execution="auto"`` chooses by what was measured (docs/speed.md, docs/speed-gpu.md):
 
         - on a CPU, sparse: it tracked the FLOPs at every ratio and batch measured;
-        - on a GPU, sparse where :meth:`static_counts` (no host sync), else masked below
-          batch :data:`CUDA_SPARSE_MIN_BATCH`: with one sync per focal block to size its
-          gather, sparse lost to masked at batch 1 and 8 on an H100 and won at 32.
+        - on a GPU, below batch :data:`CUDA_SPARSE_MIN_BATCH`: masked for region selection
+          (region-sparse lost to masked at batch 1 and 8 on an H100) and for counts read from
+          the masks (sparse lost there too, reading each block's count); sparse where
+          :meth:`static_counts` fixes the frame counts (nothing read back); sparse from batch
+          32 on.
         """
         if self.execution == "sparse" and self.training:
             raise ValueError("execution='sparse' is for inference (model.eval()); training needs "
                              "'masked' so gradients reach the navigation and BN sees every frame")
         if self.training or self.selection == "soft" or self.execution == "masked":
             return "masked"
-        if self.execution == "auto" and torch.device(device).type == "cuda":
-            if not self.static_counts(given) and batch < CUDA_SPARSE_MIN_BATCH:
+        if self.execution == "auto" and torch.device(device).type == "cuda" and batch < CUDA_SPARSE_MIN_BATCH:
+            regions = self.spatial and self.region_selection != "all"
+            if regions or not self.static_counts(given):
                 return "masked"
         return "sparse"
 

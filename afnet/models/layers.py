@@ -96,27 +96,75 @@ def gather_shifted(shift: nn.Module, x: torch.Tensor, index: torch.Tensor) -> to
 
 
 # ----------------------------------------------------------------------------- frame gather / scatter
-def kept_share(keep: torch.Tensor, per_video: int | None = None):
-    """The share of frames ``keep`` (B, T) computes: from the policy's count ``per_video`` when
-    given (a float, nothing read back), else from the mask (a tensor; reading it syncs a GPU)."""
-    return per_video / keep.shape[-1] if per_video is not None else keep.sum() / keep.numel()
+@dataclass(frozen=True)
+class KeptSizes:
+    """How much of the batch one focal block computes in sparse execution, known on the host
+    before the block runs: its gathers, scatters and region layouts are sized by it, so they
+    run without reading a mask back (no ``nonzero``).
+
+    ``frames``: the batch's kept frames. ``per_video``: set when every video keeps that many,
+    by the policy (nothing was read). ``regions``: with spatial navigation, the selected
+    regions of the kept frames."""
+
+    frames: int
+    per_video: int | None = None
+    regions: int | None = None
 
 
-def kept_index(keep: torch.Tensor, per_video: int | None = None) -> torch.Tensor:
-    """The frames ``keep`` (B, T) computes, as ascending indices into the ``B*T`` stacked frames.
+def read_counts(counts: list[torch.Tensor]) -> list[int]:
+    """The values of the scalar tensors ``counts`` in one device-to-host copy: on a GPU, the
+    one wait on the device for all of them."""
+    if not counts:
+        return []
+    return [int(v) for v in torch.stack([c.float() for c in counts]).round().long().tolist()]
 
-    ``per_video``: how many frames every video keeps, known from the policy before the mask
-    is (:meth:`SelectionContext.frames_per_video`). The index is then each row's top
-    ``per_video`` entries, ranked so that kept frames come first and in order: its size is
-    known without reading the mask, so a GPU runs on without a device-to-host copy and an
-    exported graph has static shapes. Without it, ``nonzero``, which must read the count
-    (on a GPU, one host sync per focal block)."""
+
+def block_sizes(keeps: list[torch.Tensor], regions: list[torch.Tensor | None], per_video: int | None = None,
+                regions_per_frame: int | None = None) -> list[KeptSizes]:
+    """The :class:`KeptSizes` of focal blocks whose masks are made: ``keeps`` (B, T) and
+    ``regions`` (B*T, g, g) or ``None``. A count the policy fixes (``per_video`` frames per
+    video, ``regions_per_frame`` regions per kept frame; see :class:`SelectionContext`) is
+    computed; the others are read from the masks, all of them in one :func:`read_counts`. An
+    AF stage makes every mask of its blocks from the ample branch before its focal branch
+    runs, so the learned threshold costs one read per stage, not one per block."""
+    pending = []
+    for keep, reg in zip(keeps, regions):
+        if per_video is None:
+            pending.append(keep.sum())
+        if reg is not None and regions_per_frame is None:
+            pending.append((reg.reshape(keep.numel(), -1) * keep.reshape(-1, 1)).sum())
+    values = iter(read_counts(pending))
+    sizes = []
+    for keep, reg in zip(keeps, regions):
+        frames = keep.shape[0] * per_video if per_video is not None else next(values)
+        selected = None
+        if reg is not None:
+            selected = frames * regions_per_frame if regions_per_frame is not None else next(values)
+        sizes.append(KeptSizes(frames, per_video, selected))
+    return sizes
+
+
+def kept_index(keep: torch.Tensor, frames: int, per_video: int | None = None) -> torch.Tensor:
+    """The ``frames`` frames ``keep`` (B, T) computes, as ascending indices into the ``B*T``
+    stacked frames (:class:`KeptSizes` gives the counts).
+
+    ``per_video``: every video keeps that many (the policy's count). The index is then each
+    row's top ``per_video`` entries, ranked so that kept frames come first and in order:
+    ``topk`` has static shapes, which an exported graph needs. Otherwise ``nonzero_static``
+    of the known size. Neither reads the mask back: on a GPU, no host sync."""
     if per_video is None:
-        return keep.reshape(-1).nonzero().flatten()
+        return torch.nonzero_static(keep.reshape(-1), size=frames).flatten()
     b, t = keep.shape
     rank = keep.float() - torch.arange(t, device=keep.device, dtype=torch.float32) / (2 * t)
     top = rank.topk(per_video, dim=1).indices  # descending rank: the kept frames, by position
     return (top + torch.arange(b, device=keep.device).unsqueeze(1) * t).flatten()
+
+
+def skipped_index(keep: torch.Tensor, sizes: KeptSizes) -> torch.Tensor:
+    """The frames ``keep`` (B, T) skips, ascending (the complement of :func:`kept_index`)."""
+    skip = 1 - keep
+    return kept_index(skip, keep.numel() - sizes.frames,
+                      None if sizes.per_video is None else keep.shape[1] - sizes.per_video)
 
 
 def is_channels_last(x: torch.Tensor) -> bool:
@@ -184,6 +232,25 @@ class SelectionContext:
                                                   and not training):
             return frames_kept(self.ratio, num_frames)
         return None
+
+    def counts_fixed(self, num_frames: int, training: bool) -> bool:
+        """Whether the policy fixes every count a focal block needs (frames per video and
+        regions per kept frame) before any mask is made."""
+        regions_fixed = self.region_selection == "all" or self.region_selection in FIXED_REGION_SELECTIONS
+        return regions_fixed and self.frames_per_video(num_frames, training) is not None
+
+    def regions_per_frame(self, grid: int) -> int | None:
+        """How many regions of a ``grid x grid`` grid each kept frame computes when the policy
+        fixes it (the fixed region policies: :func:`regions_kept`); ``None`` for the learned
+        regions."""
+        return regions_kept(self.region_ratio, grid) if self.region_selection in FIXED_REGION_SELECTIONS else None
+
+    def sizes(self, keeps: list[torch.Tensor], regions: list[torch.Tensor | None],
+              training: bool) -> list[KeptSizes]:
+        """:func:`block_sizes` of focal blocks with these masks under this context's policy."""
+        grids = {r.shape[-1] for r in regions if r is not None}
+        per_frame = self.regions_per_frame(grids.pop()) if len(grids) == 1 else None
+        return block_sizes(keeps, regions, self.frames_per_video(keeps[0].shape[1], training), per_frame)
 
 
 def gumbel_keep(logits: torch.Tensor, temperature: float, training: bool) -> torch.Tensor:
@@ -356,6 +423,13 @@ class SpatialNavigation(nn.Module):
         return f"grid={self.grid}"
 
 
+def regions_kept(ratio: float, grid: int) -> int:
+    """``round(ratio * grid^2)`` regions, at least one: what a fixed region policy at ``ratio``
+    computes per kept frame."""
+    n = grid * grid
+    return max(1, min(n, int(round(ratio * n))))
+
+
 def fixed_region_mask(policy: str, frames: int, grid: int, ratio: float, generator: torch.Generator | None,
                       device, dtype) -> torch.Tensor:
     """The fixed spatial policies of Table 5, ``round(ratio * grid^2)`` regions per frame:
@@ -366,15 +440,18 @@ def fixed_region_mask(policy: str, frames: int, grid: int, ratio: float, generat
       then raster order).
     """
     n = grid * grid
-    k = max(1, min(n, int(round(ratio * n))))
+    k = regions_kept(ratio, grid)
     if policy == "random":
         idx = torch.multinomial(torch.ones(frames, n), k, replacement=False, generator=generator)
         mask = torch.zeros(frames, n).scatter_(1, idx, 1.0)
     elif policy == "center":
         c = (grid - 1) / 2
-        yy, xx = torch.meshgrid(torch.arange(grid) - c, torch.arange(grid) - c, indexing="ij")
-        cheb, eucl = torch.maximum(yy.abs(), xx.abs()).flatten(), (yy * yy + xx * xx).flatten()
-        order = sorted(range(n), key=lambda i: (float(cheb[i]), float(eucl[i]), i))[:k]
+
+        def distance(i):  # region i in raster order: (Chebyshev, squared Euclidean, i)
+            dy, dx = abs(i // grid - c), abs(i % grid - c)
+            return max(dy, dx), dy * dy + dx * dx, i
+
+        order = sorted(range(n), key=distance)[:k]
         mask = torch.zeros(n)
         mask[order] = 1.0
         mask = mask.expand(frames, n)
@@ -420,11 +497,12 @@ class RegionLayout:
     size: tuple[int, int]
 
     @staticmethod
-    def of(regions: torch.Tensor, frame_index: torch.Tensor, shape: tuple[int, int]) -> "RegionLayout":
-        """``regions``: (K, g, g) 0/1 masks of the frames ``frame_index`` (K,)."""
+    def of(regions: torch.Tensor, frame_index: torch.Tensor, shape: tuple[int, int], count: int) -> "RegionLayout":
+        """``regions``: (K, g, g) 0/1 masks of the frames ``frame_index`` (K,), of which
+        ``count`` are 1 (:class:`KeptSizes`: the layout is sized without reading the mask)."""
         g = regions.shape[-1]
         rh, rw = region_size(g, shape)
-        k, r, c = regions.nonzero(as_tuple=True)
+        k, r, c = torch.nonzero_static(regions, size=count).unbind(1)
         return RegionLayout(frame_index[k], r, c, (rh, rw))
 
     def __len__(self) -> int:
@@ -585,18 +663,21 @@ class ResidualBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None, sparse: bool = False,
                 dense_above: float = 1.0, regions: torch.Tensor | None = None,
-                per_video: int | None = None) -> torch.Tensor:
+                sizes: KeptSizes | None = None) -> torch.Tensor:
         """keep: (B, T) frame mask. regions: (B*T, g, g) region mask of spatial
         navigation: a kept frame adds the body on its selected regions only (paper Eq. 14
         with ``M_n``: ``1 + L_n M_n dv``), elsewhere the block passes the residual alone.
-        per_video: the frames each video keeps, when the policy fixes it (see
-        :func:`kept_index`): sparse execution then runs without reading the mask's count."""
+        sizes: in sparse execution, the counts of ``keep`` and ``regions``, known on the host
+        (:class:`KeptSizes`, from the AF stage: counted from the policy or read once per stage);
+        left out, the block reads them itself."""
         residual = None if self.shortcut is None else self.shortcut(x)
         if keep is None:
             out = self.body(self.time_shift(x))
         else:
-            if sparse and (regions is not None or kept_share(keep, per_video) < dense_above):
-                return self.act(self._sparse(x, keep, residual, regions, per_video))
+            if sparse and sizes is None:
+                sizes = block_sizes([keep], [regions])[0]
+            if sparse and (regions is not None or sizes.frames < dense_above * keep.numel()):
+                return self.act(self._sparse(x, keep, residual, regions, sizes))
             keep = keep.reshape(-1)
             k = keep.view(-1, 1, 1, 1).to(x.dtype)
             out = self.body(self.time_shift(x) * k)
@@ -607,21 +688,20 @@ class ResidualBlock(nn.Module):
         return self.act(out)
 
     def _sparse(self, x: torch.Tensor, keep: torch.Tensor, residual: torch.Tensor | None,
-                regions: torch.Tensor | None, per_video: int | None) -> torch.Tensor:
-        index = kept_index(keep, per_video)
-        keep = keep.reshape(-1)
+                regions: torch.Tensor | None, sizes: KeptSizes) -> torch.Tensor:
+        index = kept_index(keep, sizes.frames, sizes.per_video)
         base = self.zero_response(x)
-        if regions is not None and index.numel():
-            local = RegionLayout.of(regions.index_select(0, index), torch.arange(index.numel(), device=x.device),
-                                    tuple(x.shape[-2:]))
+        if regions is not None and sizes.frames:
+            local = RegionLayout.of(regions.index_select(0, index), torch.arange(sizes.frames, device=x.device),
+                                    tuple(x.shape[-2:]), sizes.regions)
             h, w = x.shape[-2:]
-            if self.region_macs(len(local), index.numel(), *local.size, h, w) < index.numel() * self.frame_macs(h, w):
-                return self._sparse_regions(x, keep, index, residual, base, local)
-            if index.numel() == keep.numel():  # every frame kept, most regions: gate them in place
+            if self.region_macs(sizes.regions, sizes.frames, *local.size, h, w) < sizes.frames * self.frame_macs(h, w):
+                return self._sparse_regions(x, keep, index, residual, base, local, sizes)
+            if sizes.frames == keep.numel():  # every frame kept, most regions: gate them in place
                 out = self.body(self.time_shift(x))
                 out = out * upsample_regions(regions.to(out.dtype), out.shape[-2:])
                 return out if residual is None else out.add_(residual)
-        if index.numel():
+        if sizes.frames:
             y = self.body(gather_shifted(self.time_shift, x, index))
             if regions is not None:  # computing the kept frames whole was cheaper: gate them
                 y = y * upsample_regions(regions.index_select(0, index).to(y.dtype), y.shape[-2:])
@@ -634,11 +714,11 @@ class ResidualBlock(nn.Module):
         else:  # a projection's fresh output, still in cache: written in place
             out = residual.add_(base)
         out = out.contiguous(memory_format=_memory_format(x))
-        if index.numel():
+        if sizes.frames:
             scatter_frames_(out, index, y)
         return out
 
-    def _sparse_regions(self, x, keep, index, residual, base, local: RegionLayout) -> torch.Tensor:
+    def _sparse_regions(self, x, keep, index, residual, base, local: RegionLayout, sizes: KeptSizes) -> torch.Tensor:
         """Kept frames: residual, plus the body on the selected regions (gathered with their
         halo, computed as one batch, added back). Skipped frames: residual + body(0)."""
         n, _, h, w = x.shape
@@ -648,7 +728,7 @@ class ResidualBlock(nn.Module):
             out = residual.clone(memory_format=torch.channels_last)
         else:  # a projection's fresh output: written in place
             out = residual
-        skipped = (keep == 0).nonzero().flatten()
+        skipped = skipped_index(keep, sizes)
         if skipped.numel():
             frames = out.permute(0, 2, 3, 1).reshape(n, -1)
             frames.index_add_(0, skipped, base.permute(0, 2, 3, 1).reshape(1, -1).expand(skipped.numel(), -1))
@@ -717,18 +797,23 @@ class AFStage(nn.Module):
         self.fusion_relu = fusion_relu
 
     def forward(self, x: torch.Tensor, ctx: SelectionContext) -> torch.Tensor:
-        x_ample, x_focal = x, x
-        for i, (ample, focal) in enumerate(zip(self.ample, self.focal)):
+        # The ample branch first: it makes every navigation decision of the stage, so that in
+        # sparse execution the focal blocks' counts are known (read at most once) before they run.
+        x_ample, keeps, regions = x, [], []
+        for i, ample in enumerate(self.ample):
             if self.navigation is None:
                 keep = ctx.keep
                 ctx.masks.append(keep)
             else:
                 keep = decide(self.navigation[i], x_ample, ctx, self.training)
-            regions = None if self.spatial is None else decide_regions(self.spatial[i], x_ample, keep, ctx,
-                                                                      self.training)
+            keeps.append(keep)
+            regions.append(None if self.spatial is None else
+                           decide_regions(self.spatial[i], x_ample, keep, ctx, self.training))
             x_ample = ample(x_ample)
-            x_focal = focal(x_focal, keep, sparse=ctx.sparse, dense_above=ctx.dense_above, regions=regions,
-                            per_video=ctx.frames_per_video(keep.shape[1], self.training))
+        sizes = ctx.sizes(keeps, regions, self.training) if ctx.sparse else [None] * len(keeps)
+        x_focal = x
+        for focal, keep, reg, size in zip(self.focal, keeps, regions, sizes):
+            x_focal = focal(x_focal, keep, sparse=ctx.sparse, dense_above=ctx.dense_above, regions=reg, sizes=size)
         if self.ample_proj is not None:
             x_ample = self.ample_proj(x_ample)
         factors = nearest_factors(x_ample.shape[-2:], x_focal.shape[-2:])
@@ -755,5 +840,6 @@ __all__ = [
     "SpatialNavigation", "decide_regions", "fixed_region_mask", "RegionLayout", "gather_regions", "add_regions_",
     "upsample_regions", "FusionGate", "ResidualBlock",
     "AFStage", "SelectionContext", "decide", "gumbel_keep", "fixed_policy_mask", "gather_frames",
-    "scatter_frames_", "gather_shifted", "kept_index", "nearest_factors", "lerp_upsampled", "make_divisible", "is_channels_last",
+    "scatter_frames_", "gather_shifted", "kept_index", "skipped_index", "KeptSizes", "block_sizes", "read_counts",
+    "regions_kept", "nearest_factors", "lerp_upsampled", "make_divisible", "is_channels_last",
 ]

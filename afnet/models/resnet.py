@@ -281,8 +281,8 @@ class NavResNet(ResNet):
             x = stage[0](x)
             for block, navigation in zip(stage[1:], points):
                 keep = decide(navigation, x, ctx, self.training)
-                x = block(x, keep, sparse=ctx.sparse, dense_above=ctx.dense_above,
-                          per_video=ctx.frames_per_video(keep.shape[1], self.training))
+                sizes = ctx.sizes([keep], [None], self.training)[0] if ctx.sparse else None
+                x = block(x, keep, sparse=ctx.sparse, dense_above=ctx.dense_above, sizes=sizes)
         for block in self.layer4:
             x = block(x)
         return x
