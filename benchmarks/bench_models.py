@@ -14,8 +14,9 @@ medians compared), because these machines are noisy:
 5. bf16 autocast: its effect on logits and on frame choices.
 6. (``--sections prep``) the preparation steps in combination, on any device.
 7. (``--sections sync``) how the sparse gather is sized, at ratio 0.4: from the policy's
-   count (static: nothing read back from the device), from the mask (``nonzero``: one host
-   sync per focal block on a GPU), masked; on a GPU also the static-k model replayed from a
+   count (static: nothing read back from the device), read from the masks (one host sync
+   per AF stage on a GPU), masked; on a GPU also a host sync forced before every focal block
+   (what reading each block's count cost before) and the static-k model replayed from a
    CUDA graph (its launches recorded once).
 8. (``--sections stages``) where the time goes: AF-ResNet50-TSM 12f r=0.4 against
    TSM-ResNet50 8f per stage, ms against GFLOPs.
@@ -43,7 +44,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from afnet import count_flops, create_model  # noqa: E402
 from afnet.benchmark import markdown_table, time_round_robin  # noqa: E402
-from afnet.models.layers import Navigation, fixed_policy_mask  # noqa: E402
+from afnet.models.layers import AFStage, Navigation, fixed_policy_mask  # noqa: E402
 from afnet.runtime import cpu_description, fold_batchnorm, keep_allocations, prepare_for_inference  # noqa: E402
 
 RATIOS = (1.0, 0.75, 0.5, 0.4, 0.25)
@@ -197,18 +198,33 @@ def cuda_graphed(model, v):
     return call
 
 
+def synced_per_block(model):
+    """A copy of ``model`` that synchronises the GPU before every focal block: the cost of
+    reading each block's count apart (as sparse execution did before it read them once per
+    AF stage)."""
+    model = copy.deepcopy(model)
+    for stage in model.modules():
+        if isinstance(stage, AFStage):
+            for block in stage.focal:
+                block.register_forward_pre_hook(lambda *_: torch.cuda.synchronize())
+    return model
+
+
 def sync_free(batch, size, rounds, ratio=0.4):
     """The same frames at every focal block (``uniform`` at ``ratio``), run three ways: sparse
-    with the count from the policy, sparse with the count read from the mask (the mask given
-    as ``keep=``), masked; on a GPU also static-k (learned navigation with a ratio: its masks
-    made on the device) eager and from a CUDA graph. Max abs logit diff against masked."""
+    with the count from the policy, sparse with the counts read from the masks (the mask
+    given as ``keep=``: one read per AF stage), masked; on a GPU also with a sync before every
+    focal block, and static-k (learned navigation with a ratio: its masks made on the device)
+    eager and from a CUDA graph. Max abs logit diff against masked."""
     v = video(batch, 12, size)
     static = prepared(af_tsm(ratio=ratio).configure(execution="sparse"))
     masked = copy.deepcopy(static).configure(execution="masked")
     keep = fixed_policy_mask("uniform", batch, 12, ratio, None, DEVICE, torch.float32)
-    calls = {"sparse, count from the policy": lambda: static(v), "sparse, count read from the mask":
+    calls = {"sparse, count from the policy": lambda: static(v), "sparse, counts read once per stage":
              lambda: static(v, keep=keep), "masked": lambda: masked(v)}
     if DEVICE.type == "cuda":
+        per_block = synced_per_block(static)
+        calls["sparse, counts read once per stage + a sync per focal block"] = lambda: per_block(v, keep=keep)
         static_k = copy.deepcopy(static).configure(selection="navigation", ratio=ratio)
         calls["static-k sparse"] = lambda: static_k(v)
         try:
@@ -354,7 +370,7 @@ def main(argv=None):
                               "BN folded + channels-last", "bf16, channels-last", "bf16, BN folded + channels-last"],
                              rows), "\n", flush=True)
     if "sync" in args.sections:
-        print("## Sizing the sparse gather: count from the policy vs read from the mask, AF-ResNet50-TSM 12f\n")
+        print("## Sizing the sparse gather: count from the policy vs read from the masks, AF-ResNet50-TSM 12f\n")
         rows = [r for b in args.batches for r in sync_free(b, args.size, args.rounds)]
         print(markdown_table(["batch", "ratio", "execution", "ms/video", "latency vs masked",
                               "max abs logit diff vs masked"], rows), "\n", flush=True)

@@ -20,12 +20,14 @@ tables="$out/gpu_tables.md"
   echo "# GPU tables ($(date -u +%F), $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null || echo 'no nvidia-smi'))"
   $py -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
 } > "$tables"
-# 1. no host sync in the static-count sparse path (skips without CUDA)
+# 1. no host sync where the policy fixes the counts, one per AF stage elsewhere (skips without CUDA)
 $py -m pytest -q tests/test_execution.py > "$out/test_execution.log" 2>&1
 echo "test_execution: exit $? (log: test_execution.log)" >> "$tables"
-# 2. sync-free vs syncing vs masked (+ CUDA graph), sparse vs masked, more is less (fp32, TF32 convs)
+grep -E "passed|failed|FAILED|Error" "$out/test_execution.log" | tail -8 >> "$tables"
+# 2. sync-free vs one read per stage vs a sync per block vs masked (+ CUDA graph), sparse vs masked,
+#    more is less, region-sparse (counts fixed by the policies: no syncs) vs masked (fp32, TF32 convs)
 $py benchmarks/bench_models.py --device "$device" --batches $batches --rounds "$rounds" $quick \
-    --sections sync sparse more >> "$tables" 2>&1
+    --sections sync sparse more spatial >> "$tables" 2>&1
 # 3. more is less and the sparse table in bf16 autocast (auto picks bf16 on CUDA)
 $py benchmarks/bench_models.py --device "$device" --bf16 --batches $batches --rounds "$rounds" $quick \
     --sections more >> "$tables" 2>&1
