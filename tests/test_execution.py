@@ -144,6 +144,8 @@ CUDA_CASES = {
     "uniform": dict(selection="uniform", ratio=0.5),
     "spatial fixed": dict(ratio=0.5, spatial=True, region_grid=2, temporal_navigation="block",
                           region_selection="center", region_ratio=0.5),
+    "spatial static-k": dict(ratio=0.5, spatial=True, region_grid=2, temporal_navigation="block",
+                             region_selection="navigation", region_ratio=0.5),
     "threshold": {},
     "spatial learned": dict(spatial=True, region_grid=2, temporal_navigation="block"),
 }
@@ -235,3 +237,38 @@ def test_auto_execution_by_device_batch_and_policy():
     assert spatial.static_counts() and spatial.resolved_execution(1, "cuda") == "masked"
     assert spatial.resolved_execution(32, "cuda") == spatial.resolved_execution(1, "cpu") == "sparse"
     assert spatial.configure(region_selection="all").resolved_execution(1, "cuda") == "sparse"
+
+
+def test_static_k_regions_keep_the_top_margins_and_run_without_reads(monkeypatch):
+    """Learned region navigation with a region_ratio, in eval: exactly round(RS * g^2) regions
+    per kept frame, those with the largest keep-minus-skip margin; the counts are known, so
+    sparse execution reads nothing, and it equals masked execution. Training still samples."""
+    model = randomize(create_model("af_resnet_small", num_classes=5, num_frames=8, spatial=True, region_grid=2,
+                                   ratio=0.5, region_selection="navigation", region_ratio=0.5)).eval()
+    assert model.static_counts()
+    video = torch.randn(2, 8, 3, 64, 64)
+    logits = []
+    for spatial in (m for m in model.modules() if isinstance(m, layers.SpatialNavigation)):
+        spatial.register_forward_hook(lambda m, i, out: logits.append(out.detach()))
+    reads = []
+    real = layers.read_counts
+    monkeypatch.setattr(layers, "read_counts", lambda c: (reads.append(len(c)) if c else None) or real(c))
+    with torch.no_grad():
+        sparse = model.configure(execution="sparse")(video)
+        masked = model.configure(execution="masked")(video)
+    assert reads == []
+    margins = [q[..., 1] - q[..., 0] for q in logits[:len(sparse.regions)]]
+    for regions, margin in zip(sparse.regions, margins):
+        regions = regions.flatten(2).flatten(0, 1)            # (B*T, g*g)
+        assert (regions.sum(dim=1) == 2).all()                 # round(0.5 * 4)
+        chosen = margin.flatten(1).gather(1, regions.argsort(dim=1, descending=True, stable=True)[:, :2])
+        dropped = margin.flatten(1).gather(1, regions.argsort(dim=1, stable=True)[:, :2])
+        assert (chosen.min(dim=1).values >= dropped.max(dim=1).values).all()
+    for a, b in zip(sparse.masks + sparse.regions, masked.masks + masked.regions):
+        assert torch.equal(a, b)
+    torch.testing.assert_close(sparse.logits, masked.logits, rtol=1e-4, atol=1e-5)
+    sampled = []
+    real_gumbel = layers.gumbel_keep
+    monkeypatch.setattr(layers, "gumbel_keep", lambda q, *a: sampled.append(q.shape) or real_gumbel(q, *a))
+    model.configure(execution="auto").train()(video)
+    assert sum(len(shape) == 4 for shape in sampled) == len(sparse.regions)  # every region point sampled

@@ -92,7 +92,9 @@ class VideoModel(nn.Module):
         between its selected regions and its kept frames whole.
         region_selection (spatial models): ``navigation`` (learned), ``all``, or the fixed
         policies of Table 5 ``random`` / ``center`` (need ``region_ratio``, the share of
-        regions computed per kept frame).
+        regions computed per kept frame). ``navigation`` with a ``region_ratio``: in eval,
+        static-k regions, exactly ``round(region_ratio * g^2)`` per kept frame, those with the
+        largest margin (as ``ratio`` does for frames).
         Arguments left out keep their current value (but a ``ratio`` is dropped when the selection
         becomes ``all`` or ``soft``, which compute every frame).
         """

@@ -233,23 +233,29 @@ class SelectionContext:
             return frames_kept(self.ratio, num_frames)
         return None
 
+    def static_regions(self, training: bool) -> bool:
+        """Whether each kept frame computes a number of regions fixed by the policy: the fixed
+        region policies, and static-k regions (learned navigation with a ``region_ratio``, in
+        eval), :func:`regions_kept` of them."""
+        return self.region_selection in FIXED_REGION_SELECTIONS or (
+            self.region_selection == "navigation" and self.region_ratio is not None and not training)
+
     def counts_fixed(self, num_frames: int, training: bool) -> bool:
         """Whether the policy fixes every count a focal block needs (frames per video and
         regions per kept frame) before any mask is made."""
-        regions_fixed = self.region_selection == "all" or self.region_selection in FIXED_REGION_SELECTIONS
+        regions_fixed = self.region_selection == "all" or self.static_regions(training)
         return regions_fixed and self.frames_per_video(num_frames, training) is not None
 
-    def regions_per_frame(self, grid: int) -> int | None:
+    def regions_per_frame(self, grid: int, training: bool) -> int | None:
         """How many regions of a ``grid x grid`` grid each kept frame computes when the policy
-        fixes it (the fixed region policies: :func:`regions_kept`); ``None`` for the learned
-        regions."""
-        return regions_kept(self.region_ratio, grid) if self.region_selection in FIXED_REGION_SELECTIONS else None
+        fixes it (:meth:`static_regions`); ``None`` for the learned threshold."""
+        return regions_kept(self.region_ratio, grid) if self.static_regions(training) else None
 
     def sizes(self, keeps: list[torch.Tensor], regions: list[torch.Tensor | None],
               training: bool) -> list[KeptSizes]:
         """:func:`block_sizes` of focal blocks with these masks under this context's policy."""
         grids = {r.shape[-1] for r in regions if r is not None}
-        per_frame = self.regions_per_frame(grids.pop()) if len(grids) == 1 else None
+        per_frame = self.regions_per_frame(grids.pop(), training) if len(grids) == 1 else None
         return block_sizes(keeps, regions, self.frames_per_video(keeps[0].shape[1], training), per_frame)
 
 
@@ -424,10 +430,9 @@ class SpatialNavigation(nn.Module):
 
 
 def regions_kept(ratio: float, grid: int) -> int:
-    """``round(ratio * grid^2)`` regions, at least one: what a fixed region policy at ``ratio``
-    computes per kept frame."""
-    n = grid * grid
-    return max(1, min(n, int(round(ratio * n))))
+    """``round(ratio * grid^2)`` regions, at least one: what a region policy at ``ratio``
+    (fixed, or static-k) computes per kept frame; the frames' rule (:func:`frames_kept`)."""
+    return frames_kept(ratio, grid * grid)
 
 
 def fixed_region_mask(policy: str, frames: int, grid: int, ratio: float, generator: torch.Generator | None,
@@ -464,10 +469,16 @@ def decide_regions(spatial: SpatialNavigation, x_ample: torch.Tensor, keep: torc
                    training: bool) -> torch.Tensor | None:
     """The region mask ``(B*T, grid, grid)`` of one focal block, recorded in ``ctx.regions``
     as ``(B, T, grid, grid)``. Returns ``None`` when every region is computed
-    (``region_selection="all"``), so the block runs as without spatial navigation."""
+    (``region_selection="all"``), so the block runs as without spatial navigation. Learned
+    navigation with a ``region_ratio``, in eval: static-k regions, the
+    :func:`regions_kept` regions of each frame with the largest keep-minus-skip margin
+    (:func:`static_k_keep` over the grid; training keeps the Gumbel sample)."""
     batch, t = keep.shape
     grid = spatial.grid
-    if ctx.region_selection == "navigation":
+    if ctx.region_selection == "navigation" and ctx.static_regions(training):  # static-k regions
+        logits = spatial(x_ample).float()
+        regions = static_k_keep(logits.flatten(1, 2), ctx.region_ratio).view(-1, grid, grid)
+    elif ctx.region_selection == "navigation":
         regions = gumbel_keep(spatial(x_ample).float(), ctx.temperature, training)
     elif ctx.region_selection == "all":
         ctx.regions.append(torch.ones(batch, t, grid, grid, device=x_ample.device))
