@@ -20,6 +20,8 @@ medians compared), because these machines are noisy:
    CUDA graph (its launches recorded once).
 8. (``--sections stages``) where the time goes: AF-ResNet50-TSM 12f r=0.4 against
    TSM-ResNet50 8f per stage, ms against GFLOPs.
+9. (``--sections compile``) more is less under ``torch.compile`` (inductor; freezing on a
+   CPU, also ``reduce-overhead`` on a GPU): static-k AF (one graph) against TSM.
 
 Protocol (every table): the machine (CPU model and its speed-relevant flags, or the GPU's
 name), torch version, threads; each configuration warmed up once, then timed once per round,
@@ -49,7 +51,7 @@ from afnet.runtime import cpu_description, fold_batchnorm, keep_allocations, pre
 
 RATIOS = (1.0, 0.75, 0.5, 0.4, 0.25)
 REGION_RATIOS = (1.0, 0.6, 0.4)
-SECTIONS = ("steps", "sparse", "more", "spatial", "bf16", "prep", "sync", "stages")
+SECTIONS = ("steps", "sparse", "more", "spatial", "bf16", "prep", "sync", "stages", "compile")
 DEVICE = torch.device("cpu")
 BF16 = False
 
@@ -140,6 +142,54 @@ def more_is_less(batch, size, rounds):
             [batch, "AF-ResNet50-TSM 12f r=0.4, masked (authors')", round(gf["masked"], 2),
              round(gf["masked"] / gf["tsm"], 3), round(t["masked"] * 1e3 / batch, 1), round(t["masked"] / t["tsm"], 3)],
             [batch, "TSM-ResNet50 8f", round(gf["tsm"], 2), 1.0, round(t["tsm"] * 1e3 / batch, 1), 1.0]]
+
+
+def compiled(model, v, mode=None):
+    """``torch.compile(model)`` (inductor; on a CPU with freezing, its weights folded as
+    constants), compiled by one call on ``v``: returns it and the seconds that took."""
+    import torch._inductor.config as inductor_config
+    inductor_config.freezing = DEVICE.type == "cpu"
+    fn = torch.compile(model, mode=mode)
+    start = time.perf_counter()
+    with torch.inference_mode():
+        fn(v)
+    return fn, time.perf_counter() - start
+
+
+def more_compiled(batch, size, rounds):
+    """More is less under torch.compile: AF-ResNet50-TSM 12f, static-k r=0.4 (its counts fixed:
+    one graph, no breaks) sparse, eager and compiled, against TSM-ResNet50 8f eager and
+    compiled; on a GPU also mode="reduce-overhead" (CUDA graphs)."""
+    v12, v8 = video(batch, 12, size), video(batch, 8, size)
+    af = prepared(create_model("af_resnet50", num_classes=174, num_frames=12, shift=True, ratio=0.4,
+                               execution="sparse").eval())
+    tsm = prepared(create_model("tsm_resnet50", num_classes=174, num_frames=8))
+    gf_af, gf_tsm = count_flops(af, v12), count_flops(tsm, v8)
+    calls, compile_s, inputs = {"AF eager": lambda: af(v12), "TSM eager": lambda: tsm(v8)}, {}, {}
+    modes = [None, "reduce-overhead"] if DEVICE.type == "cuda" else [None]
+    for mode in modes:
+        suffix = "" if mode is None else f" ({mode})"
+        for name, model, v in (("AF", af, v12), ("TSM", tsm, v8)):
+            try:
+                fn, compile_s[f"{name} compiled{suffix}"] = compiled(model, v, mode)
+            except Exception as exc:  # noqa: BLE001 - report, keep the other rows
+                print(f"({name} compile{suffix} failed: {type(exc).__name__}: {exc})")
+                continue
+            calls[f"{name} compiled{suffix}"] = (lambda f=fn, x=v: f(x))
+            inputs[f"{name} compiled{suffix}"] = v
+    with torch.inference_mode():
+        diff = (calls["AF compiled"]().logits - af(v12).logits).abs().max().item() if "AF compiled" in calls else None
+    t = time_round_robin(calls, rounds=rounds)
+    rows = []
+    for name in calls:
+        af_row = name.startswith("AF")
+        rows.append([batch, name, round(gf_af if af_row else gf_tsm, 2), round(t[name] * 1e3 / batch, 1),
+                     round(t[name] / t["TSM eager"], 3),
+                     round(t[name] / t[name.replace("AF", "TSM")], 3) if af_row and name.replace("AF", "TSM") in t
+                     else "", round(compile_s[name], 1) if name in compile_s else ""])
+    if diff is not None:
+        print(f"(AF compiled against eager: max abs logit diff {diff:.1e})")
+    return rows
 
 
 def prep_steps(batch, size, rounds):
@@ -329,7 +379,7 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast in the sparse, more and spatial tables")
-    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=[x for x in SECTIONS if x != "prep"])
+    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=[x for x in SECTIONS if x not in ("prep", "compile")])
     parser.add_argument("--quick", action="store_true", help="112x112, batch 1, 2 rounds: a smoke run")
     args = parser.parse_args(argv)
     if args.quick:
@@ -374,6 +424,11 @@ def main(argv=None):
         rows = [r for b in args.batches for r in sync_free(b, args.size, args.rounds)]
         print(markdown_table(["batch", "ratio", "execution", "ms/video", "latency vs masked",
                               "max abs logit diff vs masked"], rows), "\n", flush=True)
+    if "compile" in args.sections:
+        print("## More is less under torch.compile: AF-ResNet50-TSM 12f static-k r=0.4 vs TSM-ResNet50 8f\n")
+        rows = [r for b in args.batches for r in more_compiled(b, args.size, args.rounds)]
+        print(markdown_table(["batch", "model", "GFLOPs/video", "ms/video", "latency vs TSM eager",
+                              "latency vs TSM, same compilation", "compile s"], rows), "\n", flush=True)
     if "stages" in args.sections:
         print("## Where the time goes: AF-ResNet50-TSM 12f r=0.4 (sparse) vs TSM-ResNet50 8f, per stage\n")
         rows = [r for b in args.batches for r in stage_times(b, args.size, args.rounds)]

@@ -34,4 +34,8 @@ $py benchmarks/bench_models.py --device "$device" --bf16 --batches $batches --ro
 # 4. where the time goes, per stage (batch 1 and 32)
 $py benchmarks/bench_models.py --device "$device" --batches $stage_batches --rounds "$rounds" $quick \
     --sections stages >> "$tables" 2>&1
+# 5. last (compiling takes minutes; the tables above are written already): more is less under
+#    torch.compile, default and reduce-overhead (CUDA graphs), static-k AF against TSM, batch 1
+$py benchmarks/bench_models.py --device "$device" --batches 1 --rounds "$rounds" $quick \
+    --sections compile >> "$tables" 2>&1
 cat "$tables"
