@@ -253,12 +253,16 @@ def run_demo(out: str | Path = "results/demo", *, quick: bool = False, seeds=(0,
         train_seconds = time.time() - t0
         target = overrides.get("objective.target_ratio", 1.0)
         learned = overrides.get("model.selection") == "navigation" and target < 1.0
+        region_target = overrides.get("objective.target_region_ratio", 1.0)
+        learned_regions = overrides.get("model.region_selection") == "navigation" and region_target < 1.0
         reported, variants = Path(trained.best_checkpoint), []
         if learned:  # the row runs its threshold calibrated to RT; as trained, and static-k, are variants
             raw = evaluate(cfg, reported, out_dir=Path(cfg.run_dir) / "eval_uncalibrated")
             variants = [run_result(f"{label} uncalibrated", seed, raw, round(measure_latency(reported, sample), 2)),
-                        evaluate_static_k(cfg, label, seed, reported, target)]
+                        evaluate_static_k(cfg, label, seed, reported, f"model.ratio={target}")]
             reported = Path(calibrate(cfg, reported)["checkpoint"])
+        elif learned_regions:  # its learned region threshold; static-k regions at RS, a variant
+            variants = [evaluate_static_k(cfg, label, seed, reported, f"model.region_ratio={region_target}")]
         latency = round(measure_latency(reported, sample), 2)
         results.append(run_result(label, seed, evaluate(cfg, reported), latency, train_seconds))
         for row in results[-1:] + variants:
@@ -298,13 +302,14 @@ def run_result(label: str, seed: int, metrics: dict, latency_ms: float | None, t
 VARIANTS = (" uncalibrated", " static-k")
 
 
-def evaluate_static_k(cfg, label: str, seed: int, checkpoint, target: float) -> RunResult:
-    """The same checkpoint under the static-k policy (``model.ratio`` = RT with learned
-    navigation): exactly round(RT * T) frames per video and point, those the navigation
-    scores highest, instead of its learned keep/skip threshold. Row ``"<label> static-k"``."""
+def evaluate_static_k(cfg, label: str, seed: int, checkpoint, override: str) -> RunResult:
+    """The same checkpoint under a static-k policy instead of its learned keep/skip threshold:
+    ``override`` ``model.ratio=RT`` (exactly round(RT * T) frames per video and point, those
+    the navigation scores highest) or ``model.region_ratio=RS`` (exactly round(RS * g^2)
+    regions per kept frame, likewise). Row ``"<label> static-k"``."""
     from afnet.engine import evaluate, load_config
 
-    cfg = load_config(cfg.to_dict(), [f"model.ratio={target}", "eval.plot=false"])
+    cfg = load_config(cfg.to_dict(), [override, "eval.plot=false"])
     metrics = evaluate(cfg, checkpoint, out_dir=Path(cfg.run_dir) / "eval_static_k")
     return run_result(f"{label} static-k", seed, metrics, None)
 
@@ -404,6 +409,10 @@ CLAIMS = (
 SPATIAL_CLAIMS = (
     ("spatial navigation beats random regions (RS=0.5)", "AFNet spatial navigation RS=0.5", "AFNet random regions 0.5"),
     ("spatial navigation beats a centre crop (RS=0.5)", "AFNet spatial navigation RS=0.5", "AFNet centre crop 0.5"),
+    ("spatial navigation at exactly RS=0.5 (static-k regions) beats random regions",
+     "AFNet spatial navigation RS=0.5 static-k", "AFNet random regions 0.5"),
+    ("spatial navigation at exactly RS=0.5 (static-k regions) beats a centre crop",
+     "AFNet spatial navigation RS=0.5 static-k", "AFNet centre crop 0.5"),
 )
 # Two-sided test at about 95%: |difference| > T_CRIT * standard error of the difference of means.
 T_CRIT = 2.0

@@ -83,12 +83,16 @@ def test_quick_spatial_demo_compares_region_policies(tmp_path, capsys):
     assert main(["demo", "--quick", "--spatial", "--out", str(out)]) == 0
     report = json.loads((out / "results.json").read_text())
     assert report["spatial"] is True
-    nav, rnd, centre = report["runs"]
-    assert [r["label"] for r in report["runs"]] == ["AFNet spatial navigation RS=0.5", "AFNet random regions 0.5",
-                                                     "AFNet centre crop 0.5"]
+    nav, static_k, rnd, centre = report["runs"]
+    assert [r["label"] for r in report["runs"]] == ["AFNet spatial navigation RS=0.5",
+                                                     "AFNet spatial navigation RS=0.5 static-k",
+                                                     "AFNet random regions 0.5", "AFNet centre crop 0.5"]
     assert all(r["kept_ratio"] == pytest.approx(1.0) for r in report["runs"])  # Table 5: no temporal policy
     assert rnd["region_ratio"] == pytest.approx(0.5) and centre["region_ratio"] == pytest.approx(0.5)
     assert 0.0 < nav["region_ratio"] <= 1.0
+    assert static_k["region_ratio"] == pytest.approx(0.5)   # the learned regions at exactly RS
+    assert static_k["checkpoint"] == nav["checkpoint"]
+    assert "static-k regions" in json.dumps(report["claims"])
     assert rnd["gflops_per_video"] == pytest.approx(centre["gflops_per_video"], rel=0.02)
     table = (out / "table.md").read_text()
     assert "spatial navigation beats random regions" in table and "| region ratio |" in table
