@@ -146,6 +146,22 @@ def test_predict_reports_regions(capsys, ckpt, video):
         ["regions", "-" if r is None else f"{r:.0%}", "of", "2x2"] for r in row["region_ratio"]]
 
 
+def test_predict_region_ratio_is_a_static_k_budget(capsys, ckpt, video, tmp_path):
+    """``--region-ratio R``: the learned region navigation computes exactly round(R*g^2)
+    regions of each kept frame (static-k regions), the fixed budget reported per point."""
+    assert main(["predict", video, "--checkpoint", ckpt, "--json", "--region-ratio", "0.5"]) == 0
+    row = json.loads(capsys.readouterr().out)
+    regions, masks = np.array(row["regions"]), np.array(row["masks"])
+    assert (regions.reshape(3, T, 4).sum(-1) == 2).all()             # round(0.5 * 2x2) per frame
+    assert [r for r in row["region_ratio"]] == [None if not m.any() else 0.5 for m in masks]
+    assert row["execution"] == "sparse"
+    plain = tmp_path / "plain.pt"
+    from afnet.checkpoint import save_checkpoint
+    save_checkpoint(plain, afnet.create_model("af_resnet_small", num_classes=K, num_frames=T))
+    assert main(["predict", video, "--checkpoint", str(plain), "--region-ratio", "0.5"]) == 2
+    assert "--region-ratio: af_resnet_small in" in capsys.readouterr().err
+
+
 def test_non_spatial_prediction_has_empty_regions():
     p = VideoPrediction("v.mp4", ok=True, top=[(0, None, 1.0)], frame_indices=[0, 1], point_names=["layer1.0"],
                         masks=[[1, 0]], latency_ms=1.0, decode_ms=1.0, num_views=1)

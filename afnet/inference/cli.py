@@ -17,7 +17,7 @@ from afnet.models.options import PRECISIONS
 
 
 # Options that an exported ONNX model fixed at export (its metadata records them).
-_FIXED_AT_EXPORT = ("model", "frames", "classes", "shift", "preset", "size", "ratio")
+_FIXED_AT_EXPORT = ("model", "frames", "classes", "shift", "preset", "size", "ratio", "region_ratio")
 
 
 def _add_checkpoint_options(g, *, required: bool = True) -> None:
@@ -46,6 +46,11 @@ def _add_checkpoint_options(g, *, required: bool = True) -> None:
 def _add_model_options(p: argparse.ArgumentParser, *, onnx: bool = False) -> None:
     g = p.add_argument_group("model")
     _add_checkpoint_options(g, required=not onnx)
+    g.add_argument("--region-ratio", type=float, metavar="R",
+                   help="spatial models: regions each kept frame computes, a fixed budget: learned region "
+                        "navigation computes exactly round(R*g^2), those it ranks highest (static-k regions); "
+                        "a fixed region policy (random, center) computes round(R*g^2) its way (default: as "
+                        "trained)")
     if onnx:
         g.add_argument("--onnx", metavar="MODEL.onnx",
                        help="an exported model (afnet export) run by ONNX Runtime, in place of --checkpoint: "
@@ -216,7 +221,7 @@ def _load(args):
     if onnx is not None:
         from afnet.inference.onnx import load_onnx_for_inference
 
-        fixed = [f"--{name}" for name in _FIXED_AT_EXPORT if getattr(args, name) is not None]
+        fixed = [f"--{name.replace('_', '-')}" for name in _FIXED_AT_EXPORT if getattr(args, name) is not None]
         if args.checkpoint is not None:
             raise ValueError("give --checkpoint or --onnx, not both")
         if args.precision != "fp32":
@@ -230,7 +235,7 @@ def _load(args):
     # a command owns its process: keep glibc from re-mmapping activations (see afnet.runtime)
     return load_model_for_inference(args.checkpoint, args.model, args.frames, args.classes, args.labels,
                                     preset=args.preset, size=args.size, shift=args.shift, ratio=args.ratio,
-                                    precision=args.precision, tune_malloc=True)
+                                    region_ratio=args.region_ratio, precision=args.precision, tune_malloc=True)
 
 
 def _progress_bar(items, show: bool):

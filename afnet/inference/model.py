@@ -117,8 +117,9 @@ def load_model_for_inference(checkpoint: str | os.PathLike, model: str | None = 
                              frames: int | None = None, classes: int | None = None,
                              labels: str | os.PathLike | None = None, *, preset: str | None = None,
                              size: int | None = None, shift: bool | None = None,
-                             ratio: float | None = None, precision: str = "fp32",
-                             tune_malloc: bool = False, channels_last: bool = True) -> InferenceModel:
+                             ratio: float | None = None, region_ratio: float | None = None,
+                             precision: str = "fp32", tune_malloc: bool = False,
+                             channels_last: bool = True) -> InferenceModel:
     """Rebuild, load and prepare a model for inference (once per model).
 
     Project checkpoint: ``model``/``frames``/``classes`` may be omitted (they must agree
@@ -127,7 +128,9 @@ def load_model_for_inference(checkpoint: str | os.PathLike, model: str | None = 
     ``preset`` (evaluation transforms) defaults to the checkpoint's config, else ``sthv2``;
     ``size`` (crop side) to the checkpoint's config, else the preset's. ``ratio``: a fixed
     budget of frames per video and navigation point in place of the trained one (learned
-    navigation: the static-k policy; see :meth:`VideoModel.configure`). ``precision``:
+    navigation: the static-k policy; see :meth:`VideoModel.configure`). ``region_ratio``:
+    likewise for the regions of each kept frame (spatial models; learned region navigation:
+    static-k regions). ``precision``:
     ``fp32``, ``bf16`` or ``auto`` (bf16 only where the device computes it natively; see
     :func:`afnet.runtime.bf16_for`). ``tune_malloc``: see
     :func:`afnet.runtime.prepare_for_inference` (process-wide; off by default). ``channels_last``:
@@ -159,7 +162,10 @@ def load_model_for_inference(checkpoint: str | os.PathLike, model: str | None = 
     class_names = resolve_class_names(class_names, labels, args["num_classes"])
     net = create_model(arch, **args)
     load_checkpoint(net, path)
-    net.configure(**{**stored_selection(ckpt), **({} if ratio is None else {"ratio": ratio})})
+    if region_ratio is not None and not net.spatial:
+        raise ValueError(f"--region-ratio: {arch} in {path} has no spatial navigation (no regions to budget)")
+    given = {k: v for k, v in (("ratio", ratio), ("region_ratio", region_ratio)) if v is not None}
+    net.configure(**{**stored_selection(ckpt), **given})
     points = [p.name for p in net.navigation_points()]
     prepare_for_inference(net, bf16=bf16_for(precision), tune_malloc=tune_malloc, channels_last=channels_last)
     # the run's own crop and resize, as its validation read the videos (unless --size changes the crop)
