@@ -165,7 +165,7 @@ def more_compiled(batch, size, rounds):
                                execution="sparse").eval())
     tsm = prepared(create_model("tsm_resnet50", num_classes=174, num_frames=8))
     gf_af, gf_tsm = count_flops(af, v12), count_flops(tsm, v8)
-    calls, compile_s, inputs = {"AF eager": lambda: af(v12), "TSM eager": lambda: tsm(v8)}, {}, {}
+    calls, compile_s = {"AF eager": lambda: af(v12), "TSM eager": lambda: tsm(v8)}, {}
     modes = [None, "reduce-overhead"] if DEVICE.type == "cuda" else [None]
     for mode in modes:
         suffix = "" if mode is None else f" ({mode})"
@@ -176,7 +176,6 @@ def more_compiled(batch, size, rounds):
                 print(f"({name} compile{suffix} failed: {type(exc).__name__}: {exc})")
                 continue
             calls[f"{name} compiled{suffix}"] = (lambda f=fn, x=v: f(x))
-            inputs[f"{name} compiled{suffix}"] = v
     with torch.inference_mode():
         diff = (calls["AF compiled"]().logits - af(v12).logits).abs().max().item() if "AF compiled" in calls else None
     t = time_round_robin(calls, rounds=rounds)
