@@ -14,6 +14,21 @@ import torch
 sys.path.insert(0, os.path.dirname(__file__))
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
+
+
+# torch's global generator (it draws the weights create_model initialises) seeded before each
+# test module's fixtures and before each test: a test sees the same weights alone, with -k or
+# in the whole suite, whatever ran before it.
+@pytest.fixture(autouse=True, scope="module")
+def _seed_module():
+    torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _seed_test():
+    torch.manual_seed(0)
+
+
 # Facts about the authors' released checkpoints, carried inside the repository (tests/data/README.md).
 LAYOUTS = os.path.join(os.path.dirname(__file__), "data", "official_checkpoint_layouts.json")
 
