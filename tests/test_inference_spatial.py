@@ -159,7 +159,8 @@ def test_predict_region_ratio_is_a_static_k_budget(capsys, ckpt, video, tmp_path
     from afnet.checkpoint import save_checkpoint
     save_checkpoint(plain, afnet.create_model("af_resnet_small", num_classes=K, num_frames=T))
     assert main(["predict", video, "--checkpoint", str(plain), "--region-ratio", "0.5"]) == 2
-    assert "--region-ratio: af_resnet_small in" in capsys.readouterr().err
+    assert "region_ratio=0.5 needs spatial=true (the model is built without spatial navigation)" in \
+        capsys.readouterr().err
 
 
 def test_non_spatial_prediction_has_empty_regions():

@@ -162,8 +162,6 @@ def load_model_for_inference(checkpoint: str | os.PathLike, model: str | None = 
     class_names = resolve_class_names(class_names, labels, args["num_classes"])
     net = create_model(arch, **args)
     load_checkpoint(net, path)
-    if region_ratio is not None and not net.spatial:
-        raise ValueError(f"--region-ratio: {arch} in {path} has no spatial navigation (no regions to budget)")
     given = {k: v for k, v in (("ratio", ratio), ("region_ratio", region_ratio)) if v is not None}
     net.configure(**{**stored_selection(ckpt), **given})
     points = [p.name for p in net.navigation_points()]
