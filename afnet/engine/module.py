@@ -121,7 +121,8 @@ class AFNetModule(L.LightningModule):
         loss = afnet_loss(out.logits, batch.target, out.masks, target_ratio=s["target_ratio"],
                           ratio_weight=o.ratio_weight, with_ratio=self.with_ratio, regions=out.regions,
                           target_region_ratio=s.get("target_region_ratio", 1.0),
-                          region_ratio_weight=o.region_ratio_weight, with_region_ratio=self.with_region_ratio)
+                          region_ratio_weight=o.region_ratio_weight, with_region_ratio=self.with_region_ratio,
+                          frame_logits=out.frame_logits, saliency_weight=o.saliency_weight)
         if not torch.isfinite(loss.total):
             raise NonFiniteLoss(f"non-finite loss {loss.total.item()} (classification {loss.classification.item()}, "
                                 f"ratio {loss.ratio_loss.item()}) at epoch {self.current_epoch}, step "
@@ -129,6 +130,7 @@ class AFNetModule(L.LightningModule):
                                 f"{self.cfg.run_dir}/checkpoints (lower optim.lr or check the data)")
         spatial = {"train/region_ratio_loss": loss.region_loss, "train/region_ratio": loss.selected.mean()}
         self.log_dict({"train/loss": loss.total, "train/ce": loss.classification, "train/ratio_loss": loss.ratio_loss,
+                       **({"train/saliency_loss": loss.saliency_loss} if o.saliency_weight else {}),
                        "train/kept_ratio": loss.kept.mean() if len(loss.kept) else 1.0,
                        **(spatial if len(loss.selected) else {}), **{f"schedule/{k}": v for k, v in s.items()}},
                       prog_bar=False, batch_size=len(batch.target))

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,6 +43,38 @@ class TrainResult:
     best_checkpoint: Path
     last_checkpoint: Path
     metrics: dict = field(default_factory=dict)   # final validation metrics (see evaluate)
+    warnings: list = field(default_factory=list)  # budget_warnings of the run (also warned and in train.log)
+
+
+class BudgetWarning(UserWarning):
+    """A trained run whose best checkpoint does not meet its compute budget (RT, RS)."""
+
+
+def budget_warnings(cfg: Config, learned_frames: bool, learned_regions: bool, best_metrics: dict) -> list[str]:
+    """What ``train`` warns about when a run with learned selection ends off its budget: it
+    stopped before ``objective.rt_end`` (``rs_end``), so it never trained at RT (RS); or the
+    validation kept share (region share) of ``best.ckpt`` (``best_metrics``) is further than
+    ``objective.ratio_tolerance`` (0.05 if unset) from RT (RS)."""
+    o, epochs, out = cfg.objective, cfg.optim.epochs, []
+    tolerance = 0.05 if o.ratio_tolerance is None else o.ratio_tolerance
+    calibrate = (f"`afnet calibrate --config <config> --checkpoint {Path(cfg.run_dir) / 'checkpoints' / 'best.ckpt'}` "
+                 "shifts its keep/skip threshold to keep RT of the frames")
+    checks = []
+    if learned_frames:
+        checks.append(("objective.rt_end", o.rt_end, "RT", o.target_ratio, "mean_kept_ratio", "kept share", calibrate))
+    if learned_regions:
+        checks.append(("objective.rs_end", o.rs_epochs()[1], "RS", o.target_region_ratio, "mean_region_ratio",
+                       "region share", "`--region-ratio RS` on predict (static-k regions) computes exactly RS"))
+    for end_key, end, name, target, key, what, remedy in checks:
+        if epochs < end:
+            out.append(f"optim.epochs={epochs} ends before {end_key}={end}: the run never trained at "
+                       f"{name}={target}; train at least {math.ceil(end)} epochs, or {remedy}")
+        share = best_metrics.get(key)
+        if share is not None and abs(share - target) > tolerance:
+            out.append(f"best.ckpt's validation {what} is {share:.2f}, off {name}={target} by more than "
+                       f"{tolerance}: it computes {'more' if share > target else 'less'} than the budget; {remedy} "
+                       f"(or train longer, or raise objective.ratio_weight)")
+    return out
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -213,7 +246,15 @@ def train(cfg: Config) -> TrainResult:
     if trainer.is_global_zero:
         dump_config(cfg, run_dir / "config.yaml")
     trainer.fit(module, datamodule=data, ckpt_path=resume)
-    return TrainResult(run_dir, ckpt_dir / "best.ckpt", ckpt_dir / "last.ckpt", dict(module.val_results))
+    found = []
+    if (module.with_ratio or module.with_region_ratio) and trainer.is_global_zero and (ckpt_dir / "best.ckpt").is_file():
+        found = budget_warnings(cfg, module.with_ratio, module.with_region_ratio,
+                                read_checkpoint(ckpt_dir / "best.ckpt").get("metrics") or {})
+        with open(run_dir / "train.log", "a") as f:
+            f.writelines(f"warning: {message}\n" for message in found)
+        for message in found:
+            warnings.warn(message, BudgetWarning, stacklevel=2)
+    return TrainResult(run_dir, ckpt_dir / "best.ckpt", ckpt_dir / "last.ckpt", dict(module.val_results), found)
 
 
 def evaluate(cfg: Config, checkpoint, *, out_dir=None) -> dict:

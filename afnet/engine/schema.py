@@ -194,6 +194,7 @@ class ObjectiveConfig:
     t_end: Number = 50                       # epochs: Gumbel temperature decays t_start -> t_min over these
     t_start: Number = 1.0
     t_min: Number = 0.01
+    saliency_weight: Number = 0.0            # mu of the saliency term (beyond the paper; objective.py); 0: off
 
     def rs_epochs(self) -> tuple:
         """(rs_begin, rs_end) of the RS schedule: the RT epochs where unset."""
@@ -203,8 +204,9 @@ class ObjectiveConfig:
     def problems(self) -> list:
         problems = [f"objective.{k}={getattr(self, k)!r} is outside (0, 1]"
                     for k in ("target_ratio", "target_region_ratio") if not _unit(getattr(self, k))]
-        if self.ratio_weight < 0:
-            problems.append(f"objective.ratio_weight={self.ratio_weight!r}; accepted: >= 0")
+        for key in ("ratio_weight", "saliency_weight"):
+            if getattr(self, key) < 0:
+                problems.append(f"objective.{key}={getattr(self, key)!r}; accepted: >= 0")
         if self.ratio_tolerance is not None and not 0 <= self.ratio_tolerance < 1:
             problems.append(f"objective.ratio_tolerance={self.ratio_tolerance!r}; accepted: [0, 1) or null")
         if self.region_ratio_weight is not None and self.region_ratio_weight < 0:

@@ -38,11 +38,14 @@ class VideoOutput(NamedTuple):
     ``selection="soft"``). Empty for the TSN/TSM baselines. ``regions``: with spatial
     navigation, one (B, T, g, g) tensor per focal block, 1 where the region is selected;
     the block computes region (i, j) of frame t where ``masks[n][b, t] * regions[n][b, t, i, j]``
-    is 1. Empty without spatial navigation."""
+    is 1. Empty without spatial navigation. ``frame_logits``: (B, T, num_classes), the
+    per-frame logits that ``logits`` averages (the training objective's frame saliency reads
+    them); None where a runtime does not return them (ONNX)."""
 
     logits: torch.Tensor
     masks: list
     regions: list = []
+    frame_logits: torch.Tensor | None = None
 
 
 class VideoModel(nn.Module):
@@ -197,8 +200,8 @@ class VideoModel(nn.Module):
         with torch.autocast(x.device.type, dtype=self.autocast_dtype or torch.bfloat16,
                             enabled=self.autocast_dtype is not None):
             logits = self.forward_head(self.forward_features(x, ctx))
-        logits = logits.float().view(b, t, -1).mean(dim=1)
-        return VideoOutput(logits, ctx.masks, ctx.regions)
+        frame_logits = logits.float().view(b, t, -1)
+        return VideoOutput(frame_logits.mean(dim=1), ctx.masks, ctx.regions, frame_logits)
 
     def forward_features(self, x: torch.Tensor, ctx: SelectionContext) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
