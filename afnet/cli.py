@@ -109,7 +109,7 @@ def _cmd_demo(args) -> int:
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     out = args.out or ("results/demo_spatial" if args.spatial else "results/demo")
     report = run_demo(out, quick=args.quick, seeds=tuple(args.seeds), spatial=args.spatial,
-                      progress=lambda msg: print(msg, file=sys.stderr, flush=True))
+                      accelerator_name=args.accelerator, progress=lambda msg: print(msg, file=sys.stderr, flush=True))
     print((Path(out) / "table.md").read_text())
     return 0 if report["runs"] else 1
 
@@ -162,6 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--spatial", action="store_true",
                    help="Table 5's spatial rows instead: spatial navigation vs random regions vs centre crop, RS 0.5")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: min(2, torch's default))")
+    p.add_argument("--accelerator", choices=("auto", "cpu", "gpu"), default="auto",
+                   help="where the models train: auto (default) takes the GPU where torch sees one")
     p.set_defaults(func=_cmd_demo)
 
     from afnet.data.cli import register as register_data_commands

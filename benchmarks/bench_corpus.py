@@ -93,9 +93,10 @@ def train_model(work: Path, quick: bool, difficulty: float) -> tuple[str, dict]:
                                difficulty=difficulty)
     log(f"pre-training af_resnet_small on {sz.num_images} glyph images")
     backbone = train(load_config(pretrain_config(work, images, sz, "af_resnet_small")))
-    label, overrides, _ = next(r for r in RUNS if r[0] == "AFNet RT=0.5")
+    run = next(r for r in RUNS if r.label == "AFNet RT=0.5")
+    label = run.label
     log(f"training {label} on {sz.num_train} evidence videos, {sz.epochs} epochs")
-    cfg = demo_config(work, data.root, sz, 0, overrides, str(backbone.best_checkpoint))
+    cfg = demo_config(work, data.root, sz, 0, run, str(backbone.best_checkpoint))
     cfg["trainer"]["stop_at"] = None
     trained = train(load_config(cfg))
     m = trained.metrics
