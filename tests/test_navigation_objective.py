@@ -91,7 +91,8 @@ def test_budget_warnings_name_the_gap_and_afnet_calibrate():
     assert budget_warnings(_Cfg(), True, False, {"mean_kept_ratio": 0.53}) == []
     off = budget_warnings(_Cfg(), True, False, {"mean_kept_ratio": 1.0})
     assert len(off) == 1 and "1.00" in off[0] and "RT=0.5" in off[0] and "afnet calibrate" in off[0]
-    assert "runs/x/checkpoints/best.ckpt" in off[0] and "more than the budget" in off[0]
+    assert "--config runs/x/config.yaml --checkpoint runs/x/checkpoints/best.ckpt" in off[0]
+    assert "more than the budget" in off[0]
     short = budget_warnings(_Cfg(epochs=2, rt_end=3), True, False, {"mean_kept_ratio": 0.5})
     assert len(short) == 1 and "optim.epochs=2" in short[0] and "objective.rt_end=3" in short[0]
     assert budget_warnings(_Cfg(tolerance=0.2), True, False, {"mean_kept_ratio": 0.65}) == []
