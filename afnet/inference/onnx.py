@@ -199,7 +199,7 @@ def export_execution(model: nn.Module, execution: str = "auto") -> str:
         raise ValueError(f"selection {model.selection!r} draws its frames per call (a seeded generator in "
                          f"torch); a graph cannot reproduce it: export with --ratio R (static-k) or a "
                          f"'uniform' policy")
-    fixed = model.static_counts()  # the count per video known before the mask: static shapes
+    fixed = model.fixed_counts().complete  # the count per video known before the mask: static shapes
     if execution == "auto":
         return "sparse" if fixed and not model.spatial else "masked"
     if execution == "sparse" and model.spatial:

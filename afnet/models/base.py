@@ -1,8 +1,8 @@
 """The video-model interface every network of the zoo implements.
 
     video (B, T, 3, H, W) ─► frames (B*T, 3, H, W) ─► forward_features ─► forward_head
-                                                       (masks recorded)     per frame
-    ─► logits (B*T, K) ─► average over the T frames ─► VideoOutput(logits (B, K), masks)
+                                                  (features, masks, regions)   per frame
+    ─► logits (B*T, K) ─► average over the T frames ─► VideoOutput(logits (B, K), masks, regions)
 """
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from afnet.models.layers import AFStage, Navigation, SelectionContext, SpatialNavigation, is_channels_last
+from afnet.models.layers import (AFStage, Execution, FixedCounts, Navigation, SelectionPolicy, SpatialNavigation,
+                                 is_channels_last)
 from afnet.models.options import selection_problems
 
 
@@ -48,8 +49,9 @@ class VideoOutput(NamedTuple):
 class VideoModel(nn.Module):
     """Base class: input checks, frame stacking, per-frame head, average over frames.
 
-    Subclasses build their layers, then implement ``forward_features(x, ctx)`` returning
-    per-frame features and ``forward_head(features)`` returning per-frame logits.
+    Subclasses build their layers, then implement ``forward_features(x, policy, execution)``
+    returning per-frame features with the masks of their navigation points, and
+    ``forward_head(features)`` returning per-frame logits.
     """
 
     has_navigation = False
@@ -118,17 +120,22 @@ class VideoModel(nn.Module):
         self.region_ratio = None if region_ratio is None else float(region_ratio)
         return self
 
-    def static_counts(self, given: bool = False) -> bool:
-        """Whether, in eval, every focal block knows how many frames (and regions) it computes
-        before its masks are made: static-k, the fixed frame policies, with no region
-        selection or a fixed region policy; not a mask ``given`` from outside. Sparse
-        execution then reads nothing back from the device (:class:`~afnet.models.layers.KeptSizes`);
-        otherwise it reads the counts once per AF stage."""
-        if given:
-            return False
-        ctx = SelectionContext(selection=self.selection, ratio=self.ratio, region_selection=self.region_selection,
-                               region_ratio=self.region_ratio)
-        return ctx.counts_fixed(self.num_frames, training=False)
+    def policy(self, temperature: float = 1.0, given: torch.Tensor | None = None) -> SelectionPolicy:
+        """The :class:`~afnet.models.layers.SelectionPolicy` of a forward pass as configured
+        (``temperature``: Gumbel-Softmax, training; ``given``: a (B, T) mask from outside)."""
+        return SelectionPolicy(selection=self.selection, ratio=self.ratio, region_selection=self.region_selection,
+                               region_ratio=self.region_ratio, temperature=float(temperature), seed=self.seed,
+                               given=given)
+
+    def fixed_counts(self, given: bool = False) -> FixedCounts:
+        """The counts the policy fixes in eval (:meth:`SelectionPolicy.fixed_counts`; regions
+        per kept frame of a one-region grid): ``.complete`` when every focal block knows how
+        many frames (and regions) it computes before its masks are made: static-k, the fixed
+        frame policies, with no region selection or a fixed region policy; not a mask
+        ``given`` from outside. Sparse execution then reads nothing back from the device
+        (:class:`~afnet.models.layers.KeptSizes`); otherwise it reads the counts once per AF stage."""
+        outside = torch.ones(1, self.num_frames) if given else None   # any mask from outside: its counts unknown
+        return self.policy(given=outside).fixed_counts(self.num_frames, training=False)
 
     def resolved_execution(self, batch: int, device: torch.device | str = "cpu", given: bool = False) -> str:
         """``"sparse"`` or ``"masked"``: what a forward pass of ``batch`` videos on ``device``
@@ -139,7 +146,7 @@ class VideoModel(nn.Module):
         - on a GPU, below batch :data:`CUDA_SPARSE_MIN_BATCH`: masked for region selection
           (region-sparse lost to masked at batch 1 and 8 on an H100) and for counts read from
           the masks (sparse lost there too, reading each block's count); sparse where
-          :meth:`static_counts` fixes the frame counts (nothing read back); sparse from batch
+          :meth:`fixed_counts` fixes the frame counts (nothing read back); sparse from batch
           32 on.
         """
         if self.execution == "sparse" and self.training:
@@ -149,7 +156,7 @@ class VideoModel(nn.Module):
             return "masked"
         if self.execution == "auto" and torch.device(device).type == "cuda" and batch < CUDA_SPARSE_MIN_BATCH:
             regions = self.spatial and self.region_selection != "all"
-            if regions or not self.static_counts(given):
+            if regions or not self.fixed_counts(given).complete:
                 return "masked"
         return "sparse"
 
@@ -190,17 +197,20 @@ class VideoModel(nn.Module):
         x = video.reshape(b * t, *video.shape[2:])
         if is_channels_last(next(self.parameters())):
             x = x.contiguous(memory_format=torch.channels_last)
-        ctx = SelectionContext(selection=self.selection, ratio=self.ratio, temperature=float(temperature),
-                               sparse=self.resolved_execution(b, x.device, keep is not None) == "sparse",
-                               dense_above=self.dense_above, seed=self.seed,
-                               region_selection=self.region_selection, region_ratio=self.region_ratio, given=keep)
+        policy = self.policy(temperature, keep)
+        execution = Execution(sparse=self.resolved_execution(b, x.device, keep is not None) == "sparse",
+                              dense_above=self.dense_above)
         with torch.autocast(x.device.type, dtype=self.autocast_dtype or torch.bfloat16,
                             enabled=self.autocast_dtype is not None):
-            logits = self.forward_head(self.forward_features(x, ctx))
+            features, masks, regions = self.forward_features(x, policy, execution)
+            logits = self.forward_head(features)
         logits = logits.float().view(b, t, -1).mean(dim=1)
-        return VideoOutput(logits, ctx.masks, ctx.regions)
+        return VideoOutput(logits, masks, regions)
 
-    def forward_features(self, x: torch.Tensor, ctx: SelectionContext) -> torch.Tensor:  # pragma: no cover
+    def forward_features(self, x: torch.Tensor, policy: SelectionPolicy, execution: Execution
+                         ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:  # pragma: no cover
+        """Per-frame features, and the masks of the navigation points in network order: one
+        (B, T) keep-mask each, and with spatial navigation one (B, T, g, g) region mask each."""
         raise NotImplementedError
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:  # pragma: no cover
