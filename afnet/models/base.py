@@ -11,10 +11,16 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from afnet.models.layers import (AFStage, Execution, FixedCounts, Navigation, SelectionPolicy, SpatialNavigation,
-                                 is_channels_last)
+from afnet.models.layers import (
+    AFStage,
+    Execution,
+    FixedCounts,
+    Navigation,
+    SelectionPolicy,
+    SpatialNavigation,
+    is_channels_last,
+)
 from afnet.models.options import selection_problems
-
 
 # execution="auto" on a GPU runs masked below this batch unless the counts are static (see
 # VideoModel.resolved_execution).
@@ -66,7 +72,7 @@ class VideoModel(nn.Module):
             raise ValueError(f"num_frames must be a positive integer, got {num_frames!r}")
         self.num_classes = num_classes
         self.num_frames = num_frames
-        self.selection = "all"
+        self.selection = "navigation" if self.has_navigation else "all"   # the learned policy where there is one
         self.ratio: float | None = None
         self.execution = "auto"
         self.dense_above = 1.0
@@ -78,16 +84,17 @@ class VideoModel(nn.Module):
     # -------------------------------------------------------------- configuration
     def configure(self, *, selection: str | None = None, ratio: float | None = None,
                   execution: str | None = None, dense_above: float | None = None,
-                  region_selection: str | None = None, region_ratio: float | None = None) -> "VideoModel":
+                  region_selection: str | None = None, region_ratio: float | None = None) -> VideoModel:
         """Choose how frames are selected and how the focal branch executes.
 
         selection: ``navigation`` (learned, default), ``all``, ``uniform`` / ``random`` /
         ``normal`` (fixed policies of Table 5, need ``ratio``) or ``soft`` (Table 1's soft
         frame-weights, no Gumbel). ``navigation`` with a ``ratio``: in eval, the static-k
         policy, exactly ``round(ratio * T)`` frames per video and point, those with the
-        largest keep-minus-skip margin (training is unchanged: Gumbel, the ratio term). execution: ``auto`` (in eval chosen
-        by device and batch, see :meth:`resolved_execution`; masked in train), ``sparse``
-        (eval only) or ``masked`` (every frame computed, as the authors' code).
+        largest keep-minus-skip margin (training is unchanged: Gumbel, the ratio term).
+        execution: ``auto`` (in eval chosen by device and batch, see :meth:`resolved_execution`;
+        masked in train), ``sparse`` (eval only) or ``masked`` (every frame computed, as the
+        authors' code).
         dense_above: in sparse execution, compute densely when at least this fraction of
         the batch's frames is kept (gather and scatter then cost more than they save).
         With spatial navigation each focal block instead picks, by multiply-accumulates,

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from typing import TYPE_CHECKING, Callable, NamedTuple
+from collections.abc import Callable
+from typing import TYPE_CHECKING, NamedTuple
 
-from afnet.models.options import CONFIGURE_OPTIONS, RUNTIME_OPTIONS, TEMPORAL_NAVIGATION, selection_problems
+from afnet.models.options import CONFIGURE_OPTIONS, TEMPORAL_NAVIGATION, selection_problems
 
 if TYPE_CHECKING:
     from afnet.models.base import VideoModel
 
 class ModelEntry(NamedTuple):
-    build: Callable[..., "VideoModel"]
+    build: Callable[..., VideoModel]
     navigation: bool   # has a focal branch and navigation (frame selection)
     spatial: bool      # can be built with spatial navigation (``spatial=True``)
 
@@ -83,12 +84,7 @@ def create_model(name: str, *, num_classes: int, num_frames: int, shift: bool | 
         raise ValueError(f"{name} does not take {', '.join(build)}: {exc}") from None
     model.arch = name
     model.build_args = {k: list(v) if isinstance(v, tuple) else v for k, v in build.items()}
-    configure = {k: options[k] for k in CONFIGURE_OPTIONS}
-    if configure["selection"] is None:
-        configure["selection"] = "navigation" if model.has_navigation else "all"
-    if configure["region_selection"] is None:
-        configure["region_selection"] = "navigation" if model.spatial else "all"
-    model.configure(**configure)
+    model.configure(**{k: options[k] for k in CONFIGURE_OPTIONS})   # None: the model's default
     return model
 
 
@@ -139,7 +135,8 @@ def option_problems(name: str, options: dict, *, prefix: str = "", input_size: i
         sizes = _family("AFResNet").focal_map_sizes(input_size)
         bad = [f"stage {i + 1}: {g} on {s}" for i, (g, s) in enumerate(zip(grids, sizes)) if s % g]
         if bad:
-            problems.append(f"{p}region_grid={_show(grid)} does not divide the focal maps at {input_size_key}={input_size} "
+            problems.append(f"{p}region_grid={_show(grid)} does not divide the focal maps at "
+                            f"{input_size_key}={input_size} "
                             f"(sides {sizes}; {', '.join(bad)}): choose a grid per AF stage, or an input size, "
                             "so that each grid divides its map")
     elif not o["spatial"] and tuple(grids) != (model_options()["region_grid"],) * 3:

@@ -13,8 +13,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from afnet.models.base import NavigationPoint, VideoModel
-from afnet.models.layers import (AFStage, FusionGate, Navigation, ResidualBlock, SpatialNavigation,
-                                 TemporalShift, decide, gather_regions, gather_shifted)
+from afnet.models.layers import (
+    AFStage,
+    FusionGate,
+    Navigation,
+    ResidualBlock,
+    SpatialNavigation,
+    TemporalShift,
+    decide,
+    gather_regions,
+    gather_shifted,
+)
 
 
 def _shortcut(in_ch: int, out_ch: int, stride: int, style: str) -> nn.Module:
@@ -148,11 +157,13 @@ class AFResNet(_ResNetBase):
                  region_grid: int | tuple[int, int, int] = 7, temporal_navigation: str | None = None):
         super().__init__(num_classes, num_frames)
         if min(layers[:3]) < 2:
-            raise ValueError(f"an AF stage needs at least 2 blocks (one ample/focal pair and the fusion block), got {layers}")
+            raise ValueError("an AF stage needs at least 2 blocks (one ample/focal pair and the fusion block), "
+                             f"got {layers}")
         temporal_navigation = temporal_navigation or ("first" if spatial else "block")
         grids = (region_grid,) * 3 if isinstance(region_grid, int) else tuple(region_grid)
         self.shift = shift
         self.spatial = bool(spatial)
+        self.region_selection = "navigation" if spatial else "all"
         self.region_grid = grids if spatial else None
         self.temporal_navigation = temporal_navigation
         t = num_frames
