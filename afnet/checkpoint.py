@@ -260,7 +260,8 @@ def _shape_problem(key, theirs, ours, head) -> str:
         msg += (f" (the navigation conv is sized by the frame count: checkpoint T={theirs[0] // 2}, "
                 f"model T={ours[0] // 2})")
     elif key.startswith(head) and theirs[0] != ours[0]:
-        msg += f" (classifier size: checkpoint has {theirs[0]} classes, model {ours[0]}; use skip_classifier=True to fine-tune)"
+        msg += (f" (classifier size: checkpoint has {theirs[0]} classes, model {ours[0]}; "
+                "use skip_classifier=True to fine-tune)")
     return msg
 
 

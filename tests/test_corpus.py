@@ -17,7 +17,7 @@ import torch
 import afnet
 from afnet.cli import main
 from afnet.data.synthetic import render_video, write_mp4
-from afnet.inference import load_model_for_inference, predict_video, read_sample
+from afnet.inference import load_model_for_inference, predict_video
 from afnet.inference.corpus import ShardBatches, predict_corpus
 from afnet.inference.predict import VideoPrediction, find_videos, predict_sample, read_video_list
 from afnet.inference.report import JSON_FIELDS, TIMELINE_FIELDS, to_json_line
@@ -32,7 +32,7 @@ from afnet.inference.timeline import (
     window_frames,
     window_indices,
 )
-from conftest import randomize
+from tests.helpers import randomize
 
 REPO = Path(__file__).resolve().parents[1]
 T, K = 8, 4

@@ -12,7 +12,7 @@ from afnet.engine.datamodule import VideoDataModule
 from afnet.engine.module import AFNetModule, NonFiniteLoss
 from afnet.engine.run import _trainer, build_model
 from afnet.models.layers import Navigation
-from engine_fixtures import SYNTHETIC_CONFIG, tiny_overrides, tiny_synthetic
+from tests.helpers import SYNTHETIC_CONFIG, tiny_overrides, tiny_synthetic
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from afnet import create_model
 from afnet.models import layers
-from afnet.models.layers import (KeptSizes, block_sizes, kept_index, lerp_upsampled, nearest_factors,
-                                  skipped_index)
-from conftest import randomize
+from afnet.models.layers import KeptSizes, block_sizes, kept_index, lerp_upsampled, nearest_factors, skipped_index
+from tests.helpers import randomize
 
 
 class OpLog(TorchDispatchMode):

@@ -12,16 +12,14 @@ import torch
 
 import afnet
 from afnet.cli import main
-from conftest import randomize, write_video
+from tests.helpers import randomize, synthetic_state, write_video
 
 pytest.importorskip("onnxruntime", reason="afnet[export] is not installed")
 pytest.importorskip("onnxscript", reason="afnet[export] is not installed")
-import onnx  # noqa: E402
+import onnx
 
-from afnet.inference import load_model_for_inference  # noqa: E402
-from afnet.inference.onnx import (OnnxModel, export_execution, export_onnx, load_onnx_for_inference,  # noqa: E402
-                                  read_onnx_metadata)
-from test_checkpoint import synthetic_state  # noqa: E402
+from afnet.inference import load_model_for_inference
+from afnet.inference.onnx import OnnxModel, export_execution, export_onnx, load_onnx_for_inference, read_onnx_metadata
 
 T, K, SIZE = 8, 5, 48
 NAMES = ["left", "right", "up", "down", "still"]

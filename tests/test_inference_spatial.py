@@ -22,8 +22,7 @@ from afnet.inference import (
     prediction_to_json,
     read_sample,
 )
-from conftest import write_video
-from test_spatial import balanced
+from tests.helpers import balanced, write_video
 
 T, K, SIZE = 4, 3, 64
 
@@ -100,7 +99,8 @@ def test_point_names_match_masks(temporal):
     model = spatial_model(temporal_navigation=temporal).eval()
     out = model(torch.randn(1, T, 3, SIZE, SIZE))
     assert [p.name for p in model.navigation_points()] == ["layer1.0", "layer2.0", "layer3.0"]
-    assert [p.grid for p in model.navigation_points()] == [2, 2, 2] and all(p.spatial for p in model.navigation_points())
+    points = model.navigation_points()
+    assert [p.grid for p in points] == [2, 2, 2] and all(p.spatial for p in points)
     assert len(out.masks) == len(out.regions) == 3
     af50 = afnet.create_model("af_resnet50", num_classes=K, num_frames=T, spatial=True)
     assert [p.name for p in af50.navigation_points()][:3] == ["layer1.0", "layer1.1", "layer2.0"]

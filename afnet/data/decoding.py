@@ -13,8 +13,9 @@ PyAV reader (default), for one call of :meth:`PyAVReader.get_frames`::
     for each needed frame, in order:
         nearest keyframe at or before it is past the decoder position? -> seek there
         (at most one seek per needed frame; the first packet after it must be that
-        keyframe; asked by pts, else once by dts, as AVI indexes) decode forward (non-reference frames nobody needs are skipped by the
-        decoder), converting only the needed frames to RGB (rotation applied)
+        keyframe; asked by pts, else once by dts, as AVI indexes) decode forward
+        (non-reference frames nobody needs are skipped by the decoder), converting
+        only the needed frames to RGB (rotation applied)
     a seek failed or landed elsewhere, or a frame was passed or never came out?
         -> the reader stops seeking for good: frames still missing are decoded in one
            pass from the start of the reopened container (ASF, MPEG-PS/TS, raw
@@ -156,7 +157,7 @@ class FrameTable:
         return self.keyframes[k] if k >= 0 else 0
 
 
-def build_frame_table(container, stream, deadline: "_Deadline | None" = None) -> FrameTable:
+def build_frame_table(container, stream, deadline: _Deadline | None = None) -> FrameTable:
     """Demux (no decoding) every packet of ``stream``: pts and keyframe flags."""
     stamps, keys, dts = [], [], []
     for packet in container.demux(stream):

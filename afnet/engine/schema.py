@@ -56,7 +56,8 @@ def _option_type(hint, default):
 
 
 def _model_config_class():
-    from afnet.models.registry import RUNTIME_OPTIONS, create_model, model_options
+    from afnet.models.options import RUNTIME_OPTIONS
+    from afnet.models.registry import create_model, model_options
 
     # only the options' hints are read: the return type (VideoModel, a torch class the registry
     # imports lazily) is not resolved, so a config loads without torch
@@ -110,7 +111,8 @@ class DataConfig:
     val_batch_size: Optional[int] = None   # None: batch_size
     num_workers: int = 2
     on_error: str = "raise"
-    decode_timeout: Optional[Number] = 60.0  # seconds to read one video (afnet.data.DEFAULT_DECODE_TIMEOUT); null/0: none
+    # seconds to read one video (afnet.data.DEFAULT_DECODE_TIMEOUT); null/0: none
+    decode_timeout: Optional[Number] = 60.0
 
     def problems(self) -> list:
         from afnet.data.presets import PRESETS

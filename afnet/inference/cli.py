@@ -15,7 +15,6 @@ import time
 from afnet.data.presets import PRESETS
 from afnet.models.options import PRECISIONS
 
-
 # Options that an exported ONNX model fixed at export (its metadata records them).
 _FIXED_AT_EXPORT = ("model", "frames", "classes", "shift", "preset", "size", "ratio", "region_ratio")
 

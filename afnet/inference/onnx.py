@@ -163,8 +163,10 @@ def _parse_metadata(path: str, session) -> OnnxMetadata:
         values = {k: json.loads(props[k]) for k in fields if k in props}
         return OnnxMetadata(**values)
     except (TypeError, json.JSONDecodeError) as exc:
-        missing = [k for k, f in fields.items() if k not in props and f.default is MISSING and f.default_factory is MISSING]
-        raise ValueError(f"{path}: bad afnet metadata ({'missing ' + ', '.join(missing) if missing else exc})") from None
+        missing = [k for k, f in fields.items()
+                   if k not in props and f.default is MISSING and f.default_factory is MISSING]
+        problem = "missing " + ", ".join(missing) if missing else exc
+        raise ValueError(f"{path}: bad afnet metadata ({problem})") from None
 
 
 def _first_line(exc: Exception) -> str:
@@ -299,7 +301,7 @@ def compare_with_torch(path: str, model: nn.Module, video: torch.Tensor) -> tupl
     with torch.no_grad():
         ref = model(video)
     got = onnx_model(video)
-    rel = float(((got.logits - ref.logits).abs().max() / ref.logits.abs().max().clamp_min(1e-12)))
+    rel = float((got.logits - ref.logits).abs().max() / ref.logits.abs().max().clamp_min(1e-12))
     same = all(torch.equal(a.float(), b.float()) for a, b in zip(got.masks + got.regions, ref.masks + ref.regions))
     return rel, same and len(got.masks) == len(ref.masks) and len(got.regions) == len(ref.regions)
 

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from afnet.data.dataset import average_views, clip_indices, eval_views
 from afnet.data.annotations import VIDEO_EXTENSIONS, list_lines
+from afnet.data.dataset import average_views, clip_indices, eval_views
 from afnet.data.decoding import DEFAULT_DECODE_TIMEOUT, DecodeError, count_frames, open_reader
 from afnet.data.presets import DatasetConfig
 from afnet.flops import count_flops

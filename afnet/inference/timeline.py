@@ -268,7 +268,8 @@ def draw_timeline(timeline: Timeline, out, *, classes: int = 5, dpi: int = 100, 
                 marker="." if len(centres) < 200 else None, label=label[c])
     ax.set_ylim(0, 1.12)
     ax.set_ylabel("score")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=7, frameon=False)   # beside: the segments stay visible
+    # beside the axes: the segments stay visible
+    ax.legend(loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=7, frameon=False)
     if points:
         ax = axes[1]
         rows.append("frames kept")

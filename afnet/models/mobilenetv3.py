@@ -163,7 +163,8 @@ class _MobileNetBase(VideoModel):
         last = make_divisible(in_ch * 6, 8)
         self.conv_last = nn.Conv2d(in_ch, last, 1, bias=False)
         self.bn_last = nn.BatchNorm2d(last)
-        self.fc = nn.Sequential(nn.Linear(last, 1280), nn.Hardswish(), nn.Dropout(dropout), nn.Linear(1280, self.num_classes))
+        self.fc = nn.Sequential(nn.Linear(last, 1280), nn.Hardswish(), nn.Dropout(dropout),
+                                nn.Linear(1280, self.num_classes))
 
     def stem(self, x):
         return self.act(self.bn(self.conv(x)))

@@ -19,16 +19,41 @@ below are those of the former single module ``layers.py``; they stay importable 
 from afnet.models.layers.af_stage import AFStage, Execution
 from afnet.models.layers.block import ResidualBlock
 from afnet.models.layers.fusion import FusionGate, lerp_upsampled, nearest_factors
-from afnet.models.layers.gather import (RegionLayout, add_regions_, gather_frames, gather_regions, kept_index,
-                                        region_size, scatter_frames_, skipped_index, upsample_regions)
+from afnet.models.layers.gather import (
+                                        RegionLayout,
+                                        add_regions_,
+                                        gather_frames,
+                                        gather_regions,
+                                        kept_index,
+                                        region_size,
+                                        scatter_frames_,
+                                        skipped_index,
+                                        upsample_regions,
+)
 from afnet.models.layers.memory import is_channels_last
 from afnet.models.layers.navigation import Navigation, SpatialNavigation
-from afnet.models.layers.selection import (FixedCounts, SelectionPolicy, decide, decide_regions, fixed_policy_mask,
-                                           fixed_region_mask, frames_kept, gumbel_keep, regions_kept, static_k_keep)
+from afnet.models.layers.selection import (
+                                        FixedCounts,
+                                        SelectionPolicy,
+                                        decide,
+                                        decide_regions,
+                                        fixed_policy_mask,
+                                        fixed_region_mask,
+                                        frames_kept,
+                                        gumbel_keep,
+                                        regions_kept,
+                                        static_k_keep,
+)
 from afnet.models.layers.shift import TemporalShift, gather_shifted
 from afnet.models.layers.sizes import KeptSizes, block_sizes, read_counts
-from afnet.models.options import (EXECUTIONS, FIXED_REGION_SELECTIONS, FIXED_SELECTIONS, REGION_SELECTIONS,
-                                  SELECTIONS, TEMPORAL_NAVIGATION)
+from afnet.models.options import (
+                                        EXECUTIONS,
+                                        FIXED_REGION_SELECTIONS,
+                                        FIXED_SELECTIONS,
+                                        REGION_SELECTIONS,
+                                        SELECTIONS,
+                                        TEMPORAL_NAVIGATION,
+)
 
 __all__ = [
     "SELECTIONS", "FIXED_SELECTIONS", "REGION_SELECTIONS", "FIXED_REGION_SELECTIONS", "EXECUTIONS",

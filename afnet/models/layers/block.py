@@ -7,8 +7,15 @@ from dataclasses import replace
 import torch
 from torch import nn
 
-from afnet.models.layers.gather import (RegionLayout, add_regions_, gather_frames, kept_index, scatter_frames_,
-                                        skipped_index, upsample_regions)
+from afnet.models.layers.gather import (
+    RegionLayout,
+    add_regions_,
+    gather_frames,
+    kept_index,
+    scatter_frames_,
+    skipped_index,
+    upsample_regions,
+)
 from afnet.models.layers.memory import memory_format
 from afnet.models.layers.shift import gather_shifted
 from afnet.models.layers.sizes import KeptSizes, block_sizes
@@ -41,8 +48,8 @@ class ResidualBlock(nn.Module):
     def body(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def region_body(self, x: torch.Tensor, index: torch.Tensor, local: "RegionLayout",
-                    dest: "RegionLayout") -> torch.Tensor:  # pragma: no cover
+    def region_body(self, x: torch.Tensor, index: torch.Tensor, local: RegionLayout,
+                    dest: RegionLayout) -> torch.Tensor:  # pragma: no cover
         """``body(shift(x))`` on the selected regions only: (P, C_out, rh, rw) values for the
         regions of ``dest`` (frames of ``x``), which are those of ``local`` (frames of
         ``x[index]``, the kept frames). Convolutions reading beyond a region read its halo;

@@ -74,7 +74,7 @@ class RegionLayout:
     size: tuple[int, int]
 
     @staticmethod
-    def of(regions: torch.Tensor, frame_index: torch.Tensor, shape: tuple[int, int], count: int) -> "RegionLayout":
+    def of(regions: torch.Tensor, frame_index: torch.Tensor, shape: tuple[int, int], count: int) -> RegionLayout:
         """``regions``: (K, g, g) 0/1 masks of the frames ``frame_index`` (K,), of which
         ``count`` are 1 (:class:`KeptSizes`: the layout is sized without reading the mask)."""
         g = regions.shape[-1]
