@@ -14,7 +14,8 @@ import pytest
 import afnet.data.decoding as decoding
 from afnet.data import VIDEO_EXTENSIONS, build_dataset, load_video
 from afnet.data.dataset import SkippedSample
-from afnet.data.decoding import DecodeError, DecodeTimeout, FrameFolderReader, PyAVReader, check_timeout
+from afnet.data.decoding import FrameFolderReader, PyAVReader
+from afnet.data.readers import DecodeError, DecodeTimeout, check_timeout
 from afnet.data.sampling import sample_indices
 from tests.helpers import CONTAINERS, frame_ids, write_container, write_video
 

@@ -77,8 +77,9 @@ def test_cli_flops_fall_with_region_ratio(capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--region-policy", "random"], "--region-policy needs --region-ratio"),
-    (["--region-grid", "2"], "--region-grid needs --spatial or --region-ratio"),
+    (["--region-policy", "random"], "region_selection='random' needs spatial=true"),
+    (["--spatial", "--region-policy", "random"], "region_selection='random' needs a region_ratio in (0, 1]"),
+    (["--region-grid", "2"], "region_grid=2 needs spatial=true"),
     (["--region-ratio", "0.5"], "region grid 7x7 does not divide the 16x16 feature map"),
     (["--region-ratio", "1.5", "--region-grid", "2"], "region_ratio must be in (0, 1], got 1.5"),
     (["--spatial", "--region-grid", "2", "2"], "region_grid=[2, 2]; accepted: a positive integer, or a list of 3"),
@@ -91,7 +92,7 @@ def test_cli_flops_bad_region_args(capsys, argv, message):
 def test_cli_flops_region_ratio_needs_a_spatial_model(capsys):
     assert main(["flops", "af_mobilenetv3", "--region-ratio", "0.5"]) == 2
     err = capsys.readouterr().err
-    assert "--region-ratio: af_mobilenetv3 has no spatial navigation; use one of af_resnet50" in err
+    assert "spatial=true: spatial navigation is implemented for af_resnet50" in err
 
 
 @pytest.mark.parametrize("temporal", ["first", "block"])

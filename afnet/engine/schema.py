@@ -25,6 +25,7 @@ from typing import Any, Optional, Union
 import yaml
 
 from afnet._imports import require
+from afnet.models.options import in_unit_interval
 
 require("omegaconf", "experiment configs (afnet.engine)")
 from omegaconf import OmegaConf  # noqa: E402 - after the check above
@@ -36,10 +37,6 @@ SCHEDULES = ("step", "cosine")
 
 class ConfigError(ValueError):
     """A config key that does not exist or holds an impossible value; the message names it."""
-
-
-def _unit(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and 0.0 < x <= 1.0
 
 
 # ------------------------------------------------------------------ model: from create_model's signature
@@ -204,7 +201,7 @@ class ObjectiveConfig:
 
     def problems(self) -> list:
         problems = [f"objective.{k}={getattr(self, k)!r} is outside (0, 1]"
-                    for k in ("target_ratio", "target_region_ratio") if not _unit(getattr(self, k))]
+                    for k in ("target_ratio", "target_region_ratio") if not in_unit_interval(getattr(self, k))]
         if self.ratio_weight < 0:
             problems.append(f"objective.ratio_weight={self.ratio_weight!r}; accepted: >= 0")
         if self.ratio_tolerance is not None and not 0 <= self.ratio_tolerance < 1:

@@ -85,27 +85,33 @@ class VideoModel(nn.Module):
     def configure(self, *, selection: str | None = None, ratio: float | None = None,
                   execution: str | None = None, dense_above: float | None = None,
                   region_selection: str | None = None, region_ratio: float | None = None) -> VideoModel:
-        """Choose how frames are selected and how the focal branch executes.
+        """Choose how frames are selected and how the focal branch executes: the one place
+        where a model's selection is set (:func:`create_model`, inference, export and tests
+        all come here). Arguments left out keep their current value (but a ``ratio`` is
+        dropped when the selection becomes ``all`` or ``soft``, which compute every frame).
 
-        selection: ``navigation`` (learned, default), ``all``, ``uniform`` / ``random`` /
-        ``normal`` (fixed policies of Table 5, need ``ratio``) or ``soft`` (Table 1's soft
-        frame-weights, no Gumbel). ``navigation`` with a ``ratio``: in eval, the static-k
-        policy, exactly ``round(ratio * T)`` frames per video and point, those with the
-        largest keep-minus-skip margin (training is unchanged: Gumbel, the ratio term).
-        execution: ``auto`` (in eval chosen by device and batch, see :meth:`resolved_execution`;
-        masked in train), ``sparse`` (eval only) or ``masked`` (every frame computed, as the
-        authors' code).
-        dense_above: in sparse execution, compute densely when at least this fraction of
-        the batch's frames is kept (gather and scatter then cost more than they save).
-        With spatial navigation each focal block instead picks, by multiply-accumulates,
-        between its selected regions and its kept frames whole.
-        region_selection (spatial models): ``navigation`` (learned), ``all``, or the fixed
-        policies of Table 5 ``random`` / ``center`` (need ``region_ratio``, the share of
-        regions computed per kept frame). ``navigation`` with a ``region_ratio``: in eval,
-        static-k regions, exactly ``round(region_ratio * g^2)`` per kept frame, those with the
-        largest margin (as ``ratio`` does for frames).
-        Arguments left out keep their current value (but a ``ratio`` is dropped when the selection
-        becomes ``all`` or ``soft``, which compute every frame).
+        Args:
+            selection: ``navigation`` (learned; the default of models with navigation),
+                ``all``, ``uniform`` / ``random`` / ``normal`` (fixed policies of Table 5, need
+                ``ratio``) or ``soft`` (Table 1's soft frame-weights, no Gumbel).
+            ratio: share of frames kept, in (0, 1]. With ``navigation``, in eval: the static-k
+                policy, exactly ``round(ratio * T)`` frames per video and point, those with the
+                largest keep-minus-skip margin (training is unchanged: Gumbel, the ratio term).
+            execution: ``auto`` (in eval chosen by device and batch, see
+                :meth:`resolved_execution`; masked in train), ``sparse`` (eval only) or
+                ``masked`` (every frame computed, as the authors' code).
+            dense_above: in sparse execution, compute densely when at least this fraction of
+                the batch's frames is kept (gather and scatter then cost more than they save).
+                With spatial navigation each focal block instead picks, by multiply-accumulates,
+                between its selected regions and its kept frames whole.
+            region_selection: spatial models: ``navigation`` (learned; their default), ``all``,
+                or the fixed policies of Table 5 ``random`` / ``center`` (need ``region_ratio``).
+            region_ratio: share of regions computed per kept frame, in (0, 1]. With
+                ``navigation``, in eval: static-k regions, exactly ``round(region_ratio * g^2)``
+                per kept frame, those with the largest margin (as ``ratio`` does for frames).
+
+        Returns:
+            The model itself. Raises ValueError naming every broken rule.
         """
         selection = self.selection if selection is None else selection
         execution = self.execution if execution is None else execution
@@ -152,7 +158,8 @@ class VideoModel(nn.Module):
         - on a CPU, sparse: it tracked the FLOPs at every ratio and batch measured;
         - on a GPU, below batch :data:`CUDA_SPARSE_MIN_BATCH`: masked for region selection
           (region-sparse lost to masked at batch 1 and 8 on an H100) and for counts read from
-          the masks (sparse lost there too, reading each block's count); sparse where
+          the masks (a host sync per AF stage; measured when sparse read one per focal block, it
+          lost, and the one read per stage has not been measured since); sparse where
           :meth:`fixed_counts` fixes the frame counts (nothing read back); sparse from batch
           32 on.
         """
