@@ -1,4 +1,4 @@
-# Two commands for a fresh machine with Python 3.11: `make demo` and `make test`.
+# Two commands for a fresh machine with Python 3.11: `make demo` and `make test` (ruff, then the tests).
 # Each creates and uses .venv at the repository root by itself.
 # torch is installed first, explicitly, so that pip keeps it: the CPU build this machine has.
 # Elsewhere pass your own, e.g. `make test TORCH_SPEC="torch>=2.4"` (pyproject.toml asks torch>=2.4).
@@ -23,6 +23,7 @@ zoo: $(STAMP)
 	$(VENV)/bin/afnet zoo
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
 
 bench: $(STAMP)

@@ -168,8 +168,14 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
 def load_checkpoint(model: nn.Module, path: str | os.PathLike, *, skip_classifier: bool = False) -> LoadReport:
     """Load an afnet or authors' checkpoint into ``model`` in place.
 
-    skip_classifier: leave the classifier as initialised (fine-tuning on another label set).
-    Raises :class:`CheckpointError` naming missing/unexpected keys and shape mismatches.
+    Args:
+        model: the network to fill (built by :func:`~afnet.models.create_model`).
+        path: an afnet checkpoint, one of the authors' (video or ImageNet), or a plain state_dict.
+        skip_classifier: leave the classifier as initialised (fine-tuning on another label set).
+
+    Returns:
+        A :class:`LoadReport` of what was loaded and left as initialised. Raises
+        :class:`CheckpointError` naming missing/unexpected keys and shape mismatches.
     """
     ckpt = read_checkpoint(path)
     state = ckpt.get("state_dict", ckpt)
@@ -260,7 +266,8 @@ def _shape_problem(key, theirs, ours, head) -> str:
         msg += (f" (the navigation conv is sized by the frame count: checkpoint T={theirs[0] // 2}, "
                 f"model T={ours[0] // 2})")
     elif key.startswith(head) and theirs[0] != ours[0]:
-        msg += f" (classifier size: checkpoint has {theirs[0]} classes, model {ours[0]}; use skip_classifier=True to fine-tune)"
+        msg += (f" (classifier size: checkpoint has {theirs[0]} classes, model {ours[0]}; "
+                "use skip_classifier=True to fine-tune)")
     return msg
 
 

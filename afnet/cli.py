@@ -18,14 +18,16 @@ import json
 import sys
 from pathlib import Path
 
+from afnet.errors import OptionError, flag
+
 
 def _set_threads(threads: int | None) -> None:
     """torch CPU threads: ``threads``, or by default min(2, torch's default)."""
     import torch
 
-    if threads is not None and threads < 1:
-        raise ValueError(f"--threads must be positive, got {threads}")
-    torch.set_num_threads(threads or max(1, min(2, torch.get_num_threads())))
+    from afnet.runtime import set_threads
+
+    set_threads(threads, default=max(1, min(2, torch.get_num_threads())))
 
 
 def _cmd_flops(args) -> int:
@@ -33,26 +35,16 @@ def _cmd_flops(args) -> int:
 
     from afnet.flops import count_flops, count_params
     from afnet.models import create_model
-    from afnet.models.registry import SPATIAL_MODELS
 
     selection = args.selection
     if selection is None:
         selection = "uniform" if args.ratio is not None else None
-    spatial = args.spatial or args.region_ratio is not None
-    if args.region_policy is not None and args.region_ratio is None:
-        raise ValueError("--region-policy needs --region-ratio (the share of regions computed per kept frame)")
-    if args.region_grid is not None and not spatial:
-        raise ValueError("--region-grid needs --spatial or --region-ratio")
-    if spatial and args.model not in SPATIAL_MODELS:
-        flag = "--spatial" if args.spatial else "--region-ratio"
-        raise ValueError(f"{flag}: {args.model} has no spatial navigation; use one of {', '.join(SPATIAL_MODELS)}")
-    kwargs = {}
-    if spatial:
-        kwargs["spatial"] = True
-        if args.region_grid is not None:
-            kwargs["region_grid"] = args.region_grid[0] if len(args.region_grid) == 1 else tuple(args.region_grid)
-        if args.region_ratio is not None:
-            kwargs.update(region_selection=args.region_policy or "center", region_ratio=args.region_ratio)
+    # --region-ratio implies --spatial; the rules on these options are create_model's (the registry's)
+    kwargs = {"spatial": args.spatial or args.region_ratio is not None}
+    if args.region_grid is not None:
+        kwargs["region_grid"] = args.region_grid[0] if len(args.region_grid) == 1 else tuple(args.region_grid)
+    if args.region_policy is not None or args.region_ratio is not None:
+        kwargs.update(region_selection=args.region_policy or "center", region_ratio=args.region_ratio)
     model = create_model(args.model, num_classes=args.classes, num_frames=args.frames, shift=args.shift,
                          selection=selection, ratio=args.ratio, execution=args.execution, **kwargs).eval()
     video = torch.zeros(1, args.frames, 3, args.size, args.size)
@@ -157,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="end-to-end demo on synthetic data: TSN vs AFNet vs a fixed policy")
     p.add_argument("--out", help="results folder (table, JSON, figures, checkpoints); default results/demo, "
                                  "results/demo_spatial with --spatial")
-    p.add_argument("--quick", action="store_true", help="a one-minute version for smoke tests")
+    p.add_argument("--quick", action="store_true", help="a smaller version for smoke tests (fewer videos and epochs)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--spatial", action="store_true",
                    help="Table 5's spatial rows instead: spatial navigation vs random regions vs centre crop, RS 0.5")
@@ -182,7 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError) as exc:
-        print(f"afnet {args.command}: error: {exc}", file=sys.stderr)
+        # a library error names parameters (``frames``); here they are the command's flags (``--frames``)
+        message = exc.spelled(flag) if isinstance(exc, OptionError) else exc
+        print(f"afnet {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 

@@ -15,9 +15,19 @@ from torch.utils.flop_counter import FlopCounterMode
 
 def count_flops(model: nn.Module, video: torch.Tensor, temperature: float = 1.0, *, warmup: bool = True) -> float:
     """GFLOPs (multiply-accumulates) per video for ``model(video)`` in the model's current
-    mode and execution. A first, uncounted pass (``warmup``; skip it when the model has
-    already run at this shape) fills per-weight caches (the focal branch's response to a
-    skipped frame is computed once, not per video)."""
+    mode and execution, counted on the one forward path that runs.
+
+    Args:
+        model: a video model (or anything called as ``model(video, temperature)``).
+        video: (B, T, 3, H, W) input; the count is divided by B.
+        temperature: passed to the model (Gumbel-Softmax, training mode).
+        warmup: a first, uncounted pass that fills per-weight caches (the focal branch's
+            response to a skipped frame is computed once, not per video); skip it when the
+            model has already run at this shape.
+
+    Returns:
+        GFLOPs per video.
+    """
     with torch.no_grad():
         if warmup:
             model(video, temperature)

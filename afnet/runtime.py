@@ -25,10 +25,25 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from afnet.errors import OptionError
 from afnet.models.options import PRECISIONS
 
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
 _malloc_tuned = False
+
+
+def check_threads(threads: int | None) -> int | None:
+    """``threads`` (a thread count, or ``None`` for the default) when it is positive."""
+    if threads is not None and threads < 1:
+        raise OptionError(f"{{threads}} must be positive, got {threads}", "threads")
+    return threads
+
+
+def set_threads(threads: int | None, default: int | None = None) -> None:
+    """torch's CPU threads: ``threads``, else ``default``; neither: torch's own choice stays."""
+    chosen = check_threads(threads) or default
+    if chosen is not None:
+        torch.set_num_threads(chosen)
 
 
 def keep_allocations() -> bool:

@@ -224,7 +224,7 @@ def throughput(work: Path, ckpt: str, videos: list[str], folder: Path) -> tuple[
               "batch1": f"`afnet batch-predict --threads {cores}` (1 process, {cores} threads, + 1 decoding worker)",
               "batch1t1": f"`afnet batch-predict` (1 process, {max(1, cores - 1)} thread(s) by default, + 1 decoding worker)",
               "batch2": "`afnet batch-predict --devices 2` (2 processes x 1 thread, + 1 decoding worker each)"}
-    lines = [f"| run | videos | wall s | videos/s end to end | videos/s steady | load before -> after |",
+    lines = ["| run | videos | wall s | videos/s end to end | videos/s steady | load before -> after |",
              "|---|---|---|---|---|---|"]
     for key, r in runs.items():
         steady = "-" if r["steady"] is None else f"{r['steady']:.1f}"
@@ -289,7 +289,7 @@ def resume(work: Path, ckpt: str, videos: list[str], folder: Path, reference: Pa
 
 def long_videos(work: Path, ckpt: str, minutes: list[float], window: float, stride: float, fps: int,
                 difficulty: float, figure: Path | None) -> tuple[list[str], dict]:
-    rows, info = [], {}
+    info = {}
     for m in minutes:
         segments = long_segments(m)
         path = work / f"long_{m:g}min.mp4"

@@ -20,9 +20,9 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from afnet import count_flops, create_model  # noqa: E402
-from afnet.benchmark import markdown_table, time_round_robin  # noqa: E402
-from afnet.runtime import cpu_description, prepare_for_inference  # noqa: E402
+from afnet import count_flops, create_model
+from afnet.benchmark import markdown_table, time_round_robin
+from afnet.runtime import cpu_description, prepare_for_inference
 
 
 def main(argv=None) -> None:

@@ -44,10 +44,10 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from afnet import count_flops, create_model  # noqa: E402
-from afnet.benchmark import markdown_table, time_round_robin  # noqa: E402
-from afnet.models.layers import AFStage, Navigation, fixed_policy_mask  # noqa: E402
-from afnet.runtime import cpu_description, fold_batchnorm, keep_allocations, prepare_for_inference  # noqa: E402
+from afnet import count_flops, create_model
+from afnet.benchmark import markdown_table, time_round_robin
+from afnet.models.layers import AFStage, Navigation, fixed_policy_mask
+from afnet.runtime import cpu_description, fold_batchnorm, keep_allocations, prepare_for_inference
 
 RATIOS = (1.0, 0.75, 0.5, 0.4, 0.25)
 REGION_RATIOS = (1.0, 0.6, 0.4)

@@ -29,11 +29,11 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from afnet import count_flops, create_model, save_checkpoint  # noqa: E402
-from afnet.benchmark import markdown_table, time_round_robin  # noqa: E402
-from afnet.inference.model import load_model_for_inference  # noqa: E402
-from afnet.inference.onnx import OnnxModel, export_onnx  # noqa: E402
-from afnet.runtime import cpu_description  # noqa: E402
+from afnet import count_flops, create_model, save_checkpoint
+from afnet.benchmark import markdown_table, time_round_robin
+from afnet.inference.model import load_model_for_inference
+from afnet.inference.onnx import OnnxModel, export_onnx
+from afnet.runtime import cpu_description
 
 
 def main(argv=None) -> None:

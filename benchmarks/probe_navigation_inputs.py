@@ -22,9 +22,9 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from afnet import create_model, load_checkpoint  # noqa: E402
-from afnet.benchmark import markdown_table  # noqa: E402
-from afnet.data.synthetic import EVIDENCE_FILE, synthetic_dataset  # noqa: E402
+from afnet import create_model, load_checkpoint
+from afnet.benchmark import markdown_table
+from afnet.data.synthetic import EVIDENCE_FILE, synthetic_dataset
 
 
 def pooled_inputs(model, dataset, count: int):

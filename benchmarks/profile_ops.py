@@ -18,8 +18,8 @@ from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from afnet import create_model  # noqa: E402
-from afnet.runtime import prepare_for_inference  # noqa: E402
+from afnet import create_model
+from afnet.runtime import prepare_for_inference
 
 
 def main(argv=None):

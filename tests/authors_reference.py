@@ -87,7 +87,8 @@ def af_resnet_forward(sd: dict, video: torch.Tensor, shift: bool):
         little = _bn(F.conv2d(little, sd[p + ".base_transform.0.weight"]), sd, p + ".base_transform.1")
         little = F.interpolate(little, size=big.shape[-2:])
         y = F.adaptive_avg_pool2d(little + big, 1).flatten(1)
-        att = torch.sigmoid(F.linear(F.relu(F.linear(y, sd[p + ".att_gen.fc.0.weight"])), sd[p + ".att_gen.fc.2.weight"]))
+        hidden = F.relu(F.linear(y, sd[p + ".att_gen.fc.0.weight"]))
+        att = torch.sigmoid(F.linear(hidden, sd[p + ".att_gen.fc.2.weight"]))
         att = att[:, :, None, None]
         x = F.relu(att * little + (1 - att) * big)
         x = _bottleneck(x, sd, f"{p}.fusion.0", t, shift, stride=fusion_stride)

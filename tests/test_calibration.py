@@ -9,7 +9,7 @@ import afnet
 from afnet.checkpoint import read_checkpoint
 from afnet.models.calibration import calibrate_threshold, threshold_shift
 from afnet.models.layers import Navigation
-from engine_fixtures import SYNTHETIC_CONFIG, tiny_overrides, tiny_synthetic
+from tests.helpers import SYNTHETIC_CONFIG, tiny_overrides, tiny_synthetic
 
 
 def test_threshold_shift_keeps_round_ratio_n_margins():

@@ -6,8 +6,8 @@ import torch
 
 import afnet
 from afnet.checkpoint import CheckpointError, read_checkpoint, translate_authors_key
-from authors_reference import af_mobilenetv3_forward, af_resnet_forward
-from conftest import randomize
+from tests.authors_reference import af_mobilenetv3_forward, af_resnet_forward
+from tests.helpers import randomize, synthetic_state
 
 # layout name -> (model, classes, frames)
 LAYOUT_MODELS = {
@@ -19,28 +19,6 @@ LAYOUT_MODELS = {
     "sthv1_AF_resnet101_T12": ("af_resnet101", 174, 12),
     "sthv1_AF_mobilenetv3_T12": ("af_mobilenetv3", 174, 12),
 }
-
-
-def synthetic_state(layout: dict, seed: int = 0) -> dict:
-    """Tensors of the documented shapes with values that make BN and navigation non-trivial."""
-    g = torch.Generator().manual_seed(seed)
-    state = {}
-    for key, shape in layout.items():
-        if key.endswith("running_var"):
-            v = torch.rand(shape, generator=g) + 0.5
-        elif key.endswith("running_mean"):
-            v = torch.randn(shape, generator=g) * 0.1
-        elif key.endswith("conv_gs.bias"):
-            v = torch.randn(shape, generator=g)
-        elif len(shape) == 1:
-            v = torch.randn(shape, generator=g) * 0.1 + (1.0 if key.endswith("weight") else 0.0)
-        else:
-            fan_in = 1
-            for s in shape[1:]:
-                fan_in *= s
-            v = torch.randn(shape, generator=g) * fan_in ** -0.5
-        state[key] = v
-    return state
 
 
 def assert_same_as_reference(out, ref_logits, ref_masks):

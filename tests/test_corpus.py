@@ -17,7 +17,8 @@ import torch
 import afnet
 from afnet.cli import main
 from afnet.data.synthetic import render_video, write_mp4
-from afnet.inference import load_model_for_inference, predict_video, read_sample
+from afnet.errors import OptionError, flag
+from afnet.inference import load_model_for_inference, predict_video
 from afnet.inference.corpus import ShardBatches, predict_corpus
 from afnet.inference.predict import VideoPrediction, find_videos, predict_sample, read_video_list
 from afnet.inference.report import JSON_FIELDS, TIMELINE_FIELDS, to_json_line
@@ -32,7 +33,7 @@ from afnet.inference.timeline import (
     window_frames,
     window_indices,
 )
-from conftest import randomize
+from tests.helpers import randomize
 
 REPO = Path(__file__).resolve().parents[1]
 T, K = 8, 4
@@ -170,9 +171,10 @@ def test_window_arithmetic_at_the_ends():
     assert window_bounds(3, 4, 1) == [(0.0, 3.0)] == window_bounds(3, 3, 1)      # not longer than a window: one
     bounds = window_bounds(1.0, 0.5, 0.1)                                         # float steps do not add a window
     assert len(bounds) == 6 and bounds[-1] == pytest.approx((0.5, 1.0))
-    for bad, flag in (((10, 0, 1), "--window"), ((10, 1, -1), "--stride"), ((10, float("nan"), 1), "--window")):
-        with pytest.raises(ValueError, match=flag):
+    for bad, name in (((10, 0, 1), "window"), ((10, 1, -1), "stride"), ((10, float("nan"), 1), "window")):
+        with pytest.raises(OptionError, match=f"^{name} must be") as caught:   # the parameter's name ...
             window_bounds(*bad)
+        assert caught.value.spelled(flag).startswith(f"--{name} must be")      # ... the command's flag
 
     times = np.arange(20) / 5.0                       # 20 frames at 5 fps: 4 s
     assert window_frames(times, 0, 1) == (0, 5)       # [0, 1) s: frames 0-4

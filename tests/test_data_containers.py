@@ -1,6 +1,6 @@
 """Every container FFmpeg demuxes decodes, or fails clearly; nothing loops; a time limit.
 
-Files are written by PyAV here (tests/conftest.py ``CONTAINERS``); frame ``i`` carries its
+Files are written by PyAV here (tests/helpers.py ``CONTAINERS``); frame ``i`` carries its
 number in its grey level (``frame_ids``), and decoded frames are compared with PyAV's own
 sequential decode of the whole file.
 """
@@ -14,9 +14,10 @@ import pytest
 import afnet.data.decoding as decoding
 from afnet.data import VIDEO_EXTENSIONS, build_dataset, load_video
 from afnet.data.dataset import SkippedSample
-from afnet.data.decoding import DecodeError, DecodeTimeout, FrameFolderReader, PyAVReader, check_timeout
+from afnet.data.decoding import FrameFolderReader, PyAVReader
+from afnet.data.readers import DecodeError, DecodeTimeout, check_timeout
 from afnet.data.sampling import sample_indices
-from conftest import CONTAINERS, frame_ids, write_container, write_video
+from tests.helpers import CONTAINERS, frame_ids, write_container, write_video
 
 
 def reference_frames(path) -> list[np.ndarray]:

@@ -12,7 +12,7 @@ import torch
 from afnet.checkpoint import read_checkpoint
 from afnet.engine import evaluate, load_config, train
 from afnet.engine.datamodule import VideoDataModule
-from engine_fixtures import REPO, SYNTHETIC_CONFIG, tiny_overrides, tiny_synthetic
+from tests.helpers import REPO, SYNTHETIC_CONFIG, tiny_overrides, tiny_synthetic
 
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
 

@@ -89,9 +89,10 @@ def test_lr_schedule_is_a_lambda_lr_stepped_per_iteration(tmp_path):
     depends on the epoch's length), so Lightning's LearningRateMonitor reports it."""
     from afnet.engine import load_config
     from afnet.engine.module import AFNetModule
-    from engine_fixtures import SYNTHETIC_CONFIG
+    from tests.helpers import SYNTHETIC_CONFIG
 
-    cfg = load_config(SYNTHETIC_CONFIG, ["optim.warmup_epochs=1", "optim.lr_steps=[1]", "optim.lr=0.1"])
+    cfg = load_config(SYNTHETIC_CONFIG, ["optim.warmup_epochs=1", "optim.schedule=step", "optim.lr_steps=[1]",
+                                        "optim.lr=0.1"])
     module = AFNetModule(afnet.create_model("af_resnet_small", num_classes=8, num_frames=8), cfg)
     conf = module.configure_optimizers()                 # before the epoch's length is known
     optimizer, scheduler = conf["optimizer"], conf["lr_scheduler"]["scheduler"]

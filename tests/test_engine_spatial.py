@@ -13,7 +13,7 @@ from afnet.engine.module import AFNetModule
 from afnet.engine.objective import afnet_loss
 from afnet.engine.run import build_model
 from afnet.models.layers import AFStage, Navigation, SpatialNavigation
-from engine_fixtures import REPO, SYNTHETIC_CONFIG, tiny_overrides, tiny_synthetic
+from tests.helpers import REPO, SYNTHETIC_CONFIG, tiny_overrides, tiny_synthetic
 
 ACTIVITYNET = REPO / "configs" / "activitynet"
 # file -> (temporal selection, RT, region selection, region ratio, RS)
@@ -162,9 +162,11 @@ def test_spatial_model_fine_tunes_from_an_image_backbone(synth, tmp_path):
      "model.spatial=true: spatial navigation is implemented for af_resnet50, af_resnet101, af_resnet_small; "
      "got model.name='tsn_resnet_small'"),
     (["model.temporal_navigation=last"], "model.temporal_navigation='last'; accepted: block, first or null"),
-    (["model.temporal_navigation=first", "model.name=af_mobilenetv3"], "model.temporal_navigation='first' is an option"),
+    (["model.temporal_navigation=first", "model.name=af_mobilenetv3"],
+     "model.temporal_navigation='first' is an option"),
     (["model.spatial=true", "model.region_selection=crop"], "model.region_selection='crop'; accepted: navigation"),
-    (["model.spatial=true", "model.region_selection=random"], "model.region_selection='random' needs a model.region_ratio in (0, 1]"),
+    (["model.spatial=true", "model.region_selection=random"],
+     "model.region_selection='random' needs a model.region_ratio in (0, 1]"),
     (["model.spatial=true", "model.region_ratio=1.5"], "model.region_ratio must be in (0, 1], got 1.5"),
     (["model.region_grid=[4, 2]"], "model.region_grid=[4, 2]; accepted: a positive integer, or a list of 3"),
     (["model.region_grid=abc"], "model.region_grid='abc'; accepted: a positive integer, or a list of 3"),

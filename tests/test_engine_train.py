@@ -12,7 +12,7 @@ from afnet.engine.datamodule import VideoDataModule
 from afnet.engine.module import AFNetModule, NonFiniteLoss
 from afnet.engine.run import _trainer, build_model
 from afnet.models.layers import Navigation
-from engine_fixtures import SYNTHETIC_CONFIG, tiny_overrides, tiny_synthetic
+from tests.helpers import SYNTHETIC_CONFIG, tiny_overrides, tiny_synthetic
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,7 @@ def test_short_training_lowers_the_loss_and_moves_the_kept_ratio_toward_rt(synth
     from lightning.pytorch.loggers import CSVLogger
 
     cfg = load_config(SYNTHETIC_CONFIG, tiny_overrides(synth, tmp_path, **{
-        "objective.target_ratio": 0.25, "objective.rt_begin": 0, "objective.rt_end": 0, "objective.ratio_weight": 16.0,
+        "objective.target_ratio": 0.25, "objective.rt_begin": 0, "objective.rt_end": 0, "objective.ratio_weight": 2.0,
         "optim.lr": 0.01, "optim.navigation_lr_mult": 50.0, "model.dropout": 0.0, "trainer.limit_val_batches": 1}))
     torch.manual_seed(0)
     model, _ = build_model(cfg)

@@ -8,8 +8,16 @@ import pytest
 import torch
 
 from afnet.data.annotations import AnnotationError, load_evidence
-from afnet.data.synthetic import (OTHER_GLYPHS, EVIDENCE_CLASSES, EVIDENCE_FILE, GLYPHS, make_glyph_images,
-                                  make_synthetic, render_evidence_video, render_glyph_frames)
+from afnet.data.synthetic import (
+    EVIDENCE_CLASSES,
+    EVIDENCE_FILE,
+    GLYPHS,
+    OTHER_GLYPHS,
+    make_glyph_images,
+    make_synthetic,
+    render_evidence_video,
+    render_glyph_frames,
+)
 from afnet.engine.metrics import VideoMetrics
 
 

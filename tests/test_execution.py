@@ -12,9 +12,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from afnet import create_model
 from afnet.models import layers
-from afnet.models.layers import (KeptSizes, block_sizes, kept_index, lerp_upsampled, nearest_factors,
-                                  skipped_index)
-from conftest import randomize
+from afnet.models.layers import KeptSizes, block_sizes, kept_index, lerp_upsampled, nearest_factors, skipped_index
+from tests.helpers import randomize
 
 
 class OpLog(TorchDispatchMode):
@@ -68,7 +67,7 @@ def test_static_count_sparse_equals_masked(name, shift, channels_last, selection
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     video = torch.randn(3, 8, 3, 64, 64)
-    assert model.static_counts()
+    assert model.fixed_counts().complete
     with torch.no_grad():
         sparse = model.configure(execution="sparse")(video)
         masked = model.configure(execution="masked")(video)
@@ -91,7 +90,7 @@ def test_sparse_reads_counts_once_per_stage_or_never(monkeypatch, case):
     one per focal block. Logits equal masked execution's either way."""
     reads = []
     real = layers.read_counts
-    monkeypatch.setattr(layers, "read_counts", lambda counts: (reads.append(len(counts)) if counts else None)
+    monkeypatch.setattr(layers.sizes, "read_counts", lambda counts: (reads.append(len(counts)) if counts else None)
                         or real(counts))
     spatial = case.startswith("spatial")
     kwargs = dict(spatial=True, region_grid=2, temporal_navigation="block",
@@ -118,9 +117,9 @@ def test_sparse_reads_counts_once_per_stage_or_never(monkeypatch, case):
     assert log.reads() == expected
     blocks = [len(s.focal) for s in model.modules() if isinstance(s, layers.AFStage)]
     if case in ("static-k", "uniform", "spatial fixed"):
-        assert model.static_counts() and reads == []
+        assert model.fixed_counts().complete and reads == []
     else:  # one read per stage: a count per block (and its regions')
-        assert not model.static_counts(given is not None)
+        assert not model.fixed_counts(given is not None).complete
         assert reads == [n * (2 if case == "spatial learned" else 1) for n in blocks]
     assert len(blocks) == stage_count(model) == 3
     for a, b in zip(sparse.masks + sparse.regions, masked.masks + masked.regions):
@@ -134,7 +133,7 @@ def test_single_branch_ablation_reads_each_point():
     model = randomize(create_model("nav_resnet_small", num_classes=5, num_frames=8, execution="sparse")).eval()
     real = layers.read_counts
     with torch.no_grad(), pytest.MonkeyPatch.context() as mp:
-        mp.setattr(layers, "read_counts", lambda counts: reads.append(len(counts)) or real(counts))
+        mp.setattr(layers.sizes, "read_counts", lambda counts: reads.append(len(counts)) or real(counts))
         out = model(torch.randn(2, 8, 3, 64, 64))
     assert reads == [1] * len(out.masks)
 
@@ -176,7 +175,7 @@ def test_cuda_sparse_syncs_once_per_stage_or_never(case):
     model = create_model("af_resnet_small", num_classes=5, num_frames=8, shift=True, execution="sparse",
                          **CUDA_CASES[case]).cuda().eval()
     video = torch.randn(2, 8, 3, 64, 64, device="cuda")
-    if model.static_counts():
+    if model.fixed_counts().complete:
         with torch.no_grad():
             model(video)  # warm-up: the skipped-frame caches
         torch.cuda.synchronize()
@@ -225,16 +224,16 @@ def test_auto_execution_by_device_batch_and_policy():
     assert model.resolved_execution(32, "cuda") == "sparse"
     assert model.resolved_execution(1, "cuda", given=True) == "masked"
     model.configure(ratio=0.5)                                      # static-k: counts known
-    assert model.static_counts() and model.resolved_execution(1, "cuda") == "sparse"
+    assert model.fixed_counts().complete and model.resolved_execution(1, "cuda") == "sparse"
     assert model.configure(execution="masked").resolved_execution(1, "cpu") == "masked"
     assert model.configure(execution="sparse").resolved_execution(1, "cuda") == "sparse"
     assert model.configure(selection="soft", execution="auto").resolved_execution(1, "cpu") == "masked"
     assert model.train().resolved_execution(1, "cpu") == "masked"
     spatial = create_model("af_resnet_small", num_classes=5, num_frames=8, spatial=True, region_grid=2,
                            ratio=0.5, region_selection="navigation").eval()
-    assert not spatial.static_counts() and spatial.resolved_execution(1, "cuda") == "masked"
+    assert not spatial.fixed_counts().complete and spatial.resolved_execution(1, "cuda") == "masked"
     spatial.configure(region_selection="center", region_ratio=0.5)  # counts fixed, but region-sparse
-    assert spatial.static_counts() and spatial.resolved_execution(1, "cuda") == "masked"
+    assert spatial.fixed_counts().complete and spatial.resolved_execution(1, "cuda") == "masked"
     assert spatial.resolved_execution(32, "cuda") == spatial.resolved_execution(1, "cpu") == "sparse"
     assert spatial.configure(region_selection="all").resolved_execution(1, "cuda") == "sparse"
 
@@ -245,14 +244,14 @@ def test_static_k_regions_keep_the_top_margins_and_run_without_reads(monkeypatch
     sparse execution reads nothing, and it equals masked execution. Training still samples."""
     model = randomize(create_model("af_resnet_small", num_classes=5, num_frames=8, spatial=True, region_grid=2,
                                    ratio=0.5, region_selection="navigation", region_ratio=0.5)).eval()
-    assert model.static_counts()
+    assert model.fixed_counts().complete
     video = torch.randn(2, 8, 3, 64, 64)
     logits = []
     for spatial in (m for m in model.modules() if isinstance(m, layers.SpatialNavigation)):
         spatial.register_forward_hook(lambda m, i, out: logits.append(out.detach()))
     reads = []
     real = layers.read_counts
-    monkeypatch.setattr(layers, "read_counts", lambda c: (reads.append(len(c)) if c else None) or real(c))
+    monkeypatch.setattr(layers.sizes, "read_counts", lambda c: (reads.append(len(c)) if c else None) or real(c))
     with torch.no_grad():
         sparse = model.configure(execution="sparse")(video)
         masked = model.configure(execution="masked")(video)
@@ -269,6 +268,6 @@ def test_static_k_regions_keep_the_top_margins_and_run_without_reads(monkeypatch
     torch.testing.assert_close(sparse.logits, masked.logits, rtol=1e-4, atol=1e-5)
     sampled = []
     real_gumbel = layers.gumbel_keep
-    monkeypatch.setattr(layers, "gumbel_keep", lambda q, *a: sampled.append(q.shape) or real_gumbel(q, *a))
+    monkeypatch.setattr(layers.selection, "gumbel_keep", lambda q, *a: sampled.append(q.shape) or real_gumbel(q, *a))
     model.configure(execution="auto").train()(video)
     assert sum(len(shape) == 4 for shape in sampled) == len(sparse.regions)  # every region point sampled

@@ -12,16 +12,14 @@ import torch
 
 import afnet
 from afnet.cli import main
-from conftest import randomize, write_video
+from tests.helpers import randomize, synthetic_state, write_video
 
 pytest.importorskip("onnxruntime", reason="afnet[export] is not installed")
 pytest.importorskip("onnxscript", reason="afnet[export] is not installed")
-import onnx  # noqa: E402
+import onnx
 
-from afnet.inference import load_model_for_inference  # noqa: E402
-from afnet.inference.onnx import (OnnxModel, export_execution, export_onnx, load_onnx_for_inference,  # noqa: E402
-                                  read_onnx_metadata)
-from test_checkpoint import synthetic_state  # noqa: E402
+from afnet.inference import load_model_for_inference
+from afnet.inference.onnx import OnnxModel, export_execution, export_onnx, load_onnx_for_inference, read_onnx_metadata
 
 T, K, SIZE = 8, 5, 48
 NAMES = ["left", "right", "up", "down", "still"]
@@ -144,14 +142,14 @@ def test_onnx_input_errors_name_the_file(small, tmp_path, capsys):
 
 def test_export_refuses_what_a_static_graph_cannot_do():
     model = afnet.create_model("af_resnet_small", num_classes=K, num_frames=T).eval()
-    with pytest.raises(ValueError, match=r"--execution sparse needs a fixed number of frames per video .* --ratio R"):
+    with pytest.raises(ValueError, match=r"execution sparse needs a fixed number of frames per video .* ratio R"):
         export_execution(model, "sparse")
     assert export_execution(model, "auto") == "masked" and export_execution(model.configure(ratio=0.5)) == "sparse"
     assert export_execution(model.configure(selection="uniform", ratio=0.5)) == "sparse"
     with pytest.raises(ValueError, match="selection 'random' draws its frames per call"):
         export_execution(model.configure(selection="random", ratio=0.5))
     spatial = afnet.create_model("af_resnet_small", num_classes=K, num_frames=T, spatial=True, region_grid=2).eval()
-    with pytest.raises(ValueError, match="spatial model .* --execution masked"):
+    with pytest.raises(ValueError, match="spatial model .* execution masked"):
         export_execution(spatial.configure(ratio=0.5), "sparse")
     assert export_execution(spatial.configure(ratio=0.5)) == "masked"
 

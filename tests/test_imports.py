@@ -112,12 +112,29 @@ def test_prepare_for_inference_leaves_malloc_alone_by_default():
     assert result == [False, True]
 
 
-def test_run_demo_leaves_logging_alone():
-    import inspect
-
-    from afnet import demo
-
-    assert "setLevel" not in inspect.getsource(demo.run_demo)
+def test_run_demo_leaves_logging_alone(tmp_path):
+    """The library's demo sets no level of the loggers a user configures (the root's,
+    Lightning's, afnet's: the ``afnet demo`` command quiets Lightning, the function leaves that
+    to its caller): run up to its first training, with those ``Logger.setLevel`` calls
+    recorded (libraries imported on the way set their own loggers' levels)."""
+    result = run_python(
+        "import logging, lightning.pytorch, afnet.demo, afnet.engine\n"   # Lightning sets its own at import
+        "calls = []\n"
+        "real = logging.Logger.setLevel\n"
+        "ours = ('root', 'lightning', 'pytorch_lightning', 'afnet')\n"
+        "def set_level(self, level):\n"
+        "    if self.name.split('.')[0] in ours: calls.append(self.name)\n"
+        "    real(self, level)\n"
+        "logging.Logger.setLevel = set_level\n"
+        "class Trained(Exception): pass\n"
+        "def train(*args, **kwargs): raise Trained\n"
+        "afnet.engine.train = train\n"
+        "try:\n"
+        f"    afnet.demo.run_demo({str(tmp_path)!r}, quick=True, progress=lambda line: None)\n"
+        "except Trained:\n"
+        "    calls.append('trained')\n"
+        "result = calls")
+    assert result == ["trained"]
 
 
 def _afnet(*argv):

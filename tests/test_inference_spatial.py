@@ -22,8 +22,7 @@ from afnet.inference import (
     prediction_to_json,
     read_sample,
 )
-from conftest import write_video
-from test_spatial import balanced
+from tests.helpers import balanced, write_video
 
 T, K, SIZE = 4, 3, 64
 
@@ -78,8 +77,9 @@ def test_cli_flops_fall_with_region_ratio(capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--region-policy", "random"], "--region-policy needs --region-ratio"),
-    (["--region-grid", "2"], "--region-grid needs --spatial or --region-ratio"),
+    (["--region-policy", "random"], "region_selection='random' needs spatial=true"),
+    (["--spatial", "--region-policy", "random"], "region_selection='random' needs a region_ratio in (0, 1]"),
+    (["--region-grid", "2"], "region_grid=2 needs spatial=true"),
     (["--region-ratio", "0.5"], "region grid 7x7 does not divide the 16x16 feature map"),
     (["--region-ratio", "1.5", "--region-grid", "2"], "region_ratio must be in (0, 1], got 1.5"),
     (["--spatial", "--region-grid", "2", "2"], "region_grid=[2, 2]; accepted: a positive integer, or a list of 3"),
@@ -92,7 +92,7 @@ def test_cli_flops_bad_region_args(capsys, argv, message):
 def test_cli_flops_region_ratio_needs_a_spatial_model(capsys):
     assert main(["flops", "af_mobilenetv3", "--region-ratio", "0.5"]) == 2
     err = capsys.readouterr().err
-    assert "--region-ratio: af_mobilenetv3 has no spatial navigation; use one of af_resnet50" in err
+    assert "spatial=true: spatial navigation is implemented for af_resnet50" in err
 
 
 @pytest.mark.parametrize("temporal", ["first", "block"])
@@ -100,7 +100,8 @@ def test_point_names_match_masks(temporal):
     model = spatial_model(temporal_navigation=temporal).eval()
     out = model(torch.randn(1, T, 3, SIZE, SIZE))
     assert [p.name for p in model.navigation_points()] == ["layer1.0", "layer2.0", "layer3.0"]
-    assert [p.grid for p in model.navigation_points()] == [2, 2, 2] and all(p.spatial for p in model.navigation_points())
+    points = model.navigation_points()
+    assert [p.grid for p in points] == [2, 2, 2] and all(p.spatial for p in points)
     assert len(out.masks) == len(out.regions) == 3
     af50 = afnet.create_model("af_resnet50", num_classes=K, num_frames=T, spatial=True)
     assert [p.name for p in af50.navigation_points()][:3] == ["layer1.0", "layer1.1", "layer2.0"]

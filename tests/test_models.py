@@ -4,7 +4,7 @@ import torch
 
 import afnet
 from afnet import count_flops, count_params, create_model, list_models
-from conftest import randomize
+from tests.helpers import randomize
 
 AF_MODELS = ["af_resnet50", "af_resnet101", "af_mobilenetv3", "af_resnet_small", "nav_resnet50", "nav_resnet_small"]
 BASELINES = ["tsn_resnet50", "tsn_resnet101", "tsm_resnet50", "tsm_resnet101", "tsn_mobilenetv3",

@@ -7,7 +7,7 @@ from afnet.engine.objective import afnet_loss, salient_frames
 from afnet.engine.run import BudgetWarning, budget_warnings
 from afnet.models import create_model
 from afnet.models.layers import Navigation
-from engine_fixtures import SYNTHETIC_CONFIG, tiny_overrides, tiny_synthetic
+from tests.helpers import SYNTHETIC_CONFIG, tiny_overrides, tiny_synthetic
 
 
 def test_salient_frames_are_those_whose_own_logits_favour_the_true_class():
@@ -103,7 +103,7 @@ def test_train_warns_when_the_run_ends_off_its_budget(tmp_path_factory, tmp_path
     """The failure a new user met: the released all-keep bias and a short run keep every frame."""
     synth = tiny_synthetic(tmp_path_factory.getbasetemp())
     cfg = load_config(SYNTHETIC_CONFIG, tiny_overrides(synth, tmp_path, **{
-        "optim.epochs": 1, "objective.rt_begin": 0, "objective.rt_end": 2, "model.navigation_bias": "[1.0,10.0]",
+        "optim.epochs": 1, "objective.rt_begin": 0, "objective.rt_end": 2, "model.navigation_bias": "[1.0, 10.0]",
         "trainer.limit_train_batches": 1, "trainer.limit_val_batches": 1}))
     with pytest.warns(BudgetWarning) as caught:
         result = train(cfg)

@@ -21,7 +21,7 @@ from afnet.inference import (
     predict_videos,
     read_sample,
 )
-from conftest import CONTAINERS, randomize, write_container, write_video
+from tests.helpers import CONTAINERS, randomize, write_container, write_video
 
 T, K = 8, 4
 

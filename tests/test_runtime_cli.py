@@ -8,7 +8,7 @@ import afnet
 from afnet.cli import main
 from afnet.models.layers import TemporalShift
 from afnet.runtime import fold_batchnorm, prepare_for_inference
-from conftest import randomize
+from tests.helpers import randomize
 
 
 @pytest.mark.parametrize("name", ["af_resnet_small", "af_mobilenetv3", "tsm_resnet_small"])

@@ -14,7 +14,7 @@ import pytest
 
 import afnet
 from afnet.inference import load_model_for_inference
-from conftest import randomize, write_video
+from tests.helpers import randomize, write_video
 
 fastapi = pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
@@ -106,11 +106,13 @@ def test_bad_requests_get_a_clear_message_and_the_server_goes_on(client, root, t
             got = client.post("/api/predict", files={"video": ("clip.mp4", f)}, data={"path": "clip.mp4"})
         status, words = 400, "one of the two"
     elif case == "outside":
-        got, status, words = client.post("/api/predict", data={"path": "../../etc/passwd"}), 400, "outside the server's video root"
+        got = client.post("/api/predict", data={"path": "../../etc/passwd"})
+        status, words = 400, "outside the server's video root"
     elif case == "missing":
         got, status, words = client.post("/api/predict", data={"path": "nope.mp4"}), 400, "nope.mp4: no such video"
     elif case == "not_a_video":
-        got, status, words = client.post("/api/predict", data={"path": "notes.txt"}), 400, "notes.txt: not a readable video"
+        got = client.post("/api/predict", data={"path": "notes.txt"})
+        status, words = 400, "notes.txt: not a readable video"
     else:
         big = tmp_path / "big.mp4"
         big.write_bytes(b"\x00" * (2 * 2**20))
@@ -152,7 +154,8 @@ def test_page_in_headless_chromium(ckpt, root, tmp_path):
     """The CLI's server, driven by Playwright in the system's Chromium: upload a synthetic
     clip, see the top-5 and the figure; a bad upload shows its message; a screenshot is taken
     (set AFNET_SCREENSHOT=docs/img/serve_page.png to keep it)."""
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install 'afnet[test]')")
+    sync_api = pytest.importorskip("playwright.sync_api",
+                                   reason="playwright is not installed (pip install 'afnet[test]')")
     if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
         pytest.skip(f"no Chromium at {CHROMIUM}: install Debian's chromium (apt-get install chromium; .ci/run does)")
     port = _free_port()

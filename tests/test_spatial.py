@@ -3,9 +3,9 @@ import pytest
 import torch
 
 from afnet import count_flops, create_model
-from afnet.models.layers import Navigation, RegionLayout, SpatialNavigation, fixed_region_mask, gather_regions
+from afnet.models.layers import RegionLayout, fixed_region_mask, gather_regions
 from afnet.runtime import prepare_for_inference
-from conftest import randomize
+from tests.helpers import balanced, randomize
 
 T = 4
 
@@ -18,30 +18,6 @@ def spatial_small(grid=(4, 2, 1), shift=True, **kwargs):
 
 def video(batch=2, size=64, seed=0):
     return torch.randn(batch, T, 3, size, size, generator=torch.Generator().manual_seed(seed))
-
-
-def balanced(model, x, seed=0):
-    """Random BN statistics and navigation weights (``randomize``), then the keep biases
-    set on ``x`` so that choices are mixed: random weights alone tend to select everything
-    or nothing. Temporal navigation: frame t's bias is centred on its median logit gap and
-    pushed to keep even frames, skip odd ones (the gap may not vary at all between videos);
-    spatial navigation: about half of the regions above the median gap."""
-    randomize(model, seed=seed, nav_std=4.0).eval()
-    for _ in range(2):
-        for nav in [m for m in model.modules() if isinstance(m, (Navigation, SpatialNavigation))]:
-            seen = []
-            handle = nav.register_forward_hook(lambda m, inp, out: seen.append(out[..., 1] - out[..., 0]))
-            with torch.no_grad():
-                model(x)
-            handle.remove()
-            gap = seen[0]
-            with torch.no_grad():
-                if isinstance(nav, Navigation):  # gap (B, T)
-                    push = torch.tensor([0.5 if t % 2 == 0 else -0.5 for t in range(gap.shape[1])])
-                    nav.conv2.bias[1::2] += push - gap.median(dim=0).values
-                else:
-                    nav.conv2.bias[1:] -= gap.median() + 1e-3
-    return model
 
 
 @pytest.mark.parametrize("shift", [False, True])

@@ -4,7 +4,8 @@
 
     annotations.py   list files / Kinetics CSV / SthV2 JSON / class names -> VideoRecord
     sampling.py      TSN segments, dense, multi-clip          -> frame indices
-    decoding.py      frame folders (JPEG), PyAV / decord / torchcodec -> uint8 (N, 3, H, W)
+    readers.py       the reader interface, its errors and time limits; decord / torchcodec readers
+    decoding.py      frame folders (JPEG), PyAV -> uint8 (N, 3, H, W); open_reader / open_video
     transforms.py    multi-scale crop, flip, resize, crops, normalise (pure tensor functions)
     dataset.py       VideoDataset, build_dataset, build_dataloader, load_video, average_views
     presets.py       sthv1, sthv2, jester, minikinetics, activitynet, kinetics, synthetic, imagefolder
@@ -36,9 +37,9 @@ _EXPORTS = {
     "build_dataset": "afnet.data.dataset",
     "collate_clips": "afnet.data.dataset",
     "load_video": "afnet.data.dataset",
-    "DEFAULT_DECODE_TIMEOUT": "afnet.data.decoding",
-    "DecodeError": "afnet.data.decoding",
-    "DecodeTimeout": "afnet.data.decoding",
+    "DEFAULT_DECODE_TIMEOUT": "afnet.data.readers",
+    "DecodeError": "afnet.data.readers",
+    "DecodeTimeout": "afnet.data.readers",
     "available_backends": "afnet.data.decoding",
     "open_reader": "afnet.data.decoding",
     "open_video": "afnet.data.decoding",

@@ -43,7 +43,7 @@ VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v",
 class AnnotationError(ValueError):
     """An annotation file has bad lines; the message names file, line and reason."""
 
-    def __init__(self, problems: list["Problem"]):
+    def __init__(self, problems: list[Problem]):
         self.problems = list(problems)
         shown = "\n  ".join(str(p) for p in self.problems[:10])
         more = f"\n  ... and {len(self.problems) - 10} more" if len(self.problems) > 10 else ""

@@ -26,14 +26,9 @@ from afnet.data.annotations import (
     load_class_names,
     parse_annotations,
 )
-from afnet.data.decoding import (
-    DEFAULT_DECODE_TIMEOUT,
-    DecodeError,
-    DecodeTimeout,
-    FrameFolderReader,
-    open_video,
-)
+from afnet.data.decoding import FrameFolderReader, open_video
 from afnet.data.presets import DatasetConfig, get_preset
+from afnet.data.readers import DEFAULT_DECODE_TIMEOUT, DecodeError, DecodeTimeout
 
 CHUNK = 64  # frames decoded per call in a full decode (bounded memory)
 

@@ -9,6 +9,7 @@ import argparse
 import json
 import sys
 
+from afnet.data.annotations import ANNOTATION_KINDS
 from afnet.data.presets import PRESETS
 
 
@@ -33,7 +34,7 @@ def register(subparsers) -> None:
     p.add_argument("--preset", default="sthv1", choices=sorted(PRESETS),
                    help="dataset preset (class count, frame template); default sthv1")
     p.add_argument("--kind", default="auto",
-                   choices=["auto", "frames", "videos", "kinetics_csv", "sthv2_json"],
+                   choices=["auto", *ANNOTATION_KINDS],
                    help="annotation format (default: guessed)")
     p.add_argument("--classes", dest="class_file", default=None,
                    help="category.txt, classInd.txt or labels.json")

@@ -186,14 +186,29 @@ def build_dataset(preset: str | DatasetConfig, root, annotation_file, *, train: 
                   kind: str = "auto", class_file=None, backend: str = "pyav", seed: int = 0,
                   on_error: str = "raise", threads: int = 1, evidence_file=None,
                   decode_timeout: float | None = DEFAULT_DECODE_TIMEOUT, **overrides) -> VideoDataset:
-    """Build a dataset from a preset name (or config), a data root and an
-    annotation file (list, Kinetics CSV or SthV2 JSON; see
-    :mod:`afnet.data.annotations`). ``overrides`` replace preset fields
-    (e.g. ``num_frames=16``). Annotation errors raise :class:`AnnotationError`
-    naming file and line. ``evidence_file``: the videos' evidence frames
-    (:func:`~afnet.data.annotations.load_evidence`), attached to their records. An
-    ``image_folder`` preset (``imagefolder``) reads the folder ``annotation_file`` of class
-    folders instead (a path, or relative to ``root``)."""
+    """Build a dataset from a preset, a data root and an annotation file.
+
+    Args:
+        preset: a preset name or a :class:`DatasetConfig`.
+        root: the folder the annotation's paths are relative to.
+        annotation_file: list file, Kinetics CSV or SthV2 JSON (see
+            :mod:`afnet.data.annotations`); for an ``image_folder`` preset (``imagefolder``),
+            the folder of class folders (a path, or relative to ``root``).
+        train: training sampling and augmentation, else evaluation views.
+        kind: the annotation format (``auto``: guessed).
+        class_file: class names (default: found beside the annotation file).
+        backend: video decoder. seed: sampling and augmentation seed.
+        on_error: ``raise`` on an unreadable sample, or ``skip`` it (reported in the batch).
+        threads: decoder threads.
+        evidence_file: the videos' evidence frames
+            (:func:`~afnet.data.annotations.load_evidence`), attached to their records.
+        decode_timeout: seconds to read one video (``None``: no limit).
+        **overrides: preset fields replaced (e.g. ``num_frames=16``).
+
+    Returns:
+        A :class:`VideoDataset` (an ``ImageFolderDataset`` for image presets). Annotation
+        errors raise :class:`AnnotationError` naming file and line.
+    """
     config = get_preset(preset, **overrides)
     if config.source == "image_folder":
         from afnet.data.images import ImageFolderDataset

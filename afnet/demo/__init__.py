@@ -29,12 +29,38 @@ overrides, each run's config) -> :mod:`~afnet.demo.run` (the pipeline) ->
 :mod:`~afnet.demo.statistics` (means, verdicts, bars) -> :mod:`~afnet.demo.report` (Markdown,
 figures).
 """
-from afnet.demo.plan import (EXPLAINED, FULL, NAV, QUICK, RUNS, SALIENCY, SPATIAL_FULL, SPATIAL_QUICK, SPATIAL_RUNS,
-                             DemoRun, DemoSize, accelerator, demo_config, demo_overrides, pretrain_config)
+from afnet.demo.plan import (
+                             EXPLAINED,
+                             FULL,
+                             NAV,
+                             QUICK,
+                             RUNS,
+                             SALIENCY,
+                             SPATIAL_FULL,
+                             SPATIAL_QUICK,
+                             SPATIAL_RUNS,
+                             DemoRun,
+                             DemoSize,
+                             accelerator,
+                             demo_config,
+                             demo_overrides,
+                             pretrain_config,
+)
 from afnet.demo.report import describe, markdown
 from afnet.demo.run import RunResult, evaluate_static_k, evidence_headroom, measure_latency, run_demo, run_result
-from afnet.demo.statistics import (CLAIMS, HEADROOM_POLICIES, SPATIAL_CLAIMS, T_CRIT, VARIANTS, claims,
-                                   evidence_worth, precision_bars, summarise, summarise_headroom, verdict)
+from afnet.demo.statistics import (
+                             CLAIMS,
+                             HEADROOM_POLICIES,
+                             SPATIAL_CLAIMS,
+                             T_CRIT,
+                             VARIANTS,
+                             claims,
+                             evidence_worth,
+                             precision_bars,
+                             summarise,
+                             summarise_headroom,
+                             verdict,
+)
 
 __all__ = ["EXPLAINED", "FULL", "NAV", "QUICK", "RUNS", "SALIENCY", "SPATIAL_FULL", "SPATIAL_QUICK", "SPATIAL_RUNS",
            "DemoRun", "DemoSize", "accelerator", "demo_config", "demo_overrides", "pretrain_config", "describe",

@@ -159,13 +159,15 @@ def demo_overrides(out: Path, data_root: Path, sz: DemoSize, seed: int, run: Dem
     shared = {
         "seed": seed,
         "run_dir": str(out / "runs" / f"{run.setting('model.name')}-{run.slug()}-seed{seed}"),
-        "model.name": "af_resnet_small", "model.pretrained": pretrained, "model.skip_classifier": pretrained is not None,
+        "model.name": "af_resnet_small", "model.pretrained": pretrained,
+        "model.skip_classifier": pretrained is not None,
         "data.preset": "synthetic", "data.root": str(data_root), "data.num_frames": sz.frames,
         "data.input_size": sz.size, "data.scale_size": sz.size, "data.scales": list(sz.scales),
         "data.batch_size": sz.batch_size, "data.num_workers": 0,
         "objective.target_ratio": 1.0, "objective.ratio_weight": sz.ratio_weight, "objective.rt_begin": sz.rt_begin,
         "objective.rt_end": sz.rt_end, "objective.t_end": sz.t_end, "objective.ratio_tolerance": sz.ratio_tolerance,
-        "optim.epochs": sz.epochs, "optim.lr": sz.lr, "optim.schedule": sz.schedule, "optim.lr_steps": list(sz.lr_steps),
+        "optim.epochs": sz.epochs, "optim.lr": sz.lr, "optim.schedule": sz.schedule,
+        "optim.lr_steps": list(sz.lr_steps),
         "trainer.accelerator": device, "trainer.devices": 1, "trainer.progress_bar": False,
         "trainer.log_every_n_steps": 5, "eval.plot": True,
     }

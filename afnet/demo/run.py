@@ -10,10 +10,27 @@ import yaml
 
 from afnet.data.synthetic import EVIDENCE_FILE
 from afnet.demo import report as reporting
-from afnet.demo.plan import (EXPLAINED, FULL, QUICK, RUNS, SPATIAL_FULL, SPATIAL_QUICK, SPATIAL_RUNS, DemoRun,
-                             accelerator, demo_config, pretrain_config)
-from afnet.demo.statistics import (HEADROOM_POLICIES, claims, evidence_worth, precision_bars, summarise,
-                                   summarise_headroom)
+from afnet.demo.plan import (
+    EXPLAINED,
+    FULL,
+    QUICK,
+    RUNS,
+    SPATIAL_FULL,
+    SPATIAL_QUICK,
+    SPATIAL_RUNS,
+    DemoRun,
+    accelerator,
+    demo_config,
+    pretrain_config,
+)
+from afnet.demo.statistics import (
+    HEADROOM_POLICIES,
+    claims,
+    evidence_worth,
+    precision_bars,
+    summarise,
+    summarise_headroom,
+)
 
 
 @dataclass

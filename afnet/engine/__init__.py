@@ -1,9 +1,10 @@
 """Training and evaluation engine (Lightning): configs, objective, schedules, metrics.
 
-    from afnet.engine import load_config, train, evaluate
+    from afnet.engine import calibrate, evaluate, load_config, train
     cfg = load_config("configs/synthetic_afnet.yaml", overrides=["data.root=/tmp/synth"])
     result = train(cfg)                       # TrainResult(run_dir, best_checkpoint, last_checkpoint, metrics)
     metrics = evaluate(cfg, result.best_checkpoint)
+    calibrated = calibrate(cfg, result.best_checkpoint)   # the learned threshold shifted to the run's RT
 
     schema.py      typed configs (OmegaConf structured): Config, ModelConfig (from create_model's
                    signature), DataConfig, ObjectiveConfig, OptimConfig, TrainerConfig, EvalConfig;

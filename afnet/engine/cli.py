@@ -1,7 +1,7 @@
 """``afnet train``, ``afnet eval`` and ``afnet calibrate``.
 
-    afnet train --config configs/sthv1_afnet_rt050.yaml [key=value ...] [--resume [CKPT]]
-    afnet eval  --config configs/sthv1_afnet_rt050.yaml --checkpoint runs/.../best.ckpt [key=value ...]
+    afnet train --config configs/sthv1/table1_afnet_rt050.yaml [key=value ...] [--resume [CKPT]]
+    afnet eval  --config configs/sthv1/table1_afnet_rt050.yaml --checkpoint runs/.../best.ckpt [key=value ...]
                 [--clips N] [--crops 1|3] [--out DIR]
     afnet calibrate --config ... --checkpoint runs/.../best.ckpt [--videos N] [--out FILE] [key=value ...]
 

@@ -31,7 +31,7 @@ def parameter_groups(model, *, weight_decay: float, navigation_lr_mult: float,
                                      "weight_decay": weight_decay if decay else 0.0})
         g["params"].append(p)
 
-    for name, p in model.named_parameters():
+    for _name, p in model.named_parameters():
         if not p.requires_grad:
             continue
         decay = id(p) not in no_decay

@@ -58,8 +58,8 @@ def budget_warnings(cfg: Config, learned_frames: bool, learned_regions: bool, be
     o, epochs, out = cfg.objective, cfg.optim.epochs, []
     tolerance = 0.05 if o.ratio_tolerance is None else o.ratio_tolerance
     run_dir = Path(cfg.run_dir)
-    calibrate = (f"`afnet calibrate --config {run_dir / 'config.yaml'} --checkpoint {run_dir / 'checkpoints' / 'best.ckpt'}`"
-                 " shifts its keep/skip threshold to keep RT of the frames")
+    calibrate = (f"`afnet calibrate --config {run_dir / 'config.yaml'} "
+                 f"--checkpoint {run_dir / 'checkpoints' / 'best.ckpt'}` shifts its keep/skip threshold to keep RT of the frames")
     checks = []
     if learned_frames:
         checks.append(("objective.rt_end", o.rt_end, "RT", o.target_ratio, "mean_kept_ratio", "kept share", calibrate))
@@ -248,7 +248,8 @@ def train(cfg: Config) -> TrainResult:
         dump_config(cfg, run_dir / "config.yaml")
     trainer.fit(module, datamodule=data, ckpt_path=resume)
     found = []
-    if (module.with_ratio or module.with_region_ratio) and trainer.is_global_zero and (ckpt_dir / "best.ckpt").is_file():
+    learned = module.with_ratio or module.with_region_ratio
+    if learned and trainer.is_global_zero and (ckpt_dir / "best.ckpt").is_file():
         found = budget_warnings(cfg, module.with_ratio, module.with_region_ratio,
                                 read_checkpoint(ckpt_dir / "best.ckpt").get("metrics") or {})
         with open(run_dir / "train.log", "a") as f:

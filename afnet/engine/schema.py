@@ -25,6 +25,7 @@ from typing import Any, Optional, Union
 import yaml
 
 from afnet._imports import require
+from afnet.models.options import in_unit_interval
 
 require("omegaconf", "experiment configs (afnet.engine)")
 from omegaconf import OmegaConf  # noqa: E402 - after the check above
@@ -36,10 +37,6 @@ SCHEDULES = ("step", "cosine")
 
 class ConfigError(ValueError):
     """A config key that does not exist or holds an impossible value; the message names it."""
-
-
-def _unit(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and 0.0 < x <= 1.0
 
 
 # ------------------------------------------------------------------ model: from create_model's signature
@@ -56,7 +53,8 @@ def _option_type(hint, default):
 
 
 def _model_config_class():
-    from afnet.models.registry import RUNTIME_OPTIONS, create_model, model_options
+    from afnet.models.options import RUNTIME_OPTIONS
+    from afnet.models.registry import create_model, model_options
 
     # only the options' hints are read: the return type (VideoModel, a torch class the registry
     # imports lazily) is not resolved, so a config loads without torch
@@ -110,7 +108,8 @@ class DataConfig:
     val_batch_size: Optional[int] = None   # None: batch_size
     num_workers: int = 2
     on_error: str = "raise"
-    decode_timeout: Optional[Number] = 60.0  # seconds to read one video (afnet.data.DEFAULT_DECODE_TIMEOUT); null/0: none
+    # seconds to read one video (afnet.data.DEFAULT_DECODE_TIMEOUT); null/0: none
+    decode_timeout: Optional[Number] = 60.0
 
     def problems(self) -> list:
         from afnet.data.presets import PRESETS
@@ -203,7 +202,7 @@ class ObjectiveConfig:
 
     def problems(self) -> list:
         problems = [f"objective.{k}={getattr(self, k)!r} is outside (0, 1]"
-                    for k in ("target_ratio", "target_region_ratio") if not _unit(getattr(self, k))]
+                    for k in ("target_ratio", "target_region_ratio") if not in_unit_interval(getattr(self, k))]
         for key in ("ratio_weight", "saliency_weight"):
             if getattr(self, key) < 0:
                 problems.append(f"objective.{key}={getattr(self, key)!r}; accepted: >= 0")

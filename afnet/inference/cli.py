@@ -15,7 +15,6 @@ import time
 from afnet.data.presets import PRESETS
 from afnet.models.options import PRECISIONS
 
-
 # Options that an exported ONNX model fixed at export (its metadata records them).
 _FIXED_AT_EXPORT = ("model", "frames", "classes", "shift", "preset", "size", "ratio", "region_ratio")
 
@@ -70,7 +69,8 @@ def _add_model_options(p: argparse.ArgumentParser, *, onnx: bool = False) -> Non
 
 
 def register(subparsers) -> None:
-    """Add ``predict`` and ``explain`` to an argparse subparsers object."""
+    """Add ``predict``, ``timeline``, ``batch-predict``, ``explain``, ``export`` and ``serve`` to an
+    argparse subparsers object."""
     p = subparsers.add_parser(
         "predict", help="classify videos; show frames (and regions) kept, GFLOPs and latency per video",
         description="Classify video files, frame folders or folders of videos (searched recursively); per "
@@ -207,14 +207,10 @@ def _decode_timeout(args):
 
 
 def _load(args):
-    import torch
-
     from afnet.inference.model import load_model_for_inference
+    from afnet.runtime import set_threads
 
-    if args.threads is not None:
-        if args.threads < 1:
-            raise ValueError(f"--threads must be positive, got {args.threads}")
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     if args.top_k < 1:
         raise ValueError(f"--top-k must be positive, got {args.top_k}")
     onnx = getattr(args, "onnx", None)

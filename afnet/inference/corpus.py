@@ -30,6 +30,7 @@ from afnet._imports import require
 from afnet.data.dataset import worker_init
 from afnet.data.decoding import DEFAULT_DECODE_TIMEOUT
 from afnet.data.presets import DatasetConfig
+from afnet.errors import OptionError
 from afnet.inference.model import InferenceModel
 from afnet.inference.predict import VideoPrediction, predict_sample, read_or_failure
 from afnet.inference.report import to_json_line
@@ -198,20 +199,36 @@ def predict_corpus(videos: list[str], im: InferenceModel, out, *, devices: int =
                    accelerator: str = "auto", workers: int = 1, batch_size: int = 4, top_k: int = 5,
                    flops: bool = True, backend: str = "pyav", timeout: float | None = DEFAULT_DECODE_TIMEOUT,
                    retry_failed: bool = False, progress: bool = False) -> MergeResult | None:
-    """Predict ``videos`` into ``out`` (JSON Lines, input order), resuming from what ``out`` and
-    its shards already hold. Returns the merge on global rank 0, ``None`` on the other ranks.
+    """The batch-prediction pipeline: ``videos`` decoded by DataLoader workers, predicted, and
+    written into ``out`` (JSON Lines, input order), resuming from what ``out`` and its shards
+    already hold.
 
-    ``devices`` > 1 or ``num_nodes`` > 1 runs Lightning's DDP strategy; its subprocess launcher
-    starts the other ranks by re-running the command line, so call this from a script (``afnet
-    batch-predict``), not from an interactive session or a test process."""
+    Args:
+        videos: video files or frame folders.
+        im: the model, from :func:`load_model_for_inference`.
+        out: the JSON Lines file (its shards are written beside it).
+        devices, num_nodes, accelerator: Lightning's; more than one process runs its DDP
+            strategy, whose launcher starts the other ranks by re-running the command line, so
+            call this from a script (``afnet batch-predict``), not from an interactive session
+            or a test process.
+        workers: decoding worker processes per device (0: decode in the main process).
+        batch_size: videos per forward pass.
+        top_k, flops: as for :func:`predict_video`.
+        backend: video decoder. timeout: seconds to read one video (``None``: no limit).
+        retry_failed: predict again the videos ``out`` records as failed.
+        progress: a progress line on stderr.
+
+    Returns:
+        The merge (:class:`MergeResult`) on global rank 0, ``None`` on the other ranks.
+    """
     for name, value in (("devices", devices), ("num_nodes", num_nodes), ("batch_size", batch_size)):
         if value < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be positive, got {value}")
+            raise OptionError(f"{{{name}}} must be positive, got {value}", name)
     if workers < 0:
-        raise ValueError(f"--workers must be >= 0, got {workers}")
+        raise OptionError(f"{{workers}} must be >= 0, got {workers}", "workers")
     out = Path(out)
     if out.is_dir():
-        raise ValueError(f"--out {out} is a folder; give the output file (JSON Lines)")
+        raise OptionError(f"{{out}} {out} is a folder; give the output file (JSON Lines)", "out")
     distributed = devices * num_nodes > 1
     callbacks = [ShardWriter(out)] + ([Progress(out)] if progress else [])
     trainer = L.Trainer(accelerator=accelerator, devices=devices, num_nodes=num_nodes,

@@ -20,6 +20,7 @@ from torch import nn
 from afnet.checkpoint import FORMAT, load_checkpoint, read_checkpoint
 from afnet.data.annotations import load_class_names
 from afnet.data.presets import DatasetConfig, get_preset
+from afnet.errors import OptionError
 from afnet.models import create_model
 from afnet.runtime import bf16_for, prepare_for_inference
 
@@ -107,7 +108,7 @@ def eval_config(preset: str | DatasetConfig, num_frames: int, num_classes: int,
     overrides = {"num_frames": num_frames, "num_classes": num_classes}
     if size is not None:
         if size < 1:
-            raise ValueError(f"--size must be a positive integer, got {size}")
+            raise OptionError(f"{{size}} must be a positive integer, got {size}", "size")
         overrides["input_size"] = size
         overrides["scale_size"] = scale_size or max(size, round(size * config.scale_size / config.input_size))
     return get_preset(config, **overrides)
@@ -122,20 +123,29 @@ def load_model_for_inference(checkpoint: str | os.PathLike, model: str | None = 
                              channels_last: bool = True) -> InferenceModel:
     """Rebuild, load and prepare a model for inference (once per model).
 
-    Project checkpoint: ``model``/``frames``/``classes`` may be omitted (they must agree
-    with the checkpoint if given); ``labels`` overrides stored ``class_names``.
-    Authors' checkpoint: ``model``, ``frames``, ``classes`` and ``labels`` are required.
-    ``preset`` (evaluation transforms) defaults to the checkpoint's config, else ``sthv2``;
-    ``size`` (crop side) to the checkpoint's config, else the preset's. ``ratio``: a fixed
-    budget of frames per video and navigation point in place of the trained one (learned
-    navigation: the static-k policy; see :meth:`VideoModel.configure`). ``region_ratio``:
-    likewise for the regions of each kept frame (spatial models; learned region navigation:
-    static-k regions). ``precision``:
-    ``fp32``, ``bf16`` or ``auto`` (bf16 only where the device computes it natively; see
-    :func:`afnet.runtime.bf16_for`). ``tune_malloc``: see
-    :func:`afnet.runtime.prepare_for_inference` (process-wide; off by default). ``channels_last``:
-    see there (an ONNX export leaves it: the graph is NCHW whatever the torch memory format).
-    Raises FileNotFoundError / ValueError with a one-line message on user errors.
+    Args:
+        checkpoint: a project checkpoint, or one of the authors'.
+        model, frames, classes: the architecture; a project checkpoint stores it (given, they
+            must agree with it), an authors' checkpoint needs them.
+        labels: class-name file; overrides a project checkpoint's stored names, required for
+            an authors' checkpoint.
+        preset: evaluation transforms; default the checkpoint's config, else ``sthv2``.
+        size: crop side; default the checkpoint's config, else the preset's.
+        shift: temporal shift, for an authors' checkpoint (default: the model's).
+        ratio: a fixed budget of frames per video and navigation point in place of the trained
+            one (learned navigation: the static-k policy; see :meth:`VideoModel.configure`).
+        region_ratio: likewise for the regions of each kept frame (spatial models; learned
+            region navigation: static-k regions).
+        precision: ``fp32``, ``bf16`` or ``auto`` (bf16 only where the device computes it
+            natively; see :func:`afnet.runtime.bf16_for`).
+        tune_malloc: see :func:`afnet.runtime.prepare_for_inference` (process-wide; off by default).
+        channels_last: see there (an ONNX export leaves it: the graph is NCHW whatever the
+            torch memory format).
+
+    Returns:
+        An :class:`InferenceModel`. Raises FileNotFoundError / ValueError (an
+        :class:`~afnet.errors.OptionError` naming the argument) with a one-line message on
+        user errors.
     """
     path = str(checkpoint)
     ckpt = read_checkpoint(path)
@@ -144,18 +154,18 @@ def load_model_for_inference(checkpoint: str | os.PathLike, model: str | None = 
         arch, args = ckpt.get("arch"), dict(ckpt.get("model_args") or {})
         if not isinstance(arch, str) or "num_classes" not in args or "num_frames" not in args:
             raise ValueError(f"{path}: project checkpoint lacks 'arch' or 'model_args'")
-        for flag, given, stored in (("--model", model, arch), ("--frames", frames, args["num_frames"]),
-                                    ("--classes", classes, args["num_classes"])):
+        for name, given, stored in (("model", model, arch), ("frames", frames, args["num_frames"]),
+                                    ("classes", classes, args["num_classes"])):
             if given is not None and given != stored:
-                raise ValueError(f"{flag} {given} contradicts the checkpoint {path} ({stored})")
+                raise OptionError(f"{{{name}}} {given} contradicts the checkpoint {path} ({stored})", name)
         class_names = ckpt.get("class_names")
         source = "afnet"
     else:
-        missing = [flag for flag, value in (("--model", model), ("--frames", frames),
-                                            ("--classes", classes), ("--labels", labels)) if value is None]
+        missing = [name for name, value in (("model", model), ("frames", frames),
+                                            ("classes", classes), ("labels", labels)) if value is None]
         if missing:
-            raise ValueError(f"{path} is not a project checkpoint (no architecture stored): "
-                             f"give {', '.join(missing)}")
+            raise OptionError(f"{path} is not a project checkpoint (no architecture stored): "
+                              f"give {', '.join('{' + name + '}' for name in missing)}", *missing)
         arch, args = model, {"num_classes": classes, "num_frames": frames, "shift": shift}
         class_names = None
         source = "authors'"

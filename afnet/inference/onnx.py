@@ -41,10 +41,12 @@ from torch import nn
 
 from afnet._imports import require
 from afnet.data.presets import DatasetConfig
+from afnet.errors import OptionError
 from afnet.flops import count_flops
 from afnet.inference.model import InferenceModel, load_model_for_inference, resolve_class_names
 from afnet.models.base import VideoOutput
 from afnet.models.options import EXECUTIONS
+from afnet.runtime import check_threads
 
 METADATA_VERSION = 1
 # Selections drawn at random per call (reproducible in torch by a seeded generator, not in a graph).
@@ -163,8 +165,10 @@ def _parse_metadata(path: str, session) -> OnnxMetadata:
         values = {k: json.loads(props[k]) for k in fields if k in props}
         return OnnxMetadata(**values)
     except (TypeError, json.JSONDecodeError) as exc:
-        missing = [k for k, f in fields.items() if k not in props and f.default is MISSING and f.default_factory is MISSING]
-        raise ValueError(f"{path}: bad afnet metadata ({'missing ' + ', '.join(missing) if missing else exc})") from None
+        missing = [k for k, f in fields.items()
+                   if k not in props and f.default is MISSING and f.default_factory is MISSING]
+        problem = "missing " + ", ".join(missing) if missing else exc
+        raise ValueError(f"{path}: bad afnet metadata ({problem})") from None
 
 
 def _first_line(exc: Exception) -> str:
@@ -192,24 +196,25 @@ def export_execution(model: nn.Module, execution: str = "auto") -> str:
     else masked. Raises ValueError naming the option when the requested one cannot be
     exported with static shapes."""
     if execution not in EXECUTIONS:
-        raise ValueError(f"execution {execution!r}; accepted: {', '.join(EXECUTIONS)}")
+        raise OptionError(f"{{execution}} {execution!r}; accepted: {', '.join(EXECUTIONS)}", "execution")
     if not model.has_navigation:  # no focal branch: nothing differs; named as torch names it
         return model.resolved_execution(1) if execution == "auto" else execution
     if model.selection in _DRAWN:
-        raise ValueError(f"selection {model.selection!r} draws its frames per call (a seeded generator in "
-                         f"torch); a graph cannot reproduce it: export with --ratio R (static-k) or a "
-                         f"'uniform' policy")
-    fixed = model.static_counts()  # the count per video known before the mask: static shapes
+        raise OptionError(f"selection {model.selection!r} draws its frames per call (a seeded generator in "
+                          f"torch); a graph cannot reproduce it: export with {{ratio}} R (static-k) or a "
+                          f"'uniform' policy", "ratio")
+    fixed = model.fixed_counts().complete  # the count per video known before the mask: static shapes
     if execution == "auto":
         return "sparse" if fixed and not model.spatial else "masked"
     if execution == "sparse" and model.spatial:
-        raise ValueError("--execution sparse: the regions a spatial model computes vary in number per frame "
-                         "(no static shapes); export it with --execution masked")
+        raise OptionError("{execution} sparse: region-sparse execution is not exported (a spatial model's "
+                          "export runs masked, its region masks among the outputs); export it with "
+                          "{execution} masked", "execution")
     if execution == "sparse" and not fixed:
-        raise ValueError(f"--execution sparse needs a fixed number of frames per video (static shapes); the "
-                         f"model selects by {model.selection!r} without a ratio: give --ratio R (the learned "
-                         f"navigation keeps exactly round(R*T) frames per video, those it ranks highest: "
-                         f"static-k), or export --execution masked (its keep/skip threshold)")
+        raise OptionError(f"{{execution}} sparse needs a fixed number of frames per video (static shapes); the "
+                          f"model selects by {model.selection!r} without a ratio: give {{ratio}} R (the learned "
+                          f"navigation keeps exactly round(R*T) frames per video, those it ranks highest: "
+                          f"static-k), or export {{execution}} masked (its keep/skip threshold)", "execution", "ratio")
     return execution
 
 
@@ -234,14 +239,22 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, model: st
                 preset: str | None = None, size: int | None = None, shift: bool | None = None,
                 ratio: float | None = None, execution: str = "auto", opset: int | None = None,
                 check: bool = True) -> ExportReport:
-    """Export a checkpoint (ours or the authors'; the arguments of
-    :func:`load_model_for_inference`) to ``out`` as an ONNX model with its metadata.
+    """Export a checkpoint (ours or the authors') to ``out`` as an ONNX model with its metadata.
 
-    ``execution``: ``sparse``, ``masked`` or ``auto`` (:func:`export_execution`). ``check``:
-    run the exported graph in ONNX Runtime on a random video and compare it with PyTorch
-    (:attr:`ExportReport.max_rel_diff`, :attr:`ExportReport.masks_equal`).
-    Raises FileNotFoundError / ValueError (a :class:`afnet.checkpoint.CheckpointError` for a
-    checkpoint that does not fit the model, e.g. another frame count) naming the problem."""
+    Args:
+        checkpoint, model, frames, classes, labels, preset, size, shift, ratio: as for
+            :func:`load_model_for_inference`.
+        out: the ``.onnx`` file to write (whole, or not at all).
+        execution: ``sparse``, ``masked`` or ``auto`` (:func:`export_execution`).
+        opset: ONNX opset (``None``: the exporter's default).
+        check: run the exported graph in ONNX Runtime on a random video and compare it with
+            PyTorch (:attr:`ExportReport.max_rel_diff`, :attr:`ExportReport.masks_equal`).
+
+    Returns:
+        An :class:`ExportReport`. Raises FileNotFoundError / ValueError (a
+        :class:`afnet.checkpoint.CheckpointError` for a checkpoint that does not fit the model,
+        e.g. another frame count) naming the problem.
+    """
     require("onnxscript", "exporting to ONNX")
     require("onnx", "exporting to ONNX")
     out = str(out)
@@ -299,7 +312,7 @@ def compare_with_torch(path: str, model: nn.Module, video: torch.Tensor) -> tupl
     with torch.no_grad():
         ref = model(video)
     got = onnx_model(video)
-    rel = float(((got.logits - ref.logits).abs().max() / ref.logits.abs().max().clamp_min(1e-12)))
+    rel = float((got.logits - ref.logits).abs().max() / ref.logits.abs().max().clamp_min(1e-12))
     same = all(torch.equal(a.float(), b.float()) for a, b in zip(got.masks + got.regions, ref.masks + ref.regions))
     return rel, same and len(got.masks) == len(ref.masks) and len(got.regions) == len(ref.regions)
 
@@ -319,9 +332,7 @@ class OnnxModel:
         # ONNX Runtime's threads spin after each run by default: they would take the cores from
         # the decoding (and any PyTorch work) that runs between two calls
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        if threads is not None:
-            if threads < 1:
-                raise ValueError(f"threads must be positive, got {threads}")
+        if check_threads(threads) is not None:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
         self.session = _session(self.path, options)

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from afnet.data.dataset import average_views, clip_indices, eval_views
 from afnet.data.annotations import VIDEO_EXTENSIONS, list_lines
+from afnet.data.dataset import average_views, clip_indices, eval_views
 from afnet.data.decoding import DEFAULT_DECODE_TIMEOUT, DecodeError, count_frames, open_reader
 from afnet.data.presets import DatasetConfig
 from afnet.flops import count_flops
@@ -232,8 +232,22 @@ def predict_sample(path: str, sample: Sample, im: InferenceModel, *, top_k: int 
 def predict_video(path, im: InferenceModel, *, top_k: int = 5, flops: bool = True,
                   backend: str = "pyav", threads: int = 1, sample: Sample | None = None,
                   timeout: float | None = DEFAULT_DECODE_TIMEOUT) -> VideoPrediction:
-    """Predict one video; a file that cannot be decoded (in ``timeout`` seconds) gives
-    ``ok=False`` and the reason."""
+    """Predict one video.
+
+    Args:
+        path: a video file or a frame folder.
+        im: the model, from :func:`load_model_for_inference`.
+        top_k: classes reported.
+        flops: count the GFLOPs of this video's forward pass.
+        backend: video decoder (``pyav``, ``decord``, ``torchcodec``).
+        threads: decoder threads.
+        sample: the clip already read (:func:`read_or_failure`), in place of reading ``path``.
+        timeout: seconds to open and decode the video (``None``: no limit).
+
+    Returns:
+        A :class:`VideoPrediction`; a file that cannot be decoded (in ``timeout`` seconds)
+        gives ``ok=False`` and the reason.
+    """
     path = str(path)
     if sample is None:
         sample = read_or_failure(path, im, backend=backend, threads=threads, timeout=timeout)

@@ -30,6 +30,7 @@ import torch
 from afnet._imports import require
 from afnet.data.dataset import clip_indices, eval_views
 from afnet.data.decoding import DEFAULT_DECODE_TIMEOUT, DecodeError, PyAVReader, open_reader
+from afnet.errors import OptionError
 from afnet.inference.model import InferenceModel
 from afnet.inference.predict import Sample, VideoPrediction, failure, predict_sample, top_classes
 
@@ -42,9 +43,9 @@ def window_bounds(duration: float, window: float, stride: float) -> list[tuple[f
     end uncovered; every window is ``window`` long, except a video shorter than ``window``,
     which is one window ``[0, duration)``."""
     if not (window > 0 and math.isfinite(window)):
-        raise ValueError(f"--window must be a positive number of seconds, got {window}")
+        raise OptionError(f"{{window}} must be a positive number of seconds, got {window}", "window")
     if not (stride > 0 and math.isfinite(stride)):
-        raise ValueError(f"--stride must be a positive number of seconds, got {stride}")
+        raise OptionError(f"{{stride}} must be a positive number of seconds, got {stride}", "stride")
     if duration <= window + _EPS:
         return [(0.0, float(duration))]
     count = int(math.floor((duration - window) / stride + _EPS)) + 1
@@ -180,7 +181,7 @@ def predict_timeline(path, im: InferenceModel, *, window: float, stride: float, 
     path = str(path)
     window_bounds(1.0, window, stride)   # the arguments' errors first, whatever the video
     if fps is not None and not (fps > 0 and math.isfinite(fps)):
-        raise ValueError(f"--fps must be a positive frame rate, got {fps}")
+        raise OptionError(f"{{fps}} must be a positive frame rate, got {fps}", "fps")
     try:
         with open_reader(path, template=im.config.frame_template, backend=backend, timeout=timeout) as reader:
             return _stream_windows(reader, path, im, window, stride, top_k, flops, fps, chunk)
@@ -268,7 +269,8 @@ def draw_timeline(timeline: Timeline, out, *, classes: int = 5, dpi: int = 100, 
                 marker="." if len(centres) < 200 else None, label=label[c])
     ax.set_ylim(0, 1.12)
     ax.set_ylabel("score")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=7, frameon=False)   # beside: the segments stay visible
+    # beside the axes: the segments stay visible
+    ax.legend(loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=7, frameon=False)
     if points:
         ax = axes[1]
         rows.append("frames kept")

@@ -1,8 +1,8 @@
 """The video-model interface every network of the zoo implements.
 
     video (B, T, 3, H, W) ─► frames (B*T, 3, H, W) ─► forward_features ─► forward_head
-                                                       (masks recorded)     per frame
-    ─► logits (B*T, K) ─► average over the T frames ─► VideoOutput(logits (B, K), masks)
+                                                  (features, masks, regions)   per frame
+    ─► logits (B*T, K) ─► average over the T frames ─► VideoOutput(logits (B, K), masks, regions)
 """
 from __future__ import annotations
 
@@ -11,9 +11,16 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from afnet.models.layers import AFStage, Navigation, SelectionContext, SpatialNavigation, is_channels_last
+from afnet.models.layers import (
+    AFStage,
+    Execution,
+    FixedCounts,
+    Navigation,
+    SelectionPolicy,
+    SpatialNavigation,
+    is_channels_last,
+)
 from afnet.models.options import selection_problems
-
 
 # execution="auto" on a GPU runs masked below this batch unless the counts are static (see
 # VideoModel.resolved_execution).
@@ -51,8 +58,9 @@ class VideoOutput(NamedTuple):
 class VideoModel(nn.Module):
     """Base class: input checks, frame stacking, per-frame head, average over frames.
 
-    Subclasses build their layers, then implement ``forward_features(x, ctx)`` returning
-    per-frame features and ``forward_head(features)`` returning per-frame logits.
+    Subclasses build their layers, then implement ``forward_features(x, policy, execution)``
+    returning per-frame features with the masks of their navigation points, and
+    ``forward_head(features)`` returning per-frame logits.
     """
 
     has_navigation = False
@@ -67,7 +75,7 @@ class VideoModel(nn.Module):
             raise ValueError(f"num_frames must be a positive integer, got {num_frames!r}")
         self.num_classes = num_classes
         self.num_frames = num_frames
-        self.selection = "all"
+        self.selection = "navigation" if self.has_navigation else "all"   # the learned policy where there is one
         self.ratio: float | None = None
         self.execution = "auto"
         self.dense_above = 1.0
@@ -79,27 +87,34 @@ class VideoModel(nn.Module):
     # -------------------------------------------------------------- configuration
     def configure(self, *, selection: str | None = None, ratio: float | None = None,
                   execution: str | None = None, dense_above: float | None = None,
-                  region_selection: str | None = None, region_ratio: float | None = None) -> "VideoModel":
-        """Choose how frames are selected and how the focal branch executes.
+                  region_selection: str | None = None, region_ratio: float | None = None) -> VideoModel:
+        """Choose how frames are selected and how the focal branch executes: the one place
+        where a model's selection is set (:func:`create_model`, inference, export and tests
+        all come here). Arguments left out keep their current value (but a ``ratio`` is
+        dropped when the selection becomes ``all`` or ``soft``, which compute every frame).
 
-        selection: ``navigation`` (learned, default), ``all``, ``uniform`` / ``random`` /
-        ``normal`` (fixed policies of Table 5, need ``ratio``) or ``soft`` (Table 1's soft
-        frame-weights, no Gumbel). ``navigation`` with a ``ratio``: in eval, the static-k
-        policy, exactly ``round(ratio * T)`` frames per video and point, those with the
-        largest keep-minus-skip margin (training is unchanged: Gumbel, the ratio term). execution: ``auto`` (in eval chosen
-        by device and batch, see :meth:`resolved_execution`; masked in train), ``sparse``
-        (eval only) or ``masked`` (every frame computed, as the authors' code).
-        dense_above: in sparse execution, compute densely when at least this fraction of
-        the batch's frames is kept (gather and scatter then cost more than they save).
-        With spatial navigation each focal block instead picks, by multiply-accumulates,
-        between its selected regions and its kept frames whole.
-        region_selection (spatial models): ``navigation`` (learned), ``all``, or the fixed
-        policies of Table 5 ``random`` / ``center`` (need ``region_ratio``, the share of
-        regions computed per kept frame). ``navigation`` with a ``region_ratio``: in eval,
-        static-k regions, exactly ``round(region_ratio * g^2)`` per kept frame, those with the
-        largest margin (as ``ratio`` does for frames).
-        Arguments left out keep their current value (but a ``ratio`` is dropped when the selection
-        becomes ``all`` or ``soft``, which compute every frame).
+        Args:
+            selection: ``navigation`` (learned; the default of models with navigation),
+                ``all``, ``uniform`` / ``random`` / ``normal`` (fixed policies of Table 5, need
+                ``ratio``) or ``soft`` (Table 1's soft frame-weights, no Gumbel).
+            ratio: share of frames kept, in (0, 1]. With ``navigation``, in eval: the static-k
+                policy, exactly ``round(ratio * T)`` frames per video and point, those with the
+                largest keep-minus-skip margin (training is unchanged: Gumbel, the ratio term).
+            execution: ``auto`` (in eval chosen by device and batch, see
+                :meth:`resolved_execution`; masked in train), ``sparse`` (eval only) or
+                ``masked`` (every frame computed, as the authors' code).
+            dense_above: in sparse execution, compute densely when at least this fraction of
+                the batch's frames is kept (gather and scatter then cost more than they save).
+                With spatial navigation each focal block instead picks, by multiply-accumulates,
+                between its selected regions and its kept frames whole.
+            region_selection: spatial models: ``navigation`` (learned; their default), ``all``,
+                or the fixed policies of Table 5 ``random`` / ``center`` (need ``region_ratio``).
+            region_ratio: share of regions computed per kept frame, in (0, 1]. With
+                ``navigation``, in eval: static-k regions, exactly ``round(region_ratio * g^2)``
+                per kept frame, those with the largest margin (as ``ratio`` does for frames).
+
+        Returns:
+            The model itself. Raises ValueError naming every broken rule.
         """
         selection = self.selection if selection is None else selection
         execution = self.execution if execution is None else execution
@@ -121,17 +136,22 @@ class VideoModel(nn.Module):
         self.region_ratio = None if region_ratio is None else float(region_ratio)
         return self
 
-    def static_counts(self, given: bool = False) -> bool:
-        """Whether, in eval, every focal block knows how many frames (and regions) it computes
-        before its masks are made: static-k, the fixed frame policies, with no region
-        selection or a fixed region policy; not a mask ``given`` from outside. Sparse
-        execution then reads nothing back from the device (:class:`~afnet.models.layers.KeptSizes`);
-        otherwise it reads the counts once per AF stage."""
-        if given:
-            return False
-        ctx = SelectionContext(selection=self.selection, ratio=self.ratio, region_selection=self.region_selection,
-                               region_ratio=self.region_ratio)
-        return ctx.counts_fixed(self.num_frames, training=False)
+    def policy(self, temperature: float = 1.0, given: torch.Tensor | None = None) -> SelectionPolicy:
+        """The :class:`~afnet.models.layers.SelectionPolicy` of a forward pass as configured
+        (``temperature``: Gumbel-Softmax, training; ``given``: a (B, T) mask from outside)."""
+        return SelectionPolicy(selection=self.selection, ratio=self.ratio, region_selection=self.region_selection,
+                               region_ratio=self.region_ratio, temperature=float(temperature), seed=self.seed,
+                               given=given)
+
+    def fixed_counts(self, given: bool = False) -> FixedCounts:
+        """The counts the policy fixes in eval (:meth:`SelectionPolicy.fixed_counts`; regions
+        per kept frame of a one-region grid): ``.complete`` when every focal block knows how
+        many frames (and regions) it computes before its masks are made: static-k, the fixed
+        frame policies, with no region selection or a fixed region policy; not a mask
+        ``given`` from outside. Sparse execution then reads nothing back from the device
+        (:class:`~afnet.models.layers.KeptSizes`); otherwise it reads the counts once per AF stage."""
+        outside = torch.ones(1, self.num_frames) if given else None   # any mask from outside: its counts unknown
+        return self.policy(given=outside).fixed_counts(self.num_frames, training=False)
 
     def resolved_execution(self, batch: int, device: torch.device | str = "cpu", given: bool = False) -> str:
         """``"sparse"`` or ``"masked"``: what a forward pass of ``batch`` videos on ``device``
@@ -141,8 +161,9 @@ class VideoModel(nn.Module):
         - on a CPU, sparse: it tracked the FLOPs at every ratio and batch measured;
         - on a GPU, below batch :data:`CUDA_SPARSE_MIN_BATCH`: masked for region selection
           (region-sparse lost to masked at batch 1 and 8 on an H100) and for counts read from
-          the masks (sparse lost there too, reading each block's count); sparse where
-          :meth:`static_counts` fixes the frame counts (nothing read back); sparse from batch
+          the masks (a host sync per AF stage; measured when sparse read one per focal block, it
+          lost, and the one read per stage has not been measured since); sparse where
+          :meth:`fixed_counts` fixes the frame counts (nothing read back); sparse from batch
           32 on.
         """
         if self.execution == "sparse" and self.training:
@@ -152,7 +173,7 @@ class VideoModel(nn.Module):
             return "masked"
         if self.execution == "auto" and torch.device(device).type == "cuda" and batch < CUDA_SPARSE_MIN_BATCH:
             regions = self.spatial and self.region_selection != "all"
-            if regions or not self.static_counts(given):
+            if regions or not self.fixed_counts(given).complete:
                 return "masked"
         return "sparse"
 
@@ -193,17 +214,20 @@ class VideoModel(nn.Module):
         x = video.reshape(b * t, *video.shape[2:])
         if is_channels_last(next(self.parameters())):
             x = x.contiguous(memory_format=torch.channels_last)
-        ctx = SelectionContext(selection=self.selection, ratio=self.ratio, temperature=float(temperature),
-                               sparse=self.resolved_execution(b, x.device, keep is not None) == "sparse",
-                               dense_above=self.dense_above, seed=self.seed,
-                               region_selection=self.region_selection, region_ratio=self.region_ratio, given=keep)
+        policy = self.policy(temperature, keep)
+        execution = Execution(sparse=self.resolved_execution(b, x.device, keep is not None) == "sparse",
+                              dense_above=self.dense_above)
         with torch.autocast(x.device.type, dtype=self.autocast_dtype or torch.bfloat16,
                             enabled=self.autocast_dtype is not None):
-            logits = self.forward_head(self.forward_features(x, ctx))
+            features, masks, regions = self.forward_features(x, policy, execution)
+            logits = self.forward_head(features)
         frame_logits = logits.float().view(b, t, -1)
-        return VideoOutput(frame_logits.mean(dim=1), ctx.masks, ctx.regions, frame_logits)
+        return VideoOutput(frame_logits.mean(dim=1), masks, regions, frame_logits)
 
-    def forward_features(self, x: torch.Tensor, ctx: SelectionContext) -> torch.Tensor:  # pragma: no cover
+    def forward_features(self, x: torch.Tensor, policy: SelectionPolicy, execution: Execution
+                         ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:  # pragma: no cover
+        """Per-frame features, and the masks of the navigation points in network order: one
+        (B, T) keep-mask each, and with spatial navigation one (B, T, g, g) region mask each."""
         raise NotImplementedError
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:  # pragma: no cover

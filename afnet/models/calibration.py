@@ -16,7 +16,7 @@ checkpoint; ranking by margin (static-k) is unchanged by it.
 """
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 

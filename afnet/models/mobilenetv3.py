@@ -14,7 +14,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from afnet.models.base import VideoModel
-from afnet.models.layers import AFStage, FusionGate, Navigation, ResidualBlock, TemporalShift, make_divisible
+from afnet.models.layers import AFStage, FusionGate, Navigation, ResidualBlock, TemporalShift
+
+
+def make_divisible(v: float, divisor: int = 8, min_value: int | None = None) -> int:
+    """Round channel counts to a multiple of 8 (MobileNet convention)."""
+    min_value = min_value or divisor
+    new_v = max(min_value, int(v + divisor / 2) // divisor * divisor)
+    if new_v < 0.9 * v:
+        new_v += divisor
+    return new_v
 
 
 @dataclass(frozen=True)
@@ -154,7 +163,8 @@ class _MobileNetBase(VideoModel):
         last = make_divisible(in_ch * 6, 8)
         self.conv_last = nn.Conv2d(in_ch, last, 1, bias=False)
         self.bn_last = nn.BatchNorm2d(last)
-        self.fc = nn.Sequential(nn.Linear(last, 1280), nn.Hardswish(), nn.Dropout(dropout), nn.Linear(1280, self.num_classes))
+        self.fc = nn.Sequential(nn.Linear(last, 1280), nn.Hardswish(), nn.Dropout(dropout),
+                                nn.Linear(1280, self.num_classes))
 
     def stem(self, x):
         return self.act(self.bn(self.conv(x)))
@@ -202,10 +212,11 @@ class AFMobileNetV3(_MobileNetBase):
                         FusionGate(focal_ch, 16, bias=True), fusion_block, ample_proj=None, fusion_relu=False)
         return stage, out_ch
 
-    def forward_features(self, x, ctx):
+    def forward_features(self, x, policy, execution):
         x = self.stage1(self.stage0(self.stem(x)))
-        x = self.stage3(self.stage2(x, ctx), ctx)
-        return self.stage5(self.stage4(x))
+        x, masks, _ = self.stage2(x, policy, execution)
+        x, stage3_masks, _ = self.stage3(x, policy, execution, point=len(masks))
+        return self.stage5(self.stage4(x)), masks + stage3_masks, []
 
 
 class MobileNetV3(_MobileNetBase):
@@ -222,5 +233,5 @@ class MobileNetV3(_MobileNetBase):
         self._build_head(ch, dropout)
         _init_mobilenet(self)
 
-    def forward_features(self, x, ctx):
-        return self.features(self.stem(x))
+    def forward_features(self, x, policy, execution):
+        return self.features(self.stem(x)), [], []

@@ -19,8 +19,14 @@ RUNTIME_OPTIONS = ("execution", "dense_above")
 PRECISIONS = ("fp32", "bf16", "auto")
 
 
-def _unit(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and 0.0 < float(x) <= 1.0
+def is_number(x) -> bool:
+    """An int or a float, not a bool (YAML's ``true`` is no number)."""
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def in_unit_interval(x, slack: float = 0.0) -> bool:
+    """A number in ``(0, 1 + slack]``: a ratio, a share."""
+    return is_number(x) and 0.0 < float(x) <= 1.0 + slack
 
 
 def selection_problems(o: dict, *, has_navigation: bool, spatial: bool, model: str, prefix: str = "") -> list[str]:
@@ -37,7 +43,7 @@ def selection_problems(o: dict, *, has_navigation: bool, spatial: bool, model: s
     if execution is not None and execution not in EXECUTIONS:
         problems.append(f"{p}execution={execution!r}; accepted: {', '.join(EXECUTIONS)}")
     for key in ("ratio", "region_ratio"):
-        if o.get(key) is not None and not _unit(o[key]):
+        if o.get(key) is not None and not in_unit_interval(o[key]):
             problems.append(f"{p}{key} must be in (0, 1], got {o[key]!r}")
     if ratio is not None and (not has_navigation or selection in ("all", "soft")):
         problems.append(f"{p}ratio={ratio!r} has no effect: {model} computes every frame"
@@ -55,6 +61,6 @@ def selection_problems(o: dict, *, has_navigation: bool, spatial: bool, model: s
     elif region_selection in FIXED_REGION_SELECTIONS and region_ratio is None:
         problems.append(f"{p}region_selection={region_selection!r} needs a {p}region_ratio in (0, 1]")
     dense_above = o.get("dense_above")
-    if dense_above is not None and not (isinstance(dense_above, (int, float)) and 0.0 < dense_above <= 1.0 + 1e-9):
+    if dense_above is not None and not in_unit_interval(dense_above, slack=1e-9):
         problems.append(f"{p}dense_above must be in (0, 1], got {dense_above!r}")
     return problems

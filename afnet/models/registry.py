@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from typing import TYPE_CHECKING, Callable, NamedTuple
+from collections.abc import Callable
+from typing import TYPE_CHECKING, NamedTuple
 
-from afnet.models.options import CONFIGURE_OPTIONS, RUNTIME_OPTIONS, TEMPORAL_NAVIGATION, selection_problems
+from afnet.models.options import CONFIGURE_OPTIONS, TEMPORAL_NAVIGATION, is_number, selection_problems
 
 if TYPE_CHECKING:
     from afnet.models.base import VideoModel
 
 class ModelEntry(NamedTuple):
-    build: Callable[..., "VideoModel"]
+    build: Callable[..., VideoModel]
     navigation: bool   # has a focal branch and navigation (frame selection)
     spatial: bool      # can be built with spatial navigation (``spatial=True``)
 
@@ -52,18 +53,26 @@ def create_model(name: str, *, num_classes: int, num_frames: int, shift: bool | 
                  execution: str = "auto", dense_above: float | None = None) -> VideoModel:
     """Build a model of the zoo.
 
-    name: one of :func:`list_models`. shift: temporal shift (TSM) in every block; ``None``
-    takes the model's default (off, except AF-MobileNetV3 whose release always shifts).
-    selection / ratio / execution / dense_above: see :meth:`VideoModel.configure`;
-    ``selection`` defaults to ``navigation`` for AF models, ``all`` for baselines.
-    dropout: before the classifier. navigation_bias: initial (skip, keep) bias of the
-    navigation's last layer; ``None``: (1, 10) as released.
-    spatial: spatial navigation (paper §3.3, AF-ResNet family) with ``region_grid`` regions
-    per side (an int, or one per AF stage). temporal_navigation: ``"block"`` (one navigation
-    per focal block) or ``"first"`` (one at the first layer); ``None``: ``"first"`` with
-    ``spatial``, else ``"block"``. region_selection / region_ratio: see
-    :meth:`VideoModel.configure`; ``region_selection`` defaults to ``navigation`` for
-    spatial models.
+    Args:
+        name: one of :func:`list_models`.
+        num_classes: classifier outputs.
+        num_frames: frames per video (T); the navigation and the temporal shift are sized by it.
+        shift: temporal shift (TSM) in every block; ``None`` takes the model's default (off,
+            except AF-MobileNetV3 whose release always shifts).
+        selection, ratio, execution, dense_above: see :meth:`VideoModel.configure`;
+            ``selection`` defaults to ``navigation`` for AF models, ``all`` for baselines.
+        dropout: before the classifier.
+        navigation_bias: initial (skip, keep) bias of the navigation's last layer; ``None``:
+            (1, 10) as released.
+        spatial: spatial navigation (paper §3.3, AF-ResNet family).
+        region_grid: regions per side with ``spatial`` (an int, or one per AF stage).
+        temporal_navigation: ``"block"`` (one navigation per focal block) or ``"first"`` (one
+            at the first layer); ``None``: ``"first"`` with ``spatial``, else ``"block"``.
+        region_selection, region_ratio: see :meth:`VideoModel.configure`;
+            ``region_selection`` defaults to ``navigation`` for spatial models.
+
+    Returns:
+        The :class:`VideoModel`, in training mode. Raises ValueError naming every broken rule.
 
     Every keyword here is a model option: the engine's ``model:`` config section is derived
     from this signature (:func:`model_options`), and the rules on the values live in
@@ -83,12 +92,7 @@ def create_model(name: str, *, num_classes: int, num_frames: int, shift: bool | 
         raise ValueError(f"{name} does not take {', '.join(build)}: {exc}") from None
     model.arch = name
     model.build_args = {k: list(v) if isinstance(v, tuple) else v for k, v in build.items()}
-    configure = {k: options[k] for k in CONFIGURE_OPTIONS}
-    if configure["selection"] is None:
-        configure["selection"] = "navigation" if model.has_navigation else "all"
-    if configure["region_selection"] is None:
-        configure["region_selection"] = "navigation" if model.spatial else "all"
-    model.configure(**configure)
+    model.configure(**{k: options[k] for k in CONFIGURE_OPTIONS})   # None: the model's default
     return model
 
 
@@ -101,10 +105,6 @@ def model_options() -> dict:
 def spatial_models() -> tuple[str, ...]:
     """Models that can be built with spatial navigation."""
     return tuple(n for n, entry in _MODELS.items() if entry.spatial)
-
-
-def _number(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
 def option_problems(name: str, options: dict, *, prefix: str = "", input_size: int | None = None,
@@ -139,18 +139,19 @@ def option_problems(name: str, options: dict, *, prefix: str = "", input_size: i
         sizes = _family("AFResNet").focal_map_sizes(input_size)
         bad = [f"stage {i + 1}: {g} on {s}" for i, (g, s) in enumerate(zip(grids, sizes)) if s % g]
         if bad:
-            problems.append(f"{p}region_grid={_show(grid)} does not divide the focal maps at {input_size_key}={input_size} "
+            problems.append(f"{p}region_grid={_show(grid)} does not divide the focal maps at "
+                            f"{input_size_key}={input_size} "
                             f"(sides {sizes}; {', '.join(bad)}): choose a grid per AF stage, or an input size, "
                             "so that each grid divides its map")
     elif not o["spatial"] and tuple(grids) != (model_options()["region_grid"],) * 3:
         problems.append(f"{p}region_grid={_show(grid)} needs {p}spatial=true")
     bias = o["navigation_bias"]
-    if bias is not None and not (isinstance(bias, (list, tuple)) and len(bias) == 2 and all(map(_number, bias))
+    if bias is not None and not (isinstance(bias, (list, tuple)) and len(bias) == 2 and all(map(is_number, bias))
                                  and bias[1] > bias[0]):
         problems.append(f"{p}navigation_bias={_show(bias)}; accepted: [skip, keep] numbers with keep > skip, or null")
     elif bias is not None and not entry.navigation:
         problems.append(f"{p}navigation_bias={_show(bias)}: {name} has no navigation; leave it null")
-    if not _number(o["dropout"]) or not 0.0 <= o["dropout"] < 1.0:
+    if not is_number(o["dropout"]) or not 0.0 <= o["dropout"] < 1.0:
         problems.append(f"{p}dropout={o['dropout']!r}; accepted: [0, 1)")
     spatial = bool(o["spatial"]) and spatial_ok
     problems += selection_problems({k: o[k] for k in CONFIGURE_OPTIONS}, has_navigation=entry.navigation,

@@ -13,8 +13,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from afnet.models.base import NavigationPoint, VideoModel
-from afnet.models.layers import (AFStage, FusionGate, Navigation, ResidualBlock, SpatialNavigation,
-                                 TemporalShift, decide, gather_regions, gather_shifted)
+from afnet.models.layers import (
+    AFStage,
+    FusionGate,
+    Navigation,
+    ResidualBlock,
+    SpatialNavigation,
+    TemporalShift,
+    decide,
+    gather_regions,
+    gather_shifted,
+)
 
 
 def _shortcut(in_ch: int, out_ch: int, stride: int, style: str) -> nn.Module:
@@ -148,11 +157,13 @@ class AFResNet(_ResNetBase):
                  region_grid: int | tuple[int, int, int] = 7, temporal_navigation: str | None = None):
         super().__init__(num_classes, num_frames)
         if min(layers[:3]) < 2:
-            raise ValueError(f"an AF stage needs at least 2 blocks (one ample/focal pair and the fusion block), got {layers}")
+            raise ValueError("an AF stage needs at least 2 blocks (one ample/focal pair and the fusion block), "
+                             f"got {layers}")
         temporal_navigation = temporal_navigation or ("first" if spatial else "block")
         grids = (region_grid,) * 3 if isinstance(region_grid, int) else tuple(region_grid)
         self.shift = shift
         self.spatial = bool(spatial)
+        self.region_selection = "navigation" if spatial else "all"
         self.region_grid = grids if spatial else None
         self.temporal_navigation = temporal_navigation
         t = num_frames
@@ -210,14 +221,17 @@ class AFResNet(_ResNetBase):
                        Bottleneck(out_ch, out_ch, t, stride=stride, shift=shift), ample_proj, fusion_relu=True,
                        spatial=spatial)
 
-    def forward_features(self, x, ctx):
+    def forward_features(self, x, policy, execution):
         x = self.stem(x)
-        if self.temporal_navigation == "first":
-            ctx.keep = decide(self.navigation, x, ctx, self.training, record=False)
-        x = self.layer3(self.layer2(self.layer1(x, ctx), ctx), ctx)
+        keep = decide(self.navigation, x, policy, self.training) if self.temporal_navigation == "first" else None
+        masks, regions = [], []
+        for stage in (self.layer1, self.layer2, self.layer3):
+            x, stage_masks, stage_regions = stage(x, policy, execution, point=len(masks), keep=keep)
+            masks += stage_masks
+            regions += stage_regions
         for block in self.layer4:
             x = block(x)
-        return x
+        return x, masks, regions
 
 
 class ResNet(_ResNetBase):
@@ -242,12 +256,12 @@ class ResNet(_ResNetBase):
         self._build_head(in_ch, dropout)
         _init_resnet(self)
 
-    def forward_features(self, x, ctx):
+    def forward_features(self, x, policy, execution):
         x = self.stem(x)
         for stage in (self.layer1, self.layer2, self.layer3, self.layer4):
             for block in stage:
                 x = block(x)
-        return x
+        return x, [], []
 
 
 class NavResNet(ResNet):
@@ -275,14 +289,16 @@ class NavResNet(ResNet):
         return [NavigationPoint(f"navigation.{i}.{j}") for i, points in enumerate(self.navigation)
                 for j in range(len(points))]
 
-    def forward_features(self, x, ctx):
+    def forward_features(self, x, policy, execution):
         x = self.stem(x)
+        masks = []
         for stage, points in zip((self.layer1, self.layer2, self.layer3), self.navigation):
             x = stage[0](x)
             for block, navigation in zip(stage[1:], points):
-                keep = decide(navigation, x, ctx, self.training)
-                sizes = ctx.sizes([keep], [None], self.training)[0] if ctx.sparse else None
-                x = block(x, keep, sparse=ctx.sparse, dense_above=ctx.dense_above, sizes=sizes)
+                keep = decide(navigation, x, policy, self.training, point=len(masks))
+                masks.append(keep)
+                sizes = policy.sizes([keep], [None], self.training)[0] if execution.sparse else None
+                x = block(x, keep, sparse=execution.sparse, dense_above=execution.dense_above, sizes=sizes)
         for block in self.layer4:
             x = block(x)
-        return x
+        return x, masks, []
