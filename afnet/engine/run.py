@@ -59,7 +59,8 @@ def budget_warnings(cfg: Config, learned_frames: bool, learned_regions: bool, be
     tolerance = 0.05 if o.ratio_tolerance is None else o.ratio_tolerance
     run_dir = Path(cfg.run_dir)
     calibrate = (f"`afnet calibrate --config {run_dir / 'config.yaml'} "
-                 f"--checkpoint {run_dir / 'checkpoints' / 'best.ckpt'}` shifts its keep/skip threshold to keep RT of the frames")
+                 f"--checkpoint {run_dir / 'checkpoints' / 'best.ckpt'}` shifts its keep/skip threshold "
+                 "to keep RT of the frames")
     checks = []
     if learned_frames:
         checks.append(("objective.rt_end", o.rt_end, "RT", o.target_ratio, "mean_kept_ratio", "kept share", calibrate))
