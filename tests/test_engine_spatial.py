@@ -24,6 +24,9 @@ SPATIAL_CONFIGS = {
        for p in ("random", "center") for r in (0.25, 0.5, 0.75)},
 }
 
+# the engine tests' 28-pixel crops of tiny_synthetic (tests.helpers.tiny_overrides): focal maps 7, 4, 2
+SPATIAL_28 = ("data.input_size=28", "model.spatial=true", "model.region_grid=[7, 2, 1]")
+
 
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory):
@@ -91,7 +94,7 @@ def test_region_term_is_lambda_s_mean_squared_region_gap():
 
 
 def test_rs_steps_down_like_rt_and_fixed_policies_have_no_region_term(synth):
-    cfg = load_config(SYNTHETIC_CONFIG, [f"data.root={synth}", "model.spatial=true", "model.region_grid=[7, 2, 1]",
+    cfg = load_config(SYNTHETIC_CONFIG, [f"data.root={synth}", *SPATIAL_28,
                                          "objective.target_region_ratio=0.4", "objective.rs_begin=2",
                                          "objective.rs_end=6", "objective.rt_begin=10", "objective.rt_end=20"])
     module = AFNetModule(build_model(cfg)[0], cfg)
@@ -102,20 +105,20 @@ def test_rs_steps_down_like_rt_and_fixed_policies_have_no_region_term(synth):
     assert [module.schedule(e * 10, 10)["target_region_ratio"] for e in (9, 10, 15, 20)] == pytest.approx(
         [1.0, 0.8, 0.6, 0.4])
 
-    table5 = load_config(SYNTHETIC_CONFIG, [f"data.root={synth}", "model.spatial=true", "model.region_grid=[7, 2, 1]",
+    table5 = load_config(SYNTHETIC_CONFIG, [f"data.root={synth}", *SPATIAL_28,
                                             "model.selection=all"])
     module = AFNetModule(build_model(table5)[0], table5)   # spatial navigation learned, frames all kept
     assert module.with_region_ratio and not module.with_ratio
     model = module.model
     assert all(p.requires_grad for m in model.modules() if isinstance(m, SpatialNavigation) for p in m.parameters())
     assert not any(p.requires_grad for p in model.navigation.parameters())
-    fixed = load_config(SYNTHETIC_CONFIG, [f"data.root={synth}", "model.spatial=true", "model.region_grid=[7, 2, 1]",
+    fixed = load_config(SYNTHETIC_CONFIG, [f"data.root={synth}", *SPATIAL_28,
                                            "model.region_selection=center", "model.region_ratio=0.5"])
     module = AFNetModule(build_model(fixed)[0], fixed)
     assert not module.with_region_ratio and module.with_ratio
     assert not any(p.requires_grad for m in module.model.modules() if isinstance(m, SpatialNavigation)
                    for p in m.parameters())
-    plain = load_config(SYNTHETIC_CONFIG, [f"data.root={synth}"])
+    plain = load_config(SYNTHETIC_CONFIG, [f"data.root={synth}", "data.input_size=28"])
     assert "target_region_ratio" not in AFNetModule(build_model(plain)[0], plain).schedule(0, 10)
 
 
@@ -147,7 +150,7 @@ def test_spatial_model_fine_tunes_from_an_image_backbone(synth, tmp_path):
     the first layer; every navigation module (temporal and spatial) starts fresh."""
     backbone = afnet.create_model("af_resnet_small", num_classes=1000, num_frames=1)
     torch.save({"state_dict": {f"module.{k}": v for k, v in backbone.state_dict().items()}}, tmp_path / "in.pth.tar")
-    cfg = load_config(SYNTHETIC_CONFIG, [f"data.root={synth}", "model.spatial=true", "model.region_grid=[7, 2, 1]",
+    cfg = load_config(SYNTHETIC_CONFIG, [f"data.root={synth}", *SPATIAL_28,
                                          f"model.pretrained={tmp_path / 'in.pth.tar'}"])
     model, mult = build_model(cfg)
     assert mult == [5.0, 10.0]
@@ -180,5 +183,5 @@ def test_spatial_model_fine_tunes_from_an_image_backbone(synth, tmp_path):
 ])
 def test_bad_spatial_keys_are_rejected_naming_the_key(synth, overrides, words):
     with pytest.raises(ConfigError) as info:
-        load_config(SYNTHETIC_CONFIG, [f"data.root={synth}", *overrides])
+        load_config(SYNTHETIC_CONFIG, [f"data.root={synth}", "data.input_size=28", *overrides])
     assert words in str(info.value)
