@@ -149,7 +149,7 @@ def test_export_refuses_what_a_static_graph_cannot_do():
     with pytest.raises(ValueError, match="selection 'random' draws its frames per call"):
         export_execution(model.configure(selection="random", ratio=0.5))
     spatial = afnet.create_model("af_resnet_small", num_classes=K, num_frames=T, spatial=True, region_grid=2).eval()
-    with pytest.raises(ValueError, match="spatial model .* execution masked"):
+    with pytest.raises(ValueError, match="region-sparse execution is not exported .* export it with execution masked"):
         export_execution(spatial.configure(ratio=0.5), "sparse")
     assert export_execution(spatial.configure(ratio=0.5)) == "masked"
 
