@@ -73,7 +73,7 @@ def markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
-def figures(out: Path, data, results: list, explained: str) -> dict:
+def draw_figures(out: Path, data, results: list, explained: str) -> dict:
     """Fig. 5 plots come from ``evaluate`` (in each run dir); Fig. 6 (and, for the spatial
     runs, the kept regions) from ``afnet explain`` of the run labelled ``explained``."""
     figures = {"kept_ratio_plots": sorted(str(p) for p in (out / "runs").rglob("*.png"))}

@@ -9,7 +9,6 @@ from pathlib import Path
 import yaml
 
 from afnet.data.synthetic import EVIDENCE_FILE
-from afnet.demo import report as reporting
 from afnet.demo.plan import (
     EXPLAINED,
     FULL,
@@ -23,6 +22,7 @@ from afnet.demo.plan import (
     demo_config,
     pretrain_config,
 )
+from afnet.demo.report import describe, draw_figures, markdown
 from afnet.demo.statistics import (
     HEADROOM_POLICIES,
     claims,
@@ -145,14 +145,14 @@ def run_demo(out: str | Path = "results/demo", *, quick: bool = False, seeds=(0,
         latency = round(measure_latency(reported, sample), 2)
         results.append(run_result(label, seed, evaluate(cfg, reported), latency, train_seconds))
         for row in results[-1:] + variants:
-            progress(f"[demo {k}/{total}] {reporting.describe(row)}")
+            progress(f"[demo {k}/{total}] {describe(row)}")
         results += variants
         if run.learned_frames and sz.task == "evidence":
             headroom.append({"model": label, "seed": seed, **evidence_headroom(reported, val)})
             progress(f"[demo {k}/{total}] {label} top-1 when its focal branch computes: " + ", ".join(
                 f"{p} {headroom[-1][p]:.1%}" for p in HEADROOM_POLICIES))
     summary = summarise(results, runs)
-    figures = reporting.figures(out, data, results, SPATIAL_RUNS[0].label if spatial else EXPLAINED)
+    figures = draw_figures(out, data, results, SPATIAL_RUNS[0].label if spatial else EXPLAINED)
     rate = next((r.evidence_rate for r in results if r.evidence_rate is not None), None)
     headroom_summary = summarise_headroom(headroom)
     report = {"quick": quick, "spatial": spatial, "seeds": list(seeds), "size": asdict(sz), "accelerator": device,
@@ -162,7 +162,7 @@ def run_demo(out: str | Path = "results/demo", *, quick: bool = False, seeds=(0,
               "precision_bars": precision_bars(summary, rate), "evidence_worth": evidence_worth(headroom_summary),
               "evidence_rate": rate, "seconds": round(time.time() - start, 1)}
     (out / "results.json").write_text(json.dumps(report, indent=1))
-    (out / "table.md").write_text(reporting.markdown(report) + "\n")
+    (out / "table.md").write_text(markdown(report) + "\n")
     progress(f"[demo] done in {report['seconds']:.0f} s; table, JSON and figures in {out}")
     return report
 
