@@ -207,8 +207,8 @@ def export_execution(model: nn.Module, execution: str = "auto") -> str:
     if execution == "auto":
         return "sparse" if fixed and not model.spatial else "masked"
     if execution == "sparse" and model.spatial:
-        raise OptionError("{execution} sparse: region-sparse execution is not exported (a spatial model's "
-                          "export runs masked, its region masks among the outputs); export it with "
+        raise OptionError("{execution} sparse: region-sparse execution is not exported (the export of a "
+                          "spatial model runs masked, its region masks among the outputs); export it with "
                           "{execution} masked", "execution")
     if execution == "sparse" and not fixed:
         raise OptionError(f"{{execution}} sparse needs a fixed number of frames per video (static shapes); the "
