@@ -12,8 +12,8 @@
          static-k; its focal branch also on given frames (evidence_headroom)
       ─► table (Markdown, JSON) with each claim's verdict, figures
 
-All models use the small ResNet backbone and 8 frames (``DemoSize.frames``). The task (``afnet.data.synthetic``,
-``task="evidence"``): the class is a small glyph that the carrier square bears in 2-3
+All models use the small ResNet backbone and 8 frames (``DemoSize.frames``). The task
+(``afnet.data.synthetic``, ``task="evidence"``): the class is a small glyph that the carrier square bears in 2-3
 random frames of each video; the other frames carry no evidence. A per-frame model can
 solve it (TSN is not excluded by construction), and which frames carry the evidence is
 known, so the share of the frames a model computes that carry evidence (navigation
@@ -24,10 +24,10 @@ The claims and how they are decided: :func:`claims`. Whatever the numbers show i
 every frame kept, half of the regions of each focal block computed, chosen by the spatial
 navigation, at random, or as a centre crop.
 
-The package, data flowing one way: :mod:`~afnet.demo.plan` (sizes, rows as dotted config
-overrides, each run's config) -> :mod:`~afnet.demo.run` (the pipeline) ->
-:mod:`~afnet.demo.statistics` (means, verdicts, bars) -> :mod:`~afnet.demo.report` (Markdown,
-figures).
+The package, each module importing only those before it: :mod:`~afnet.demo.plan` (sizes,
+rows as dotted config overrides, each run's config) -> :mod:`~afnet.demo.statistics` (means,
+verdicts, bars) -> :mod:`~afnet.demo.report` (Markdown, figures) -> :mod:`~afnet.demo.run`
+(the pipeline).
 """
 from afnet.demo.plan import (
                              EXPLAINED,
