@@ -186,3 +186,27 @@ def test_every_experiment_trains_one_step(path):
     loss.backward()
     optimizer.step()
     assert not torch.equal(before, model.classifier().weight)
+
+
+def test_one_override_parser_for_configs_the_demo_and_check_data():
+    import argparse
+
+    from afnet.data.cli import _parse_override
+    from afnet.engine.schema import ConfigError, apply_override
+    from afnet.overrides import OverrideError, parse_override
+
+    assert parse_override("optim.lr=2e-2") == ("optim.lr", 0.02)
+    assert parse_override(" model.region_grid = [4, 2, 2]") == ("model.region_grid", [4, 2, 2])
+    assert parse_override("data.num_frames=null") == ("data.num_frames", None)
+    assert parse_override('model.name="tsn_resnet_small"') == ("model.name", "tsn_resnet_small")
+    for bad in ("optim.lr", "=3", "x=[1, 2"):
+        with pytest.raises(OverrideError, match="override"):
+            parse_override(bad)
+    cfg: dict = {}
+    apply_override(cfg, "objective.saliency_weight=16.0")
+    assert cfg == {"objective": {"saliency_weight": 16.0}}
+    with pytest.raises(ConfigError, match="expected KEY=VALUE"):
+        apply_override(cfg, "optim.lr")
+    assert _parse_override("num_classes=5") == ("num_classes", 5)      # check-data --set: the same parser
+    with pytest.raises(argparse.ArgumentTypeError, match="--set 'oops'"):
+        _parse_override("oops")

@@ -11,16 +11,14 @@ import sys
 
 from afnet.data.annotations import ANNOTATION_KINDS
 from afnet.data.presets import PRESETS
+from afnet.overrides import OverrideError, parse_override
 
 
 def _parse_override(text: str):
-    key, sep, value = text.partition("=")
-    if not sep:
-        raise argparse.ArgumentTypeError(f"--set {text!r}: expected KEY=VALUE")
     try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
+        return parse_override(text)
+    except OverrideError as exc:
+        raise argparse.ArgumentTypeError(f"--set {text!r}: {exc}") from None
 
 
 def register(subparsers) -> None:

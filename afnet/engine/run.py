@@ -216,7 +216,16 @@ def _trainer(cfg: Config, **kwargs) -> L.Trainer:
 
 def train(cfg: Config) -> TrainResult:
     """Train as ``cfg`` says (see ``docs/training.md``); resume when ``cfg.resume`` is set.
-    ``cfg``: a :class:`Config` (or what :func:`load_config` reads), checked again here."""
+
+    Args:
+        cfg: a :class:`Config`, or what :func:`load_config` reads (a YAML path, a mapping);
+            checked again here, before any data is read.
+
+    Returns:
+        :class:`TrainResult`: the run folder, ``best.ckpt`` (best validation top-1 among the
+        epochs at the final RT/RS), ``last.ckpt``, the last validation metrics, and the
+        :func:`budget_warnings` of the run (also warned as :class:`BudgetWarning`).
+    """
     cfg = load_config(cfg)
     data = VideoDataModule(cfg.data, seed=cfg.seed)
     class_names = data.class_names()            # reads the lists: data errors before any model is built

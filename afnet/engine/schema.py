@@ -26,6 +26,7 @@ import yaml
 
 from afnet._imports import require
 from afnet.models.options import in_unit_interval
+from afnet.overrides import OverrideError, parse_override
 
 require("omegaconf", "experiment configs (afnet.engine)")
 from omegaconf import OmegaConf  # noqa: E402 - after the check above
@@ -359,20 +360,12 @@ def read_config_file(path, _seen: tuple = ()) -> dict:
 
 
 def apply_override(cfg: dict, item: str) -> None:
-    """``"optim.lr=0.02"``: set a dotted key to a YAML-parsed value (numbers like ``2e-2`` too)."""
-    key, sep, text = item.partition("=")
-    if not sep or not key:
-        raise ConfigError(f"override {item!r}: expected KEY=VALUE with a dotted key, e.g. optim.lr=0.02")
+    """``"optim.lr=0.02"``: set a dotted key to a YAML-parsed value (:func:`afnet.overrides.parse_override`)."""
     try:
-        value = yaml.safe_load(text) if text.strip() else None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"override {item!r}: value is not valid YAML ({exc})") from None
-    if isinstance(value, str):  # YAML 1.1 reads "2e-2" as a string
-        try:
-            value = float(value)
-        except ValueError:
-            pass
-    *parents, leaf = key.strip().split(".")
+        key, value = parse_override(item)
+    except OverrideError as exc:
+        raise ConfigError(str(exc)) from None
+    *parents, leaf = key.split(".")
     node = cfg
     for part in parents:
         node = node.setdefault(part, {})
