@@ -56,7 +56,6 @@ ROWS = {
                              {"objective.saliency_weight": 1.0, "objective.t_min": 1.0}, {}),
     "saliency-16-tau-const": ("+ saliency term mu 16, tau held at 1 (the study's recipe)", _SALIENCY, {}),
 }
-RATIO_ROWS = {0.25: "@0.25"}   # a row name ending in "@0.25" runs at RT 0.25 instead of 0.5
 
 
 def parse_row(name: str) -> tuple[str, float]:
