@@ -24,14 +24,26 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import platform
 import statistics
 import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
-from afnet.demo import FULL, NAV, QUICK, DemoRun, accelerator, demo_config, evidence_headroom, pretrain_config
+from afnet.demo import (
+    FULL,
+    NAV,
+    QUICK,
+    DemoRun,
+    accelerator,
+    demo_config,
+    evaluate_static_k,
+    evidence_headroom,
+    mean_sd,
+    pretrain_backbone,
+    run_result,
+    write_config,
+)
 
 # name -> (what changes against the demo's recipe, config overrides, demo-size changes)
 _SALIENCY = {"objective.saliency_weight": 16.0, "objective.t_min": 1.0}
@@ -69,7 +81,6 @@ def setup(out: Path, sz, device: str = "cpu", progress=print) -> tuple[Path, str
     """The evidence dataset, the glyph images and the pre-trained AF backbone (written once)."""
     from afnet.data import make_synthetic
     from afnet.data.synthetic import make_glyph_images
-    from afnet.engine import load_config, train
 
     done = out / "setup.json"
     if done.is_file():
@@ -80,15 +91,9 @@ def setup(out: Path, sz, device: str = "cpu", progress=print) -> tuple[Path, str
                           size=sz.size, seed=0, task="evidence")
     images = make_glyph_images(out / "images", num_train=sz.num_images, num_val=sz.num_val_images, size=sz.size,
                                seed=0)
-    cfg_dict = pretrain_config(out, images, sz, "af_resnet_small", device)
-    path = out / "configs" / "pretrain.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    import yaml
-    path.write_text(yaml.safe_dump(cfg_dict, sort_keys=False))
-    t0 = time.time()
-    trained = train(load_config(path))
-    info = {"data": str(data.root), "backbone": str(trained.best_checkpoint),
-            "pretrain_top1": trained.metrics.get("top1"), "pretrain_seconds": round(time.time() - t0, 1)}
+    backbone, log = pretrain_backbone(out, images, sz, "af_resnet_small", device)
+    info = {"data": str(data.root), "backbone": backbone, "pretrain_top1": log["top1"],
+            "pretrain_seconds": log["seconds"]}
     done.write_text(json.dumps(info, indent=1))
     progress(f"[study] backbone pre-trained: glyph top-1 {info['pretrain_top1']:.1%} in {info['pretrain_seconds']} s")
     return data.root, info["backbone"]
@@ -123,40 +128,31 @@ def run_row(out: Path, data_root: Path, backbone: str, sz, name: str, seed: int,
     cfg_dict = demo_config(out, data_root, row_sz, seed, run, backbone, device)
     cfg_dict["run_dir"] = str(out / "runs" / f"{name}-seed{seed}")
     cfg_dict["eval"]["plot"] = False
-    path = out / "configs" / f"{name}-seed{seed}.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    import yaml
-    path.write_text(yaml.safe_dump(cfg_dict, sort_keys=False))
-    cfg = load_config(path)
+    cfg = load_config(write_config(out, cfg_dict))
     t0 = time.time()
     trained = train(cfg)
     seconds = time.time() - t0
     metrics = evaluate(cfg, trained.best_checkpoint)
-    result = {"row": name, "seed": seed, "rt": rt, **_scores(metrics), "evidence_rate": metrics["evidence_rate"],
+    result = {"row": name, "seed": seed, "rt": rt, **_scores(run_result(name, seed, metrics, None)),
+              "evidence_rate": metrics["evidence_rate"],
               "train_seconds": round(seconds, 1), "steps": epoch_history(Path(cfg.run_dir)),
               "checkpoint": str(trained.best_checkpoint)}
     # at the budget: the threshold calibrated to RT (as the demo reports), and static-k
     calibrated = calibrate(cfg, trained.best_checkpoint)["checkpoint"]
-    result["calibrated"] = _scores(evaluate(cfg, calibrated, out_dir=Path(cfg.run_dir) / "eval_calibrated"))
-    static = load_config(cfg.to_dict(), [f"model.ratio={rt}"])
-    result["static_k"] = _scores(evaluate(static, trained.best_checkpoint, out_dir=Path(cfg.run_dir) / "eval_static_k"))
+    result["calibrated"] = _scores(run_result(name, seed, evaluate(cfg, calibrated, out_dir=Path(cfg.run_dir) /
+                                                                   "eval_calibrated"), None))
+    result["static_k"] = _scores(evaluate_static_k(cfg, name, seed, trained.best_checkpoint, f"model.ratio={rt}"))
     if headroom:
-        val = build_dataset("synthetic", data_root, str(data_root / "val_frames.txt"), train=False, num_frames=8,
+        val = build_dataset("synthetic", data_root, str(data_root / "val_frames.txt"), train=False, num_frames=sz.frames,
                             input_size=sz.size, scale_size=sz.size, evidence_file=data_root / EVIDENCE_FILE)
         result["headroom"] = evidence_headroom(calibrated, val)
     return result
 
 
-def _scores(metrics: dict) -> dict:
-    return {"top1": metrics["top1"], "kept_per_point": metrics["kept_ratio"], "kept": metrics["mean_kept_ratio"],
-            "precision_per_point": metrics["navigation_precision"], "precision": metrics["mean_navigation_precision"]}
-
-
-def _mean_sd(values) -> tuple:
-    values = [v for v in values if v is not None]
-    if not values:
-        return None, None
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+def _scores(row) -> dict:
+    """The study's numbers of one evaluation (a :class:`afnet.demo.RunResult`)."""
+    return {"top1": row.top1, "kept_per_point": row.kept_ratio_per_point, "kept": row.kept_ratio,
+            "precision_per_point": row.precision_per_point, "precision": row.precision}
 
 
 def _f(pair, digits=2, pct=False) -> str:
@@ -172,7 +168,7 @@ def report(out: Path) -> str:
     results, env = study["results"], study["environment"]
     names = list(dict.fromkeys(r["row"] for r in results))
     rate = next((r["evidence_rate"] for r in results if r.get("evidence_rate") is not None), None)
-    lines = [f"Machine: {env['cpu']}, {env['threads']} thread(s), CPU flags {env['flags']}; torch {env['torch']}.",
+    lines = [f"Machine: {env['cpu']}; {env['threads']} thread(s); torch {env['torch']}.",
              f"Evidence rate (the precision of a choice blind to content): {rate:.2f}; at RT 0.5 a perfect "
              "navigation scores about 0.62 (only 2-3 of the 4 kept frames can carry evidence). Mean ± std over "
              "seeds. *As trained*: the best checkpoint with its learned keep/skip threshold; *calibrated*: the "
@@ -192,11 +188,11 @@ def report(out: Path) -> str:
             per_point = " (" + " / ".join(f"{statistics.fmean(c['precision_per_point'][i] for c in cal):.2f}"
                                           for i in range(points)) + ")"
         lines.append(
-            f"| {name} | {rt} | {ROWS[base][0]} | {len(runs)} | {_f(_mean_sd([r['top1'] for r in runs]), pct=True)} | "
-            f"{_f(_mean_sd([r['kept'] for r in runs]))} | {_f(_mean_sd([r['precision'] for r in runs]))} | "
-            f"{_f(_mean_sd([c['top1'] for c in cal]), pct=True)} | "
-            f"{_f(_mean_sd([c['precision'] for c in cal]))}{per_point} | "
-            f"{_f(_mean_sd([c['top1'] for c in stk]), pct=True)} | {_f(_mean_sd([c['precision'] for c in stk]))} | "
+            f"| {name} | {rt} | {ROWS[base][0]} | {len(runs)} | {_f(mean_sd([r['top1'] for r in runs]), pct=True)} | "
+            f"{_f(mean_sd([r['kept'] for r in runs]))} | {_f(mean_sd([r['precision'] for r in runs]))} | "
+            f"{_f(mean_sd([c['top1'] for c in cal]), pct=True)} | "
+            f"{_f(mean_sd([c['precision'] for c in cal]))}{per_point} | "
+            f"{_f(mean_sd([c['top1'] for c in stk]), pct=True)} | {_f(mean_sd([c['precision'] for c in stk]))} | "
             f"{statistics.fmean(r['train_seconds'] for r in runs):.0f} |")
     with_headroom = [n for n in names if any("headroom" in r for r in results if r["row"] == n)]
     if with_headroom:
@@ -206,7 +202,7 @@ def report(out: Path) -> str:
                   "| row | " + " | ".join(policies) + " |", "|---|" + "---|" * len(policies)]
         for name in with_headroom:
             runs = [r for r in results if r["row"] == name and "headroom" in r]
-            lines.append(f"| {name} | " + " | ".join(_f(_mean_sd([r["headroom"][p] for r in runs]), pct=True)
+            lines.append(f"| {name} | " + " | ".join(_f(mean_sd([r["headroom"][p] for r in runs]), pct=True)
                                                     for p in policies) + " |")
     text = "\n".join(lines) + "\n"
     (out / "study.md").write_text(text)
@@ -244,15 +240,9 @@ def _figure(out: Path, results: list, names: list) -> None:
 
 def environment() -> dict:
     import torch
-    flags = ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            have = next(line for line in f if line.startswith("flags")).split()
-        flags = " ".join(x for x in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if x in have)
-    except (OSError, StopIteration):
-        pass
-    return {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-            "flags": flags or "unknown", "torch": torch.__version__}
+
+    from afnet.runtime import cpu_description
+    return {"cpu": cpu_description(), "threads": torch.get_num_threads(), "torch": torch.__version__}
 
 
 def main(argv=None) -> int:

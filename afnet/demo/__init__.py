@@ -47,7 +47,16 @@ from afnet.demo.plan import (
                              pretrain_config,
 )
 from afnet.demo.report import describe, markdown
-from afnet.demo.run import RunResult, evaluate_static_k, evidence_headroom, measure_latency, run_demo, run_result
+from afnet.demo.run import (
+                             RunResult,
+                             evaluate_static_k,
+                             evidence_headroom,
+                             measure_latency,
+                             pretrain_backbone,
+                             run_demo,
+                             run_result,
+                             write_config,
+)
 from afnet.demo.statistics import (
                              CLAIMS,
                              HEADROOM_POLICIES,
@@ -56,6 +65,7 @@ from afnet.demo.statistics import (
                              VARIANTS,
                              claims,
                              evidence_worth,
+                             mean_sd,
                              precision_bars,
                              summarise,
                              summarise_headroom,
@@ -64,6 +74,7 @@ from afnet.demo.statistics import (
 
 __all__ = ["EXPLAINED", "FULL", "NAV", "QUICK", "RUNS", "SALIENCY", "SPATIAL_FULL", "SPATIAL_QUICK", "SPATIAL_RUNS",
            "DemoRun", "DemoSize", "accelerator", "demo_config", "demo_overrides", "pretrain_config", "describe",
-           "markdown", "RunResult", "evaluate_static_k", "evidence_headroom", "measure_latency", "run_demo",
-           "run_result", "CLAIMS", "HEADROOM_POLICIES", "SPATIAL_CLAIMS", "T_CRIT", "VARIANTS", "claims",
-           "evidence_worth", "precision_bars", "summarise", "summarise_headroom", "verdict"]
+           "markdown", "RunResult", "evaluate_static_k", "evidence_headroom", "measure_latency", "pretrain_backbone",
+           "run_demo", "run_result", "write_config", "CLAIMS", "HEADROOM_POLICIES", "SPATIAL_CLAIMS", "T_CRIT",
+           "VARIANTS", "claims", "evidence_worth", "mean_sd", "precision_bars", "summarise", "summarise_headroom",
+           "verdict"]

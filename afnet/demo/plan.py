@@ -18,6 +18,14 @@ SALIENCY = ("objective.saliency_weight=16.0", "objective.t_min=1.0")
 AF = ("model.name=af_resnet_small",)
 
 
+def _config(items) -> dict:
+    """A plain config dict from dotted overrides, read by the config loader's parser."""
+    cfg: dict = {}
+    for item in items:
+        apply_override(cfg, item)
+    return cfg
+
+
 @dataclass(frozen=True)
 class DemoRun:
     """One row of the demo: its label, its config overrides (``"dotted.key=value"``, read by
@@ -30,9 +38,7 @@ class DemoRun:
 
     def setting(self, dotted: str, default=None):
         """The value this row's overrides give ``dotted`` (``default`` where they leave it)."""
-        node: dict = {}
-        for item in self.overrides:
-            apply_override(node, item)
+        node = _config(self.overrides)
         for key in dotted.split("."):
             if not isinstance(node, dict) or key not in node:
                 return default
@@ -177,10 +183,7 @@ def demo_overrides(out: Path, data_root: Path, sz: DemoSize, seed: int, run: Dem
 def demo_config(out: Path, data_root: Path, sz: DemoSize, seed: int, run: DemoRun, pretrained: str | None = None,
                 device: str = "cpu") -> dict:
     """The engine configuration of one demo run (a plain dict, saved beside its results)."""
-    cfg: dict = {}
-    for item in demo_overrides(out, data_root, sz, seed, run, pretrained, device):
-        apply_override(cfg, item)
-    return cfg
+    return _config(demo_overrides(out, data_root, sz, seed, run, pretrained, device))
 
 
 def pretrain_config(out: Path, images: Path, sz: DemoSize, model: str, device: str = "cpu") -> dict:
@@ -200,7 +203,4 @@ def pretrain_config(out: Path, images: Path, sz: DemoSize, model: str, device: s
     }
     if model.startswith("af_"):
         settings["model.selection"] = "all"
-    cfg: dict = {}
-    for key, value in settings.items():
-        apply_override(cfg, _dotted(key, value))
-    return cfg
+    return _config(_dotted(key, value) for key, value in settings.items())

@@ -60,11 +60,24 @@ def measure_latency(checkpoint: Path, video, rounds: int = 5) -> float:
     return time_round_robin({"m": lambda: model(video)}, rounds=rounds)["m"] * 1e3
 
 
-def _write_config(out: Path, cfg_dict: dict) -> Path:
+def write_config(out: Path, cfg_dict: dict) -> Path:
+    """``cfg_dict`` saved as ``out/configs/<run folder name>.yaml`` (beside the results); its path."""
     path = out / "configs" / f"{Path(cfg_dict['run_dir']).name}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(cfg_dict, sort_keys=False))
     return path
+
+
+def pretrain_backbone(out: Path, images: Path, sz, model: str, device: str = "cpu") -> tuple[str, dict]:
+    """Pre-train ``model`` on the glyph images (:func:`~afnet.demo.plan.pretrain_config`):
+    its best checkpoint, and a log entry (model, glyph top-1, epochs, seconds)."""
+    from afnet.engine import load_config, train
+
+    t0 = time.time()
+    trained = train(load_config(write_config(out, pretrain_config(out, images, sz, model, device))))
+    return str(trained.best_checkpoint), {"model": model, "top1": trained.metrics.get("top1"),
+                                          "epochs": trained.metrics.get("epoch", -1) + 1,
+                                          "seconds": round(time.time() - t0, 1)}
 
 
 def run_demo(out: str | Path = "results/demo", *, quick: bool = False, seeds=(0,), spatial: bool = False,
@@ -115,19 +128,15 @@ def run_demo(out: str | Path = "results/demo", *, quick: bool = False, seeds=(0,
     for backbone in sorted({r.backbone for r in runs if r.backbone is not None} if images else set()):
         progress(f"[demo] pre-training {backbone} on glyph images (until {sz.pretrain_target:.0%} top-1, at most "
                  f"{sz.pretrain_epochs} epochs) - {time.time() - start:.0f} s elapsed")
-        cfg = load_config(_write_config(out, pretrain_config(out, images, sz, backbone, device)))
-        t0 = time.time()
-        trained = train(cfg)
-        backbones[backbone] = str(trained.best_checkpoint)
-        pretrain_log.append({"model": backbone, "top1": trained.metrics.get("top1"),
-                             "epochs": trained.metrics.get("epoch", -1) + 1, "seconds": round(time.time() - t0, 1)})
+        backbones[backbone], entry = pretrain_backbone(out, images, sz, backbone, device)
+        pretrain_log.append(entry)
         progress(f"[demo] {backbone} pre-trained: glyph top-1 {pretrain_log[-1]['top1']:.1%} after "
                  f"{pretrain_log[-1]['epochs']} epochs")
     for k, (seed, run) in enumerate(((s, r) for s in seeds for r in runs), 1):
         label = run.label
         progress(f"[demo {k}/{total}] training {label} (seed {seed}, {sz.epochs} epochs) "
                  f"- {time.time() - start:.0f} s elapsed")
-        cfg = load_config(_write_config(out, demo_config(out, data.root, sz, seed, run, backbones.get(run.backbone),
+        cfg = load_config(write_config(out, demo_config(out, data.root, sz, seed, run, backbones.get(run.backbone),
                                                          device)))
         t0 = time.time()
         trained = train(cfg)

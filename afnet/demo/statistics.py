@@ -13,7 +13,9 @@ VARIANTS = (" uncalibrated", " static-k")
 HEADROOM_POLICIES = ("own choice", "evidence frames", "as many other frames", "no frame")
 
 
-def _stat(values) -> tuple:
+def mean_sd(values) -> tuple:
+    """(mean, sample standard deviation) of the values that are not None; (None, None) if none,
+    a spread of 0 for one value."""
     values = [v for v in values if v is not None]
     if not values:
         return None, None
@@ -31,13 +33,13 @@ def summarise(results: list, configs=RUNS) -> list[dict]:
             continue
         points = max(len(r.precision_per_point) for r in runs)
         rows.append({"model": label, "n": len(runs),
-                     "top1": _stat([r.top1 for r in runs]),
-                     "gflops_per_video": _stat([r.gflops_per_video for r in runs]),
-                     "latency_ms": _stat([r.latency_ms for r in runs]),
-                     "kept_ratio": _stat([r.kept_ratio for r in runs]),
-                     "region_ratio": _stat([r.region_ratio for r in runs]),
-                     "precision": _stat([r.precision for r in runs]),
-                     "precision_per_point": [_stat([r.precision_per_point[i] for r in runs
+                     "top1": mean_sd([r.top1 for r in runs]),
+                     "gflops_per_video": mean_sd([r.gflops_per_video for r in runs]),
+                     "latency_ms": mean_sd([r.latency_ms for r in runs]),
+                     "kept_ratio": mean_sd([r.kept_ratio for r in runs]),
+                     "region_ratio": mean_sd([r.region_ratio for r in runs]),
+                     "precision": mean_sd([r.precision for r in runs]),
+                     "precision_per_point": [mean_sd([r.precision_per_point[i] for r in runs
                                                     if i < len(r.precision_per_point)]) for i in range(points)]})
     return rows
 
@@ -46,7 +48,7 @@ def summarise_headroom(headroom: list[dict]) -> list[dict]:
     """Mean and seed standard deviation of :func:`evidence_headroom`'s top-1s, per model."""
     labels = list(dict.fromkeys(h["model"] for h in headroom))
     return [{"model": label, "n": sum(h["model"] == label for h in headroom),
-             **{p: _stat([h[p] for h in headroom if h["model"] == label]) for p in HEADROOM_POLICIES}}
+             **{p: mean_sd([h[p] for h in headroom if h["model"] == label]) for p in HEADROOM_POLICIES}}
             for label in labels]
 
 
