@@ -72,7 +72,7 @@ def train_model(work: Path, quick: bool, difficulty: float) -> tuple[str, dict]:
 
     from afnet.data import make_synthetic
     from afnet.data.synthetic import make_glyph_images
-    from afnet.demo import FULL, RUNS, DemoSize, demo_config, pretrain_config
+    from afnet.demo import FULL, RUNS, DemoSize, demo_config, pretrain_backbone
     from afnet.engine import load_config, train
 
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
@@ -92,15 +92,15 @@ def train_model(work: Path, quick: bool, difficulty: float) -> tuple[str, dict]:
     images = make_glyph_images(work / "images", num_train=sz.num_images, num_val=sz.num_val_images, size=32,
                                difficulty=difficulty)
     log(f"pre-training af_resnet_small on {sz.num_images} glyph images")
-    backbone = train(load_config(pretrain_config(work, images, sz, "af_resnet_small")))
+    backbone, pretrained = pretrain_backbone(work, images, sz, "af_resnet_small")
     run = next(r for r in RUNS if r.label == "AFNet RT=0.5")
     label = run.label
     log(f"training {label} on {sz.num_train} evidence videos, {sz.epochs} epochs")
-    cfg = demo_config(work, data.root, sz, 0, run, str(backbone.best_checkpoint))
+    cfg = demo_config(work, data.root, sz, 0, run, backbone)
     cfg["trainer"]["stop_at"] = None
     trained = train(load_config(cfg))
     m = trained.metrics
-    info = {"label": label, "difficulty": difficulty, "pretrain_top1": backbone.metrics.get("top1"), "top1": m.get("top1"),
+    info = {"label": label, "difficulty": difficulty, "pretrain_top1": pretrained["top1"], "top1": m.get("top1"),
             "kept_ratio": m.get("mean_kept_ratio"), "seconds": round(time.time() - start), "train_videos": sz.num_train,
             "epochs": sz.epochs, "images": sz.num_images}
     log(f"model: val top-1 {info['top1']:.1%}, kept {info['kept_ratio']:.2f}, {info['seconds']} s")
