@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from afnet.data.annotations import AnnotationError, load_evidence
+from afnet.data.annotations import AnnotationError, Evidence, load_evidence
 from afnet.data.synthetic import (
     EVIDENCE_CLASSES,
     EVIDENCE_FILE,
@@ -32,8 +32,9 @@ def _glyph_pixels(glyphs, seed, size=32):
 def test_evidence_frames_are_exactly_the_frames_with_the_class_glyph():
     for seed in range(6):
         label = seed % 8
-        video, evidence = render_evidence_video(label, np.random.default_rng(seed), size=32, num_frames=8)
-        assert video.shape == (8, 32, 32, 3) and video.dtype == np.uint8
+        video, entry = render_evidence_video(label, np.random.default_rng(seed), size=32, num_frames=8)
+        evidence = entry["frames"]
+        assert entry == {"frames": evidence} and video.shape == (8, 32, 32, 3) and video.dtype == np.uint8
         assert 2 <= len(evidence) <= 3 and evidence == sorted(set(evidence))
         # replay the stream: the evidence draw, then the scene with the class glyph on those frames
         rng = np.random.default_rng(seed)
@@ -70,7 +71,7 @@ def test_make_synthetic_writes_the_evidence_file(tmp_path):
     for split, count in (("train", 4), ("val", 3)):
         for i in range(count):
             rng = np.random.default_rng(np.random.SeedSequence([0, 0 if split == "train" else 1, i]))
-            _, expected = render_evidence_video(i % 8, rng, size=32, num_frames=8)
+            expected = render_evidence_video(i % 8, rng, size=32, num_frames=8)[1]["frames"]
             assert evidence[f"frames/{split}/video_{i:05d}"] == expected
             assert evidence[f"videos/{split}/video_{i:05d}.mp4"] == expected
     assert (tmp_path / "category.txt").read_text().split() == list(EVIDENCE_CLASSES)
@@ -115,7 +116,16 @@ def test_a_bad_evidence_file_names_the_file_and_entry(tmp_path):
     with pytest.raises(AnnotationError, match="ev.json:1.*not valid JSON"):
         load_evidence(bad, tmp_path)
     assert load_evidence(_write(tmp_path / "ok.json", {"x/y": [3, 1, 3]}), tmp_path) == {
-        str(tmp_path / "x" / "y"): (1, 3)}
+        str(tmp_path / "x" / "y"): Evidence((1, 3))}
+    regions = {"frames": [1], "regions": [3, 3], "grid": 2}
+    assert load_evidence(_write(tmp_path / "ok.json", {"v": regions}), tmp_path) == {
+        str(tmp_path / "v"): Evidence((1,), (3, 3), 2)}
+    for entry, reason in (({**regions, "regions": [4, 4]}, r"regions: expected one cell index in 0..3 per frame"),
+                          ({**regions, "grid": 0}, "grid: expected a positive integer"),
+                          ({**regions, "frames": [2]}, "frames: an evidence frame beyond the 2 frames whose regions"),
+                          ({"frames": [1], "cells": [0]}, r"expected a list of frame indices or \{")):
+        with pytest.raises(AnnotationError, match=r"ok.json.*entry 'v': " + reason):
+            load_evidence(_write(tmp_path / "ok.json", {"v": entry}), tmp_path)
 
 
 def _write(path, data):
@@ -200,3 +210,90 @@ def test_make_synthetic_and_explain_with_evidence_on_the_command_line(tmp_path, 
                  str(tmp_path / "m.pt"), "--out", str(tmp_path / "g.png"), "--evidence-file",
                  str(tmp_path / "nothing.json")]) == 2
     assert "evidence file not found" in capsys.readouterr().err
+
+
+def test_the_region_task_keeps_the_glyph_in_its_recorded_cell(tmp_path):
+    """``region_grid``: the carrier, and with it the glyph, stays wholly inside the cell that
+    ``evidence.json`` records for every frame; cells are drawn over the whole grid."""
+    cells = set()
+    for seed in range(12):
+        rng = np.random.default_rng(seed)
+        video, entry = render_evidence_video(seed % 8, rng, size=32, num_frames=8, region_grid=2)
+        assert entry["grid"] == 2 and len(entry["regions"]) == 8 and len(set(entry["regions"])) == 1
+        cell = entry["regions"][0]
+        cells.add(cell)
+        rng = np.random.default_rng(seed)   # replay: the evidence draw, the cell, then the scene
+        count = 2 + int(rng.integers(2))
+        rng.choice(8, size=count, replace=False)
+        assert int(rng.integers(4)) == cell
+        glyphs = [EVIDENCE_CLASSES[seed % 8] if t in entry["frames"] else None for t in range(8)]
+        row, column = divmod(cell, 2)
+        assert np.array_equal(render_glyph_frames(glyphs, rng, size=32, region=(row, column, 2)), video)
+        changed = _region_glyph_pixels(glyphs, seed, (row, column, 2))
+        assert [t for t in range(8) if changed[t].any()] == entry["frames"]
+        ys, xs = np.nonzero(changed.any(axis=0))
+        assert row * 16 <= ys.min() and ys.max() < (row + 1) * 16
+        assert column * 16 <= xs.min() and xs.max() < (column + 1) * 16
+    assert cells == {0, 1, 2, 3}
+    with pytest.raises(ValueError, match="region_grid=8; accepted: 0 .* hold the 7-pixel carrier"):
+        make_synthetic(tmp_path / "x", size=32, num_frames=8, task="evidence", region_grid=8)
+    with pytest.raises(ValueError, match="region_grid=2 needs task='evidence'"):
+        make_synthetic(tmp_path / "x", size=32, task="temporal", region_grid=2)
+
+
+def _region_glyph_pixels(glyphs, seed, region):
+    drawn = render_glyph_frames(glyphs, np.random.default_rng(seed), size=32, difficulty=0.0, region=region)
+    plain = render_glyph_frames([None] * len(glyphs), np.random.default_rng(seed), size=32, difficulty=0.0,
+                                region=region)
+    return (drawn != plain).any(axis=3)
+
+
+def test_the_dataset_marks_the_evidence_cell_where_the_geometry_holds(tmp_path):
+    from afnet.cli import main
+    from afnet.data.synthetic import synthetic_dataset
+
+    assert main(["make-synthetic", str(tmp_path), "--task", "evidence", "--region-grid", "2", "--num-train", "2",
+                 "--num-val", "2", "--frames", "8", "--size", "32"]) == 0
+    entry = json.loads((tmp_path / EVIDENCE_FILE).read_text())["videos/val/video_00001.mp4"]
+    val = synthetic_dataset(tmp_path, "val", source="videos", input_size=32, scale_size=32,
+                            evidence_file=tmp_path / EVIDENCE_FILE)
+    marks = val[1][3]
+    assert marks.shape == (1, 8, 2, 2)
+    expected = torch.zeros(8, 4)
+    expected[entry["frames"], entry["regions"][0]] = 1
+    assert torch.equal(marks[0].flatten(1), expected)
+    # a crop would move the cells, and training crops and flips: the frame marks only
+    three = synthetic_dataset(tmp_path, "val", source="videos", input_size=32, scale_size=32, num_crops=3,
+                              evidence_file=tmp_path / EVIDENCE_FILE)
+    assert three[1][3].shape == (3, 8)
+    train = synthetic_dataset(tmp_path, "train", input_size=32, scale_size=32, evidence_file=tmp_path / EVIDENCE_FILE)
+    assert train[0][3].shape == (8,)
+
+
+def test_region_precision_against_hand_computed_values():
+    """Two videos of two frames on a 2x2 annotation grid; spatial blocks on grids of 2 and 4."""
+    m = VideoMetrics(num_classes=2, num_points=2, num_region_points=2)
+    scores, target = torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.tensor([0, 1])
+    cells = torch.zeros(2, 2, 2, 2)
+    cells[0, 0, 0, 0] = 1     # video 0: frame 0 is an evidence frame, its glyph in the top-left cell
+    cells[1, 1, 1, 1] = 1     # video 1: frame 1, bottom-right
+    keep = torch.ones(2, 2)
+    coarse = torch.zeros(2, 2, 2, 2)
+    coarse[0, 0, 0, :] = 1    # top row: the evidence cell and one other
+    coarse[0, 1] = 1          # a frame without evidence: not counted
+    coarse[1, 1, 0, 0] = 1    # one plain cell
+    fine = torch.zeros(2, 2, 4, 4)
+    fine[0, 0, :2, :2] = 1    # the four sub-cells of the evidence cell
+    fine[1, 1, 0, 0] = 1
+    fine[1, 1, 3, 3] = 1      # one sub-cell of the evidence cell, one plain
+    m.update(scores, target, [keep, keep], [coarse, fine], evidence=cells)
+    out = m.compute()
+    assert out["region_precision"] == pytest.approx([1 / 3, 5 / 6])
+    assert out["mean_region_precision"] == pytest.approx((1 / 3 + 5 / 6) / 2)
+    assert out["region_evidence_rate"] == pytest.approx([0.25, 0.25])
+    assert out["navigation_precision"] == pytest.approx([0.5, 0.5])   # the frame marks: the cells' maximum
+    m.reset()
+    dropped = keep.clone()
+    dropped[0, 0] = 0         # a frame the frame mask skips computes no region
+    m.update(scores, target, [dropped, keep], [coarse, fine], evidence=cells)
+    assert m.compute()["region_precision"] == pytest.approx([0.0, 5 / 6])

@@ -69,6 +69,17 @@ class Problem:
 
 
 @dataclass(frozen=True)
+class Evidence:
+    """Where a video's class evidence is: its evidence ``frames`` (0-based), and where
+    annotated, per frame of the video the ``regions`` cell (raster index in a ``grid x grid``
+    grid over the frame) that holds it."""
+
+    frames: tuple[int, ...]
+    regions: tuple[int, ...] | None = None
+    grid: int = 0
+
+
+@dataclass(frozen=True)
 class VideoRecord:
     """One annotated video: where it is, how many frames, its label(s), its origin."""
 
@@ -77,7 +88,7 @@ class VideoRecord:
     num_frames: int | None = None  # known for frame folders; None for video files
     list_file: str = ""
     line: int = 0
-    evidence: tuple[int, ...] | None = None  # 0-based frames carrying the class evidence, where annotated
+    evidence: Evidence | None = None  # where the class evidence is, where annotated
 
     @property
     def label(self) -> int:
@@ -401,10 +412,38 @@ def load_annotations(annotation_file, root, **kwargs) -> list[VideoRecord]:
     return records
 
 
-def load_evidence(path, root) -> dict[str, tuple[int, ...]]:
-    """An evidence file: JSON ``{path as listed (relative to root): [0-based frame indices]}``
-    naming, per video, the frames that carry its class evidence (``make_synthetic(task=
-    "evidence")`` writes one). Returns ``{absolute path: indices}``; a malformed entry raises
+def _indices(value, below: int | None = None) -> bool:
+    return isinstance(value, list) and all(isinstance(t, int) and not isinstance(t, bool) and t >= 0
+                                           and (below is None or t < below) for t in value)
+
+
+def _evidence_entry(entry) -> Evidence | str:
+    """One entry of an evidence file as :class:`Evidence`, or what is wrong with it."""
+    if isinstance(entry, list):
+        return Evidence(tuple(sorted(set(entry)))) if _indices(entry) else "expected a list of frame indices >= 0"
+    if not isinstance(entry, dict) or set(entry) - {"frames", "regions", "grid"} or "frames" not in entry:
+        return 'expected a list of frame indices or {"frames": [...], "regions": [...], "grid": G}'
+    if not _indices(entry["frames"]):
+        return "frames: expected a list of frame indices >= 0"
+    if "regions" not in entry and "grid" not in entry:
+        return Evidence(tuple(sorted(set(entry["frames"]))))
+    grid = entry.get("grid")
+    if not (isinstance(grid, int) and not isinstance(grid, bool) and grid > 0):
+        return "grid: expected a positive integer (regions per side) with regions"
+    regions = entry.get("regions")
+    if not _indices(regions, grid * grid) or not regions:
+        return f"regions: expected one cell index in 0..{grid * grid - 1} per frame"
+    if any(t >= len(regions) for t in entry["frames"]):
+        return f"frames: an evidence frame beyond the {len(regions)} frames whose regions are given"
+    return Evidence(tuple(sorted(set(entry["frames"]))), tuple(regions), grid)
+
+
+def load_evidence(path, root) -> dict[str, Evidence]:
+    """An evidence file: JSON ``{path as listed (relative to root): entry}`` naming, per video,
+    where its class evidence is (``make_synthetic(task="evidence")`` writes one). An entry is
+    a list of the 0-based evidence frames, or ``{"frames": [...], "regions": [cell per frame],
+    "grid": G}`` with the cell (raster index in a G x G grid over the frame) holding the
+    evidence. Returns ``{absolute path: Evidence}``; a malformed entry raises
     :class:`AnnotationError` naming the file and the entry."""
     try:
         with open(path) as f:
@@ -416,13 +455,12 @@ def load_evidence(path, root) -> dict[str, tuple[int, ...]]:
     if not isinstance(data, dict):
         raise AnnotationError([Problem(str(path), 0, "expected a JSON object {path: [frame indices]}")])
     out, problems = {}, []
-    for key, frames in data.items():
-        if not (isinstance(frames, list) and all(isinstance(t, int) and not isinstance(t, bool) and t >= 0
-                                                 for t in frames)):
-            problems.append(Problem(str(path), 0, f"entry {key!r}: expected a list of frame indices >= 0, "
-                                                  f"got {frames!r}"))
+    for key, entry in data.items():
+        evidence = _evidence_entry(entry)
+        if isinstance(evidence, str):
+            problems.append(Problem(str(path), 0, f"entry {key!r}: {evidence}, got {entry!r}"))
             continue
-        out[os.path.normpath(os.path.join(root, key))] = tuple(sorted(set(frames)))
+        out[os.path.normpath(os.path.join(root, key))] = evidence
     if problems:
         raise AnnotationError(problems)
     return out

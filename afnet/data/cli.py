@@ -65,6 +65,9 @@ def register(subparsers) -> None:
     s.add_argument("--difficulty", type=float, default=0.5, help="0 (easy) .. 1 (hard)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--task", choices=("temporal", "evidence"), default="temporal")
+    s.add_argument("--region-grid", type=int, default=0, metavar="G",
+                   help="evidence task: keep each video's glyph in one cell of a G x G grid and record it "
+                        "per frame in evidence.json (region precision of spatial navigation); 0: anywhere")
     s.add_argument("--no-frames", action="store_true", help="skip the JPEG frame folders")
     s.add_argument("--no-videos", action="store_true", help="skip the mp4 files")
     s.set_defaults(func=run_make_synthetic)
@@ -106,7 +109,8 @@ def run_make_synthetic(args) -> int:
         data = make_synthetic(args.out, num_train=args.num_train, num_val=args.num_val,
                               num_classes=args.num_classes, num_frames=args.num_frames,
                               size=args.size, difficulty=args.difficulty, seed=args.seed,
-                              frames=not args.no_frames, videos=not args.no_videos, task=args.task)
+                              frames=not args.no_frames, videos=not args.no_videos, task=args.task,
+                              region_grid=args.region_grid)
     except ValueError as exc:
         print(f"afnet make-synthetic: {exc}", file=sys.stderr)
         return 2
@@ -114,5 +118,5 @@ def run_make_synthetic(args) -> int:
         print(f"{name}: {path}")
     print(f"classes: {data.category_file}")
     if args.task == "evidence":
-        print(f"evidence frames: {data.root / 'evidence.json'}")
+        print(f"evidence {'frames and regions' if args.region_grid else 'frames'}: {data.root / 'evidence.json'}")
     return 0

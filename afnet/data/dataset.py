@@ -17,6 +17,11 @@ views with :func:`average_views`. Target: ``int64`` class index, or a float
 multi-hot vector ``(num_classes,)`` when ``config.multi_label``. Evidence: for a record
 with annotated evidence frames (``evidence_file``), float ``(T,)`` / ``(V, T)``, 1 where the
 sampled frame carries the class evidence (for navigation precision); otherwise ``None``.
+Where the evidence regions are annotated too, evaluation gives ``(V, T, G, G)`` instead: 1 in
+the cell of a G x G grid holding the evidence of an evidence frame, 0 elsewhere (a frame's
+mark is its maximum over the grid), for region precision. Only where evaluation keeps the
+frame's geometry (a square frame, ``scale_size == input_size``, one crop): a crop would move
+the cells, so otherwise, and in training (random crops and flips), the frame marks only.
 
 Errors: a sample that fails to decode, or takes longer than ``decode_timeout``
 seconds to read (default :data:`~afnet.data.decoding.DEFAULT_DECODE_TIMEOUT`), raises
@@ -38,6 +43,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from afnet.data.annotations import (
     AnnotationError,
+    Evidence,
     Problem,
     VideoRecord,
     load_annotations,
@@ -76,7 +82,7 @@ class Batch(NamedTuple):
     target: torch.Tensor  # (B,) int64 or (B, num_classes) float multi-hot
     index: torch.Tensor  # (B,) dataset indices
     skipped: tuple[SkippedSample, ...] = ()
-    evidence: torch.Tensor | None = None  # (B, T) train, (B, V, T) eval; None unless every sample has it
+    evidence: torch.Tensor | None = None  # (B, T) train, (B, V, T) or (B, V, T, G, G) eval; None unless all have it
 
 
 def make_target(labels: tuple[int, ...], num_classes: int, multi_label: bool) -> torch.Tensor:
@@ -116,11 +122,28 @@ def read_clip(reader, config: DatasetConfig, *, train: bool,
     return clip, indices
 
 
-def evidence_marks(indices: torch.Tensor, evidence: tuple[int, ...], config: DatasetConfig) -> torch.Tensor:
+def regions_kept_geometry(config: DatasetConfig) -> bool:
+    """Evaluation views keep a square frame's geometry: no crop moves the annotated cells."""
+    return config.scale_size == config.input_size and config.num_crops == 1
+
+
+def evidence_marks(indices: torch.Tensor, evidence: Evidence, config: DatasetConfig) -> torch.Tensor:
     """1 where a sampled frame is one of the video's evidence frames: ``(T,)`` for training
-    indices, ``(V, T)`` for evaluation ones (one row per view, clip-major as the views)."""
-    marks = torch.isin(indices, torch.tensor(evidence, dtype=indices.dtype)).float()
-    return marks if indices.ndim == 1 else marks.repeat_interleave(config.num_views // config.num_clips, dim=0)
+    indices, ``(V, T)`` for evaluation ones (one row per view, clip-major as the views); with
+    annotated regions, in evaluation that keeps the geometry (:func:`regions_kept_geometry`),
+    ``(V, T, G, G)``: the evidence frames' marks in the cell that holds their evidence."""
+    marks = torch.isin(indices, torch.tensor(evidence.frames, dtype=indices.dtype)).float()
+    if indices.ndim == 1:
+        return marks
+    if evidence.regions is not None and regions_kept_geometry(config):
+        g = evidence.grid
+        if int(indices.max()) >= len(evidence.regions):
+            raise ValueError(f"frame {int(indices.max())} sampled, but the evidence file gives regions for "
+                             f"{len(evidence.regions)} frames")
+        cells = torch.tensor(evidence.regions)[indices]                          # (clips, T)
+        marks = torch.nn.functional.one_hot(cells, g * g).float() * marks[..., None]
+        marks = marks.view(*indices.shape, g, g)
+    return marks.repeat_interleave(config.num_views // config.num_clips, dim=0)
 
 
 class VideoDataset(Dataset):

@@ -200,16 +200,27 @@ def _glyph_mask(name: str, cell: int) -> np.ndarray:
     return np.kron(rows, np.ones((cell, cell), dtype=bool))
 
 
+def carrier_side(size: int) -> int:
+    """The carrier square's side at frame side ``size``: the 5x5 glyph with a one-pixel rim."""
+    return 5 * max(1, size // 32) + 2
+
+
 def render_glyph_frames(glyphs: list, rng: np.random.Generator, *, size: int = 32,
-                        difficulty: float = 0.5) -> np.ndarray:
+                        difficulty: float = 0.5, region: tuple[int, int, int] | None = None) -> np.ndarray:
     """uint8 ``(len(glyphs), S, S, 3)``: the evidence task's scene, the carrier square
-    bearing ``glyphs[t]`` (a name of :data:`GLYPHS`, or None: plain) in frame ``t``."""
+    bearing ``glyphs[t]`` (a name of :data:`GLYPHS`, or None: plain) in frame ``t``.
+    ``region`` ``(row, column, grid)``: the carrier stays wholly inside that cell of a
+    ``grid x grid`` grid over the frame (None: anywhere in the frame)."""
     t_count, s = len(glyphs), size
     frames = _scene(rng, s, t_count, difficulty)
     cell = max(1, s // 32)
-    side = 5 * cell + 2                      # the glyph with a one-pixel rim
+    side = carrier_side(s)
     colour = PALETTE[rng.integers(len(PALETTE))]
-    lo, hi = side / 2 + 1, s - side / 2 - 1
+    lo, hi = np.full(2, side / 2 + 1), np.full(2, s - side / 2 - 1)
+    if region is not None:
+        row, column, grid = region
+        start = np.array([row, column]) * s / grid
+        lo, hi = start + side / 2 + 1, start + s / grid - side / 2 - 1
     drift = rng.normal(0, 0.03 * s, size=(t_count, 2)).cumsum(axis=0)
     centre = np.clip(rng.uniform(lo, hi, size=2) + drift, lo, hi)
     for t, name in enumerate(glyphs):
@@ -222,13 +233,21 @@ def render_glyph_frames(glyphs: list, rng: np.random.Generator, *, size: int = 3
 
 
 def render_evidence_video(label: int, rng: np.random.Generator, *, size: int = 32, num_frames: int = 8,
-                          difficulty: float = 0.5) -> tuple[np.ndarray, list[int]]:
+                          difficulty: float = 0.5, region_grid: int = 0) -> tuple[np.ndarray, dict]:
     """One video of the evidence task, class ``label`` (index into :data:`EVIDENCE_CLASSES`):
-    uint8 ``(T, H, W, 3)`` and its evidence frames (sorted 0-based indices)."""
+    uint8 ``(T, H, W, 3)`` and its evidence entry (:func:`~afnet.data.annotations.load_evidence`):
+    ``{"frames": sorted 0-based evidence frames}``, and with ``region_grid`` G > 0 the carrier
+    kept in one cell of a G x G grid (drawn per video), recorded per frame as ``"regions"``
+    (raster index of the cell) with ``"grid": G``."""
     count = 2 + int(rng.integers(2))
     evidence = sorted(int(t) for t in rng.choice(num_frames, size=count, replace=False))
     glyphs = [EVIDENCE_CLASSES[label] if t in evidence else None for t in range(num_frames)]
-    return render_glyph_frames(glyphs, rng, size=size, difficulty=difficulty), evidence
+    if not region_grid:
+        return render_glyph_frames(glyphs, rng, size=size, difficulty=difficulty), {"frames": evidence}
+    cell = int(rng.integers(region_grid * region_grid))
+    video = render_glyph_frames(glyphs, rng, size=size, difficulty=difficulty,
+                                region=(cell // region_grid, cell % region_grid, region_grid))
+    return video, {"frames": evidence, "regions": [cell] * num_frames, "grid": region_grid}
 
 
 def _jpeg_encoder(size: int):
@@ -295,12 +314,18 @@ def write_mp4(path: Path, video: np.ndarray, fps: int = 12) -> None:
 def make_synthetic(out, *, num_train: int = 320, num_val: int = 96, num_classes: int = 8,
                    num_frames: int = 16, size: int = 64, difficulty: float = 0.5,
                    seed: int = 0, frames: bool = True, videos: bool = True,
-                   task: str = "temporal") -> SyntheticDataset:
+                   task: str = "temporal", region_grid: int = 0) -> SyntheticDataset:
     """Write the synthetic dataset under ``out`` (see module docstring). ``task``:
     ``temporal`` (:data:`CLASSES`) or ``evidence`` (:data:`EVIDENCE_CLASSES`, with
-    ``evidence.json``)."""
+    ``evidence.json``). ``region_grid`` G > 0 (evidence task): each video's carrier stays in
+    one cell of a G x G grid, recorded per frame in ``evidence.json`` (region precision)."""
     if task not in TASKS:
         raise ValueError(f"task={task!r}; accepted: {', '.join(TASKS)}")
+    if region_grid and task != "evidence":
+        raise ValueError(f"region_grid={region_grid} needs task='evidence'")
+    if region_grid < 0 or (region_grid and size / region_grid < carrier_side(size) + 4):
+        raise ValueError(f"region_grid={region_grid}; accepted: 0 (none) or a grid whose cells ({size} / grid "
+                         f"pixels) hold the {carrier_side(size)}-pixel carrier with room to drift")
     classes = CLASSES if task == "temporal" else EVIDENCE_CLASSES
     if not 2 <= num_classes <= len(classes):
         raise ValueError(f"num_classes={num_classes}; accepted: 2..{len(classes)}")
@@ -327,7 +352,7 @@ def make_synthetic(out, *, num_train: int = 320, num_val: int = 96, num_classes:
                                                            difficulty=difficulty), None
             else:
                 video, frames_with_evidence = render_evidence_video(label, rng, size=size, num_frames=num_frames,
-                                                                    difficulty=difficulty)
+                                                                    difficulty=difficulty, region_grid=region_grid)
             name = f"video_{i:05d}"
             written = []
             if frames:
@@ -338,8 +363,9 @@ def make_synthetic(out, *, num_train: int = 320, num_val: int = 96, num_classes:
                 write_mp4(root / "videos" / split / f"{name}.mp4", video)
                 video_lines.append(f"videos/{split}/{name}.mp4 {label}")
                 written.append(f"videos/{split}/{name}.mp4")
-            if frames_with_evidence is not None:
-                evidence.update(dict.fromkeys(written, frames_with_evidence))
+            if frames_with_evidence is not None:   # frames only: the plain list of evidence frames
+                entry = frames_with_evidence if region_grid else frames_with_evidence["frames"]
+                evidence.update(dict.fromkeys(written, entry))
         if frames:
             frame_lists[split] = root / f"{split}_frames.txt"
             frame_lists[split].write_text("\n".join(frame_lines) + "\n")
@@ -350,7 +376,7 @@ def make_synthetic(out, *, num_train: int = 320, num_val: int = 96, num_classes:
         (root / EVIDENCE_FILE).write_text(json.dumps(evidence, indent=0) + "\n")
     settings = {"task": task, "num_classes": num_classes, "num_frames": num_frames, "size": size,
                 "difficulty": difficulty, "seed": seed, "num_train": num_train,
-                "num_val": num_val}
+                "num_val": num_val, **({"region_grid": region_grid} if region_grid else {})}
     (root / "synthetic.json").write_text(json.dumps(settings, indent=1) + "\n")
     return SyntheticDataset(root, root / "category.txt", frame_lists, video_lists,
                             num_classes, num_frames, size)

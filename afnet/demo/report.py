@@ -86,7 +86,7 @@ def draw_figures(out: Path, data, results: list, explained: str) -> dict:
         evidence = None
         if (data.root / EVIDENCE_FILE).is_file():
             from afnet.data.annotations import load_evidence
-            evidence = load_evidence(data.root / EVIDENCE_FILE, data.root)[os.path.normpath(video)]
+            evidence = load_evidence(data.root / EVIDENCE_FILE, data.root)[os.path.normpath(video)].frames
         path = out / "figures" / "explain_afnet.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         explanation = explain_video(video, model, evidence=evidence)

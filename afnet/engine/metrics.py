@@ -8,6 +8,10 @@ Navigation precision (data with annotated evidence frames, models with navigatio
 at each point, the share of the frames it keeps that carry class evidence, over the whole
 split (kept evidence frames / kept frames); ``evidence_rate``, the share of all frames that
 carry evidence, is what a selection blind to content gets on average.
+Region precision (data with annotated evidence regions, spatial models): at each focal
+block, over the evidence frames its frame mask keeps, the share of the regions it computes
+that hold the evidence (its grid's cells over the annotated cell); ``region_evidence_rate``,
+the share of those cells among all, is what a region choice blind to content gets.
 """
 from __future__ import annotations
 
@@ -27,6 +31,18 @@ class TopOneHit(torchmetrics.MeanMetric):
     def update(self, scores: torch.Tensor, target: torch.Tensor) -> None:  # type: ignore[override]
         hit = target.gather(1, scores.argmax(dim=1, keepdim=True)).squeeze(1)
         super().update((hit > 0).float())
+
+
+def cells_on_grid(cells: torch.Tensor, grid: int) -> torch.Tensor | None:
+    """Annotated evidence cells ``(N, T, G, G)`` on a ``grid x grid`` region grid: each of a
+    finer grid's cells within an evidence cell, a coarser grid's cell containing one; None
+    where neither grid divides the other."""
+    g = cells.shape[-1]
+    if grid % g == 0:
+        return cells.repeat_interleave(grid // g, dim=2).repeat_interleave(grid // g, dim=3)
+    if g % grid == 0:
+        return torch.nn.functional.max_pool2d(cells.flatten(0, 1), g // grid).view(*cells.shape[:2], grid, grid)
+    return None
 
 
 class VideoMetrics(nn.Module):
@@ -53,15 +69,32 @@ class VideoMetrics(nn.Module):
         self.kept_evidence = nn.ModuleList(torchmetrics.SumMetric() for _ in range(num_points))
         self.kept_frames = nn.ModuleList(torchmetrics.SumMetric() for _ in range(num_points))
         self.evidence = torchmetrics.MeanMetric()
+        # region precision: kept evidence regions and kept regions of evidence frames per block, all evidence cells
+        self.region_hits = nn.ModuleList(torchmetrics.SumMetric() for _ in range(num_region_points))
+        self.region_kept = nn.ModuleList(torchmetrics.SumMetric() for _ in range(num_region_points))
+        self.region_evidence = nn.ModuleList(torchmetrics.MeanMetric() for _ in range(num_region_points))
 
     def update(self, scores: torch.Tensor, target: torch.Tensor, masks: list, regions: list = (),
                evidence: torch.Tensor | None = None) -> None:
-        """``evidence``: ``(B*V, T)``, 1 where a frame carries class evidence (or None)."""
+        """``evidence``: ``(B*V, T)``, 1 where a frame carries class evidence, or ``(B*V, T,
+        G, G)`` with the cell that holds it marked (or None)."""
         self.scores.update(scores, target.int() if self.multi_label else target)
         for metric, mask in zip(self.kept, masks):
             metric.update(mask.float().mean(dim=1))
         for metric, region in zip(self.regions, regions):
             metric.update(region.float().flatten(1).mean(dim=1))
+        if evidence is not None and evidence.ndim == 4:
+            cells, evidence = evidence, evidence.flatten(2).amax(dim=2)
+            keeps = masks if len(masks) == len(regions) else [None] * len(regions)
+            for i, (region, keep) in enumerate(zip(regions, keeps)):
+                held = cells_on_grid(cells, region.shape[-1])
+                if held is None:
+                    continue
+                weight = evidence if keep is None else evidence * keep.float()   # kept evidence frames
+                region = region.float() * weight[..., None, None]
+                self.region_hits[i].update((region * held).sum())
+                self.region_kept[i].update(region.sum())
+                self.region_evidence[i].update(held.flatten(2).sum(2)[evidence > 0] / held[0, 0].numel())
         if evidence is not None:
             self.evidence.update(evidence.float())
             for hits, kept, mask in zip(self.kept_evidence, self.kept_frames, masks):
@@ -83,9 +116,16 @@ class VideoMetrics(nn.Module):
                 out["navigation_precision"] = [float(h.compute()) / max(float(k.compute()), 1.0)
                                                for h, k in zip(self.kept_evidence, self.kept_frames)]
                 out["mean_navigation_precision"] = sum(out["navigation_precision"]) / len(kept)
+        measured = [i for i, m in enumerate(self.region_evidence) if m.update_count]
+        if measured:
+            out["region_precision"] = [float(self.region_hits[i].compute()) / max(float(self.region_kept[i].compute()),
+                                                                                  1.0) for i in measured]
+            out["mean_region_precision"] = sum(out["region_precision"]) / len(measured)
+            out["region_evidence_rate"] = [float(self.region_evidence[i].compute()) for i in measured]
         return out
 
     def reset(self) -> None:
         self.scores.reset()
-        for m in [*self.kept, *self.regions, *self.kept_evidence, *self.kept_frames, self.evidence]:
+        for m in [*self.kept, *self.regions, *self.kept_evidence, *self.kept_frames, self.evidence,
+                  *self.region_hits, *self.region_kept, *self.region_evidence]:
             m.reset()

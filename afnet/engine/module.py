@@ -153,7 +153,8 @@ class AFNetModule(L.LightningModule):
         self.metrics.reset()
         results["gflops_per_video"] = self.video_gflops() * self.num_views
         self.val_results = {**results, "epoch": self.current_epoch, "step": self.global_step}
-        per_point = ("kept_ratio", "region_ratio", "navigation_precision")
+        per_point = ("kept_ratio", "region_ratio", "navigation_precision", "region_precision",
+                     "region_evidence_rate")
         logged = {f"val/{k}": v for k, v in results.items() if k not in per_point}
         for key in per_point:
             logged.update({f"val/{key}_{n}": r for n, r in enumerate(results.get(key, ()))})

@@ -182,6 +182,9 @@ class EpochReport(Callback):
             parts.append(f"regions {r['mean_region_ratio']:.2f}")
         if "mean_navigation_precision" in r:
             parts.append(f"precision {r['mean_navigation_precision']:.2f} (evidence rate {r['evidence_rate']:.2f})")
+        if "mean_region_precision" in r:
+            rate = sum(r["region_evidence_rate"]) / len(r["region_evidence_rate"])
+            parts.append(f"region precision {r['mean_region_precision']:.2f} (evidence rate {rate:.2f})")
         line = f"{Path(pl_module.cfg.run_dir).name}: " + ", ".join(parts) + f", {time.time() - self.started:.0f} s"
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_file, "a") as f:

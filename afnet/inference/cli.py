@@ -372,11 +372,12 @@ def run_explain(args) -> int:
         except AnnotationError as exc:
             print(f"afnet explain: error: {exc}", file=sys.stderr)
             return 2
-        evidence = table.get(os.path.normpath(os.path.abspath(args.video)))
-        if evidence is None:
+        entry = table.get(os.path.normpath(os.path.abspath(args.video)))
+        if entry is None:
             print(f"afnet explain: error: --evidence-file {args.evidence_file}: no entry for {args.video} "
                   f"(its keys are paths relative to the file's folder)", file=sys.stderr)
             return 2
+        evidence = entry.frames
     im = _load(args)
     try:
         explanation = explain_video(args.video, im, top_k=args.top_k, backend=args.backend,
