@@ -195,6 +195,7 @@ class ObjectiveConfig:
     t_start: Number = 1.0
     t_min: Number = 0.01
     saliency_weight: Number = 0.0            # mu of the saliency term (beyond the paper; objective.py); 0: off
+    region_saliency_weight: Number = 0.0     # mu_s of the region saliency term (spatial navigation; likewise)
 
     def rs_epochs(self) -> tuple:
         """(rs_begin, rs_end) of the RS schedule: the RT epochs where unset."""
@@ -204,7 +205,7 @@ class ObjectiveConfig:
     def problems(self) -> list:
         problems = [f"objective.{k}={getattr(self, k)!r} is outside (0, 1]"
                     for k in ("target_ratio", "target_region_ratio") if not in_unit_interval(getattr(self, k))]
-        for key in ("ratio_weight", "saliency_weight"):
+        for key in ("ratio_weight", "saliency_weight", "region_saliency_weight"):
             if getattr(self, key) < 0:
                 problems.append(f"objective.{key}={getattr(self, key)!r}; accepted: >= 0")
         if self.ratio_tolerance is not None and not 0 <= self.ratio_tolerance < 1:
