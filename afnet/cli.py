@@ -152,7 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="a smaller version for smoke tests (fewer videos and epochs)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--spatial", action="store_true",
-                   help="Table 5's spatial rows instead, on region evidence: spatial navigation vs random regions vs a centre crop, RS 0.25")
+                   help="Table 5's spatial rows instead, on region evidence: spatial navigation vs random "
+                        "regions vs a centre crop, RS 0.25")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: min(2, torch's default))")
     p.add_argument("--accelerator", choices=("auto", "cpu", "gpu"), default="auto",
                    help="where the models train: auto (default) takes the GPU where torch sees one")

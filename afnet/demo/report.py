@@ -35,7 +35,8 @@ def markdown(report: dict) -> str:
              f"{report['size']['frames']} frames per video, "
              f"{report['size']['size']}x{report['size']['size']}.", "",
              "| model | top-1 | GFLOPs/video | ms/video (CPU) | kept ratio | region ratio | navigation precision |"
-             + (" region precision |" if spatial else ""), "|---|---|---|---|---|---|---|" + ("---|" if spatial else "")]
+             + (" region precision |" if spatial else ""),
+             "|---|---|---|---|---|---|---|" + ("---|" if spatial else "")]
     for row in summary:
         lines.append(f"| {row['model']} | {_fmt(row['top1'], pct=True)} | {_fmt(row['gflops_per_video'], 3)} | "
                      f"{_fmt(row['latency_ms'])} | {_fmt(row['kept_ratio'], 2)} | {_fmt(row['region_ratio'], 2)} | "

@@ -50,7 +50,7 @@ class RunResult:
     precision_per_point: list = field(default_factory=list)   # navigation precision at each point
     precision: float | None = None                            # its mean over the points
     evidence_rate: float | None = None                        # share of all frames carrying evidence
-    region_precision_per_point: list = field(default_factory=list)  # spatial blocks: evidence cell share of kept regions
+    region_precision_per_point: list = field(default_factory=list)  # per spatial block: glyph-cell share of regions
     region_precision: float | None = None                     # its mean over the spatial blocks
     region_evidence_rate: float | None = None                 # what a region choice blind to content scores
 
@@ -175,8 +175,8 @@ def run_demo(out: str | Path = "results/demo", *, quick: bool = False, seeds=(0,
               "claims": claims(summary, spatial=spatial), "figures": figures,
               "headroom": headroom, "headroom_summary": headroom_summary,
               "precision_bars": precision_bars(summary, rate), "region_rate": region_rate,
-              "region_precision_bars": region_precision_bars(summary), "evidence_worth": evidence_worth(headroom_summary),
-              "evidence_rate": rate, "seconds": round(time.time() - start, 1)}
+              "region_precision_bars": region_precision_bars(summary),
+              "evidence_worth": evidence_worth(headroom_summary), "evidence_rate": rate, "seconds": round(time.time() - start, 1)}
     (out / "results.json").write_text(json.dumps(report, indent=1))
     (out / "table.md").write_text(markdown(report) + "\n")
     progress(f"[demo] done in {report['seconds']:.0f} s; table, JSON and figures in {out}")
