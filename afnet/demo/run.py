@@ -176,7 +176,8 @@ def run_demo(out: str | Path = "results/demo", *, quick: bool = False, seeds=(0,
               "headroom": headroom, "headroom_summary": headroom_summary,
               "precision_bars": precision_bars(summary, rate), "region_rate": region_rate,
               "region_precision_bars": region_precision_bars(summary),
-              "evidence_worth": evidence_worth(headroom_summary), "evidence_rate": rate, "seconds": round(time.time() - start, 1)}
+              "evidence_worth": evidence_worth(headroom_summary), "evidence_rate": rate,
+              "seconds": round(time.time() - start, 1)}
     (out / "results.json").write_text(json.dumps(report, indent=1))
     (out / "table.md").write_text(markdown(report) + "\n")
     progress(f"[demo] done in {report['seconds']:.0f} s; table, JSON and figures in {out}")
