@@ -204,4 +204,5 @@ def test_train_takes_a_step_on_prepared_data(dataset, tmp_path):
     code = main(["train", "--config", str(REPO / "configs" / dataset / "dataset.yaml"),
                  *[f"{k}={v}" for k, v in overrides.items()]])
     assert code == 0
-    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
+    from afnet.checkpoint import read_checkpoint
+    assert read_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")["step"] == 1

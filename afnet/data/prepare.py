@@ -64,7 +64,6 @@ from afnet.data.annotations import (
     strip_template,
 )
 from afnet.data.presets import get_preset
-from afnet.data.readers import DEFAULT_DECODE_TIMEOUT
 
 DATASETS = ("sthv1", "sthv2", "jester", "kinetics", "minikinetics", "activitynet")
 SPLITS = ("train", "val")
@@ -73,6 +72,9 @@ CLASS_FILE = "category.txt"
 FRAMES = "frames"          # OUT/frames/<name>: one frame folder per video
 PARTIAL = ".partial"       # a frame folder being written
 CHUNK = 16                 # frames decoded per call while extracting (bounded memory at full HD)
+# a timeout argument left out: afnet.data.readers.DEFAULT_DECODE_TIMEOUT (imported when a video is read:
+# it loads torch, and building the command line must not)
+DEFAULT = "default"
 
 
 @dataclass(frozen=True)
@@ -391,7 +393,7 @@ def _sampled(times, fps: float | None, num_frames: int) -> list[int]:
 
 
 def extract_frames(video, folder, template: str, *, fps: float | None = None, short_side: int | None = None,
-                   timeout: float | None = DEFAULT_DECODE_TIMEOUT) -> int:
+                   timeout: float | None | str = DEFAULT) -> int:
     """Decode ``video`` (PyAV, rotation applied) into JPEG images ``folder/template.format(i)``,
     ``i`` from 1; every frame, or ``fps`` frames per second. ``short_side``: resize so that the
     shorter side has this many pixels. Returns the number of frames written; raises
@@ -399,8 +401,9 @@ def extract_frames(video, folder, template: str, *, fps: float | None = None, sh
     import av
     import numpy as np
 
-    from afnet.data.decoding import open_video
+    from afnet.data.decoding import DEFAULT_DECODE_TIMEOUT, open_video
 
+    timeout = DEFAULT_DECODE_TIMEOUT if timeout == DEFAULT else timeout
     folder = Path(folder)
     folder.mkdir(parents=True)
     encoder, written = None, 0
@@ -430,7 +433,7 @@ class _Task:
     frames_given: bool
     fps: float | None
     short_side: int | None
-    timeout: float | None
+    timeout: float | None | str
 
 
 def _run_task(task: _Task) -> tuple[int, int, str | None, bool]:
@@ -504,7 +507,7 @@ def _link_frames(out: Path, frames_root: str) -> None:
 
 
 def prepare_dataset(dataset: str, src, out, *, workers: int = 1, labels=None, ids=None, fps: float | None = None,
-                    short_side: int | None = None, timeout: float | None = DEFAULT_DECODE_TIMEOUT,
+                    short_side: int | None = None, timeout: float | None | str = DEFAULT,
                     progress: Callable[[int, int, int], None] | None = None) -> PrepareReport:
     """Read ``dataset``'s official files under ``src`` and write under ``out`` the frame folders,
     list files and class file its preset reads (see the module docstring).
@@ -517,7 +520,8 @@ def prepare_dataset(dataset: str, src, out, *, workers: int = 1, labels=None, id
         ids: files of YouTube ids to keep, one per line (minikinetics).
         fps: frames extracted per second (default: every frame).
         short_side: resize extracted frames so that the shorter side has this many pixels.
-        timeout: seconds allowed to open a video and to decode each chunk of frames.
+        timeout: seconds allowed to open a video and to decode each chunk of frames (default
+            :data:`~afnet.data.readers.DEFAULT_DECODE_TIMEOUT`; ``None`` or 0: no limit).
         progress: called as ``progress(done, total, failed)`` after each video.
 
     Returns:
