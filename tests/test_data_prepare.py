@@ -170,6 +170,8 @@ def test_prepared_labels_follow_the_official_class_order(tmp_path):
 def test_prepare_is_parallel_resumable_and_names_bad_sources(tmp_path):
     src, out = tmp_path / "download", tmp_path / "prepared"
     make_official("sthv2", src)
+    (src / "more").mkdir()   # a video kept elsewhere under --src is found by its id
+    os.rename(src / "20bn-something-something-v2" / "102.webm", src / "more" / "102.webm")
     report = prepare_dataset("sthv2", src, out, workers=2, short_side=12)
     assert (report.extracted, report.reused, report.listed) == (4, 0, {"train": 3, "val": 1})
     [problem] = report.problems

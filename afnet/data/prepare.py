@@ -47,6 +47,7 @@ accepted, first found wins):
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import multiprocessing
 import os
@@ -234,6 +235,10 @@ def read_sthv2(src: Path) -> Plan:
             vid = str(entry["id"])
             items.append(Item(vid, (index[name],), str(videos / f"{vid}.webm"), str(path), number))
         plan.splits[split] = items
+    if any(not os.path.isfile(item.source) for items in plan.splits.values() for item in items):
+        found = _video_index(src)   # videos kept elsewhere under --src, or in another container
+        plan.splits = {split: [dataclasses.replace(item, source=found.get(item.name, item.source)) for item in items]
+                       for split, items in plan.splits.items()}
     return plan
 
 
@@ -502,7 +507,7 @@ def _link_frames(out: Path, frames_root: str) -> None:
     if link.is_symlink() and os.path.realpath(link) == os.path.realpath(frames_root):
         return
     if link.exists() or link.is_symlink():
-        raise FileExistsError(f"{link} exists and is not a link to {frames_root}; move it away or choose another --out")
+        raise ValueError(f"{link} exists and is not a link to {frames_root}; move it away or choose another --out")
     os.symlink(target, link, target_is_directory=True)
 
 
@@ -541,15 +546,20 @@ def prepare_dataset(dataset: str, src, out, *, workers: int = 1, labels=None, id
         _link_frames(out, plan.frames_root)
     else:
         (out / FRAMES).mkdir(exist_ok=True)
-    ordered = [(split, item) for split in SPLITS for item in plan.splits[split]]
-    tasks = [_Task(i, item.source, item.source if item.frames_given else str(out / FRAMES / item.name), template,
-                   item.frames_given, fps, short_side, timeout) for i, (_, item) in enumerate(ordered)]
-    results = _run_all(tasks, workers, progress)
+    ordered = [(split, item, item.source if item.frames_given else str(out / FRAMES / item.name))
+               for split in SPLITS for item in plan.splits[split]]
+    first = {}   # one task per frame folder, whichever items name it
+    for _, item, target in ordered:
+        first.setdefault(target, item)
+    tasks = [_Task(i, item.source, target, template, item.frames_given, fps, short_side, timeout)
+             for i, (target, item) in enumerate(first.items())]
+    done = _run_all(tasks, workers, progress)
+    results = {task.target: done[task.position] for task in tasks}
     problems = list(plan.problems)
     lines = {split: [] for split in SPLITS}
     extracted = reused = 0
-    for i, (split, item) in enumerate(ordered):
-        n, error, was_reused = results[i]
+    for split, item, target in ordered:
+        n, error, was_reused = results[target]
         if error is not None:
             problems.append(Problem(item.list_file, item.line, error, item.source))
             continue
