@@ -146,7 +146,8 @@ def test_prepared_labels_follow_the_official_class_order(tmp_path):
     assert lines[0] == f"frames/11 8 {sorted(CLASSES).index(CLASSES[0])}"
     assert os.path.islink(tmp_path / "v1_out" / "frames")                 # the shipped frames, not copied
     reasons = sorted(p.reason for p in report.problems)
-    assert "class 'Not a class' is not in the labels file" in reasons[0] and "frame folder not found" in reasons[1]
+    assert "class 'Not a class' is not in something-something-v1-labels.csv" in reasons[0]
+    assert "frame folder not found" in reasons[1]
     assert [(os.path.basename(p.list_file), p.line) for p in report.problems] == [
         ("something-something-v1-train.csv", 4), ("something-something-v1-train.csv", 5)]
 

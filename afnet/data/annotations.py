@@ -397,7 +397,7 @@ def parse_annotations(annotation_file, root, *, kind="auto", num_classes=None,
     if kind == "sthv2_json":
         if class_names is None:
             raise ValueError(f"{annotation_file}: Something-Something V2 JSON needs class names "
-                             "(pass class_file='labels.json')")
+                             "(pass class_file='labels.json'; afnet check-data: --labels labels.json)")
         return parse_sthv2_json(annotation_file, root, class_names, num_classes)
     raise ValueError(f"unknown annotation kind {kind!r}; accepted: auto, "
                      + ", ".join(ANNOTATION_KINDS))

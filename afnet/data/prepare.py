@@ -177,7 +177,8 @@ def _class_names(labels, what: str) -> list[str]:
 
 
 # ------------------------------------------------------------------ the official layouts
-def _read_20bn_csv(path: Path, index: dict[str, int], frames_root: Path) -> tuple[list[Item], list[Problem]]:
+def _read_20bn_csv(path: Path, index: dict[str, int], frames_root: Path,
+                   labels: Path) -> tuple[list[Item], list[Problem]]:
     """``id;class name`` lines (Something-Something V1, Jester)."""
     items, problems = [], []
     for number, line in list_lines(path):
@@ -186,7 +187,7 @@ def _read_20bn_csv(path: Path, index: dict[str, int], frames_root: Path) -> tupl
         if not sep or not vid:
             problems.append(Problem(str(path), number, f"malformed line {line!r}: expected '<id>;<class name>'"))
         elif name not in index:
-            problems.append(Problem(str(path), number, f"class {name!r} is not in the labels file"))
+            problems.append(Problem(str(path), number, f"class {name!r} is not in {labels.name}"))
         else:
             items.append(Item(vid, (index[name],), str(frames_root / vid), str(path), number, True))
     return items, problems
@@ -201,7 +202,7 @@ def read_20bn_frames(src: Path, prefix: str, frame_folder: str) -> Plan:
     plan = Plan(classes, {}, frames_root=str(frames_root))
     for split, official in (("train", "train"), ("val", "validation")):
         items, problems = _read_20bn_csv(_find(src, (f"{prefix}-{official}.csv",), f"{official} list"),
-                                         index, frames_root)
+                                         index, frames_root, labels)
         plan.splits[split] = items
         plan.problems += problems
     return plan
@@ -281,9 +282,9 @@ def read_kinetics(src: Path, labels=None, ids=None, subset: bool = False) -> Pla
     paths = {split: _find(src, KINETICS_CSV[split], f"{split} CSV") for split in SPLITS}
     rows = {split: _kinetics_rows(paths[split]) for split in SPLITS}
     if labels is not None:
-        classes = _class_names(labels, "the classes")
+        classes, origin = _class_names(labels, "the classes"), Path(labels).name
     else:
-        classes = sorted({label for _, label, *_ in rows["train"][0]})
+        classes, origin = sorted({label for _, label, *_ in rows["train"][0]}), f"the classes of {paths['train'].name}"
     index = {name: i for i, name in enumerate(classes)}
     keep_ids = None
     if ids:
@@ -302,7 +303,7 @@ def read_kinetics(src: Path, labels=None, ids=None, subset: bool = False) -> Pla
                 plan.excluded += 1
                 continue
             if label not in index:
-                plan.problems.append(Problem(str(path), number, f"class {label!r} is not in the labels file"))
+                plan.problems.append(Problem(str(path), number, f"class {label!r} is not in {origin}"))
                 continue
             name = kinetics_file_name(ytid, start, end, "")
             source = videos.get(name) or videos.get(ytid) or str(src / f"{name}.mp4")
@@ -338,7 +339,7 @@ def read_activitynet(src: Path, labels=None) -> Plan:
     for vid, (split, names) in annotated.items():
         unknown = [n for n in names if n not in index]
         if not names or unknown:
-            reason = "no annotated segment" if not names else f"class {unknown[0]!r} is not in the labels file"
+            reason = "no annotated segment" if not names else f"class {unknown[0]!r} is not in {Path(labels).name}"
             plan.problems.append(Problem(str(path), 0, f"video {vid!r}: {reason}"))
             continue
         name = vid if vid.startswith("v_") else f"v_{vid}"
