@@ -209,3 +209,15 @@ def test_train_takes_a_step_on_prepared_data(dataset, tmp_path):
     assert code == 0
     from afnet.checkpoint import read_checkpoint
     assert read_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")["step"] == 1
+
+
+def test_prepare_into_the_download_folder(tmp_path):
+    """--out may be --src (as MMAction2 keeps rawframes beside the videos): the frames written are
+    not searched for videos, and a second run reuses every folder."""
+    src = tmp_path / "kinetics400"
+    make_official("kinetics", src)
+    first = prepare_dataset("kinetics", src, src)
+    again = prepare_dataset("kinetics", src, src)
+    assert (first.extracted, again.extracted, again.reused) == (5, 0, 5)
+    assert again.listed == first.listed == {"train": 3, "val": 2} and len(again.problems) == 1
+    assert (src / "frames" / "aaaaaaaaaaa_000010_000020" / "img_00009.jpg").is_file()

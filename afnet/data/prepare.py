@@ -152,13 +152,15 @@ def _frames_root(src: Path, folder: str) -> Path:
     return src / folder if (src / folder).is_dir() else src
 
 
-def _video_index(src: Path) -> dict[str, str]:
+def _video_index(src: Path, skip=None) -> dict[str, str]:
     """``{file name without extension: path}`` of every video under ``src`` (first found wins,
-    in the order of :data:`VIDEO_EXTENSIONS`)."""
+    in the order of :data:`VIDEO_EXTENSIONS`), not looking inside the folder ``skip`` (the frames
+    written: ``--out`` may lie inside ``--src``)."""
     rank = {ext: i for i, ext in enumerate(VIDEO_EXTENSIONS)}
     found: dict[str, tuple[int, str]] = {}
+    skip = os.path.realpath(skip) if skip is not None else None
     for folder, dirs, files in os.walk(src):
-        dirs.sort()
+        dirs[:] = sorted(d for d in dirs if os.path.realpath(os.path.join(folder, d)) != skip)
         for name in sorted(files):
             stem, ext = os.path.splitext(name)
             if ext.lower() in rank and (stem not in found or rank[ext.lower()] < found[stem][0]):
@@ -208,7 +210,7 @@ def read_20bn_frames(src: Path, prefix: str, frame_folder: str) -> Plan:
     return plan
 
 
-def read_sthv2(src: Path) -> Plan:
+def read_sthv2(src: Path, skip=None) -> Plan:
     labels = _find(src, ("something-something-v2-labels.json", "labels/labels.json", "labels.json"),
                    "labels file")
     classes = load_class_names(labels, "labels_json")
@@ -237,7 +239,7 @@ def read_sthv2(src: Path) -> Plan:
             items.append(Item(vid, (index[name],), str(videos / f"{vid}.webm"), str(path), number))
         plan.splits[split] = items
     if any(not os.path.isfile(item.source) for items in plan.splits.values() for item in items):
-        found = _video_index(src)   # videos kept elsewhere under --src, or in another container
+        found = _video_index(src, skip)   # videos kept elsewhere under --src, or in another container
         plan.splits = {split: [dataclasses.replace(item, source=found.get(item.name, item.source)) for item in items]
                        for split, items in plan.splits.items()}
     return plan
@@ -277,7 +279,7 @@ def _kinetics_rows(path: Path) -> tuple[list[tuple[int, str, str, int, int]], li
     return out, problems
 
 
-def read_kinetics(src: Path, labels=None, ids=None, subset: bool = False) -> Plan:
+def read_kinetics(src: Path, labels=None, ids=None, subset: bool = False, skip=None) -> Plan:
     """Kinetics, or with ``subset`` Mini-Kinetics (``labels`` required: the classes kept)."""
     paths = {split: _find(src, KINETICS_CSV[split], f"{split} CSV") for split in SPLITS}
     rows = {split: _kinetics_rows(paths[split]) for split in SPLITS}
@@ -291,7 +293,7 @@ def read_kinetics(src: Path, labels=None, ids=None, subset: bool = False) -> Pla
         keep_ids = set()
         for path in ids:
             keep_ids.update(line.split()[0] for _, line in list_lines(Path(path)))
-    videos = _video_index(src)
+    videos = _video_index(src, skip)
     plan = Plan(classes, {})
     for split in SPLITS:
         found, problems = rows[split]
@@ -317,7 +319,7 @@ ACTIVITYNET_JSON = ("activity_net.v1-3.min.json", "activity_net.v1-2.min.json", 
 ACTIVITYNET_SUBSETS = {"training": "train", "validation": "val"}
 
 
-def read_activitynet(src: Path, labels=None) -> Plan:
+def read_activitynet(src: Path, labels=None, skip=None) -> Plan:
     path = _find(src, ACTIVITYNET_JSON, "ActivityNet JSON")
     try:
         database = json.loads(path.read_text(encoding="utf-8"))["database"]
@@ -334,7 +336,7 @@ def read_activitynet(src: Path, labels=None) -> Plan:
     else:
         classes = sorted({name for _, names in annotated.values() for name in names})
     index = {name: i for i, name in enumerate(classes)}
-    videos = _video_index(src)
+    videos = _video_index(src, skip)
     plan = Plan(classes, {split: [] for split in SPLITS})
     for vid, (split, names) in annotated.items():
         unknown = [n for n in names if n not in index]
@@ -348,8 +350,9 @@ def read_activitynet(src: Path, labels=None) -> Plan:
     return plan
 
 
-def read_official(dataset: str, src, *, labels=None, ids=None) -> Plan:
-    """The :class:`Plan` of ``dataset``'s official files under ``src``."""
+def read_official(dataset: str, src, *, labels=None, ids=None, skip=None) -> Plan:
+    """The :class:`Plan` of ``dataset``'s official files under ``src``; videos are not looked
+    for inside ``skip`` (the frame folders written)."""
     src = Path(src)
     if not src.is_dir():
         raise FileNotFoundError(f"--src {src}: no such folder")
@@ -358,16 +361,16 @@ def read_official(dataset: str, src, *, labels=None, ids=None) -> Plan:
     if dataset == "jester":
         return read_20bn_frames(src, "jester-v1", "20bn-jester-v1")
     if dataset == "sthv2":
-        return read_sthv2(src)
+        return read_sthv2(src, skip)
     if dataset == "kinetics":
-        return read_kinetics(src, labels, ids)
+        return read_kinetics(src, labels, ids, skip=skip)
     if dataset == "minikinetics":
         if labels is None:
             raise ValueError("minikinetics needs labels: the file of the 200 class names it keeps "
                              "(--labels FILE, one name per line)")
-        return read_kinetics(src, labels, ids, subset=True)
+        return read_kinetics(src, labels, ids, subset=True, skip=skip)
     if dataset == "activitynet":
-        return read_activitynet(src, labels)
+        return read_activitynet(src, labels, skip)
     from afnet.errors import did_you_mean
 
     raise ValueError(f"unknown dataset {dataset!r}{did_you_mean(dataset, DATASETS)}; accepted: {', '.join(DATASETS)}")
@@ -539,7 +542,7 @@ def prepare_dataset(dataset: str, src, out, *, workers: int = 1, labels=None, id
         raise ValueError(f"fps must be positive, got {fps}")
     if short_side is not None and short_side < 1:
         raise ValueError(f"short_side must be a positive integer, got {short_side}")
-    plan = read_official(dataset, src, labels=labels, ids=ids)
+    plan = read_official(dataset, src, labels=labels, ids=ids, skip=Path(out) / FRAMES)
     template = get_preset(dataset).frame_template
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
