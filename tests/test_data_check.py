@@ -136,3 +136,5 @@ def test_labels_are_checked_against_the_class_file_and_lists_found_under_root(tm
     assert code == 1 and (report["num_samples"], report["num_classes"], report["num_problems"]) == (3, 3, 1)
     result = check_dataset(None, tmp_path, "list.txt", num_classes=4)
     assert result.ok and result.classes_from == "num_classes"
+    [problem] = check_dataset(None, tmp_path, "list.txt", num_classes=4, class_file="classes.txt").problems
+    assert str(problem) == f"{tmp_path / 'classes.txt'}: 3 class names, but num_classes=4"

@@ -173,6 +173,9 @@ def check_dataset(preset: str | DatasetConfig | None, root, annotation_files, *,
             problems += getattr(exc, "problems", [Problem(str(class_file), 0, str(exc))])
     if num_classes is not None:
         classes_from = "num_classes"
+        if class_names is not None and len(class_names) != num_classes:
+            problems.append(Problem(str(class_file), 0, f"{len(class_names)} class names, but num_classes="
+                                                        f"{num_classes}"))
     elif class_names is not None:
         num_classes, classes_from = len(class_names), str(class_file)
     elif preset is not None:
