@@ -165,7 +165,8 @@ def test_prepared_labels_follow_the_official_class_order(tmp_path):
     assert load_class_names(report.class_file) == ["Archery", "Surfing", "Tango"]
     train = (tmp_path / "a_out" / "train_videofolder.txt").read_text().splitlines()
     assert train == ["frames/v_vid0000000a 6 2", "frames/v_vid0000000b 6 0,2"]    # 12 frames at 12 fps -> 6
-    assert [p.reason.split(":")[0] for p in report.problems] == ["video not found"]
+    assert [p.reason for p in report.problems] == [
+        f"video 'vid0000000e': not found (no v_vid0000000e.* nor vid0000000e.* under {tmp_path / 'a'})"]
 
 
 def test_prepare_is_parallel_resumable_and_names_bad_sources(tmp_path):

@@ -308,7 +308,11 @@ def read_kinetics(src: Path, labels=None, ids=None, subset: bool = False, skip=N
                 plan.problems.append(Problem(str(path), number, f"class {label!r} is not in {origin}"))
                 continue
             name = kinetics_file_name(ytid, start, end, "")
-            source = videos.get(name) or videos.get(ytid) or str(src / f"{name}.mp4")
+            source = videos.get(name) or videos.get(ytid)
+            if source is None:
+                missing = f"video not found: no {name}.* nor {ytid}.* under {src}"
+                plan.problems.append(Problem(str(path), number, missing))
+                continue
             items.append(Item(name, (index[label],), source, str(path), number))
         plan.splits[split] = items
     return plan
@@ -345,7 +349,11 @@ def read_activitynet(src: Path, labels=None, skip=None) -> Plan:
             plan.problems.append(Problem(str(path), 0, f"video {vid!r}: {reason}"))
             continue
         name = vid if vid.startswith("v_") else f"v_{vid}"
-        source = videos.get(name) or videos.get(vid) or str(src / f"{name}.mp4")
+        source = videos.get(name) or videos.get(vid)
+        if source is None:
+            missing = f"video {vid!r}: not found (no {name}.* nor {vid}.* under {src})"
+            plan.problems.append(Problem(str(path), 0, missing))
+            continue
         plan.splits[split].append(Item(name, tuple(sorted(index[n] for n in names)), source, str(path)))
     return plan
 
