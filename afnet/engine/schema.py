@@ -114,10 +114,12 @@ class DataConfig:
 
     def problems(self) -> list:
         from afnet.data.presets import PRESETS
+        from afnet.errors import did_you_mean
 
         problems = []
         if self.preset not in PRESETS:
-            problems.append(f"data.preset={self.preset!r}: unknown dataset preset; accepted: {', '.join(PRESETS)}")
+            problems.append(f"data.preset={self.preset!r}: unknown dataset preset{did_you_mean(self.preset, PRESETS)}; "
+                            f"accepted: {', '.join(PRESETS)}")
         if self.batch_size < 1:
             problems.append(f"data.batch_size={self.batch_size!r}; accepted: a positive integer")
         if self.num_workers < 0:
