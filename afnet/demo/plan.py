@@ -15,6 +15,8 @@ NAV = ("model.name=af_resnet_small", "model.selection=navigation", "model.naviga
 # Beyond the paper (docs/navigation.md): the saliency term, mu = lambda, with the Gumbel
 # temperature held at 1 (its decay starves the straight-through gradient within 150 steps).
 SALIENCY = ("objective.saliency_weight=16.0", "objective.t_min=1.0")
+# and its region analogue for spatial navigation (mu_s = lambda, the temperature held likewise)
+REGION_SALIENCY = ("objective.region_saliency_weight=16.0", "objective.t_min=1.0")
 AF = ("model.name=af_resnet_small",)
 
 
@@ -57,7 +59,7 @@ class DemoRun:
 
     def slug(self) -> str:
         """The run folder's middle part: selection and ratio (``navigation0.5``,
-        ``regions-random0.5``), ``-saliency`` with the saliency term."""
+        ``regions-random0.5``), ``-saliency`` with a saliency term."""
         if self.setting("model.spatial"):
             sel = "regions-" + self.setting("model.region_selection")
             ratio = self.setting("model.region_ratio", self.setting("objective.target_region_ratio"))
@@ -65,7 +67,8 @@ class DemoRun:
             sel = self.setting("model.selection", "all")
             ratio = self.setting("model.ratio", self.setting("objective.target_ratio"))
         slug = sel if ratio is None else f"{sel}{ratio}"
-        return slug + ("-saliency" if self.setting("objective.saliency_weight", 0) else "")
+        saliency = self.setting("objective.saliency_weight", 0) or self.setting("objective.region_saliency_weight", 0)
+        return slug + ("-saliency" if saliency else "")
 
 
 def _rt(ratio: float) -> tuple:
@@ -93,14 +96,17 @@ RUNS = (
 # block, on a 2 x 2 region grid over the 8/4/2-pixel focal maps of a 32-pixel input (so a region
 # is the glyph's cell). From the glyph-pretrained backbone, as the temporal rows.
 _SPATIAL = ("model.name=af_resnet_small", "model.selection=all", "model.spatial=true", "model.region_grid=[2, 2, 2]")
+_REGIONS_NAV = (*_SPATIAL, "model.region_selection=navigation", "model.navigation_bias=[0.0, 1.0]",
+                "objective.target_region_ratio=0.25")
 SPATIAL_RUNS = (
-    DemoRun("AFNet spatial navigation RS=0.25", (*_SPATIAL, "model.region_selection=navigation",
-                                                  "model.navigation_bias=[0.0, 1.0]",
-                                                  "objective.target_region_ratio=0.25"), "af_resnet_small"),
+    DemoRun("AFNet spatial navigation RS=0.25", _REGIONS_NAV, "af_resnet_small"),
+    DemoRun("AFNet spatial navigation RS=0.25 + region saliency", (*_REGIONS_NAV, *REGION_SALIENCY),
+            "af_resnet_small"),
     DemoRun("AFNet random regions 0.25", (*_SPATIAL, "model.region_selection=random", "model.region_ratio=0.25"),
             "af_resnet_small"),
     DemoRun("AFNet centre crop 0.25", (*_SPATIAL, "model.region_selection=center", "model.region_ratio=0.25"),
             "af_resnet_small"),
+    DemoRun("AFNet every region", (*AF, "model.selection=all"), "af_resnet_small"),   # the reference: all of it
 )
 EXPLAINED = "AFNet RT=0.5"   # the run whose choices the explain figure shows
 

@@ -85,6 +85,14 @@ SPATIAL_CLAIMS = (
      "AFNet spatial navigation RS=0.25 static-k", "AFNet random regions 0.25"),
     ("spatial navigation at exactly RS=0.25 (static-k regions) beats a centre crop",
      "AFNet spatial navigation RS=0.25 static-k", "AFNet centre crop 0.25"),
+    ("spatial navigation + region saliency beats random regions (RS=0.25)",
+     "AFNet spatial navigation RS=0.25 + region saliency", "AFNet random regions 0.25"),
+    ("spatial navigation + region saliency beats a centre crop (RS=0.25)",
+     "AFNet spatial navigation RS=0.25 + region saliency", "AFNet centre crop 0.25"),
+    ("less is more in space: spatial navigation RS=0.25 beats computing every region",
+     "AFNet spatial navigation RS=0.25", "AFNet every region"),
+    ("less is more in space: spatial navigation RS=0.25 + region saliency beats computing every region",
+     "AFNet spatial navigation RS=0.25 + region saliency", "AFNet every region"),
 )
 # Two-sided test at about 95%: |difference| > T_CRIT * standard error of the difference of means.
 T_CRIT = 2.0
@@ -163,7 +171,7 @@ def region_precision_bars(summary: list[dict]) -> list[dict]:
         label = row["model"]
         if "spatial navigation RS=" not in label or row["region_precision"][0] is None:
             continue
-        rs = float(label.split("RS=")[1].split(" ")[0])
+        rs = float(label.split("RS=")[1].split(" ")[0])   # "... RS=0.25", "... RS=0.25 + region saliency"
         on_budget = abs(row["region_ratio"][0] - rs) <= KEPT_TOLERANCE
         out.append({"model": label, "rs": rs, "precision": row["region_precision"][0], "bar": REGION_PRECISION_BAR,
                     "region_ratio": row["region_ratio"][0], "on_budget": on_budget,
