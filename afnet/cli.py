@@ -5,7 +5,7 @@
     afnet flops           GFLOPs per video and parameter count of one configuration
     afnet check-data      walk a dataset's lists and files and report every problem
     afnet make-synthetic  write the built-in synthetic dataset (frame folders and mp4)
-    afnet predict, explain, timeline, batch-predict, export, serve: see afnet.inference.cli
+    afnet predict, explain, timeline, batch-predict, export, convert, serve: see afnet.inference.cli
 
 User errors end in a one-line message and exit status 2, not a traceback. Building the
 parser imports no torch, Lightning or matplotlib: each subcommand imports what it needs when

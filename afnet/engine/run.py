@@ -30,6 +30,7 @@ from afnet.engine.datamodule import VideoDataModule
 from afnet.engine.module import AFNetModule
 from afnet.engine.schema import Config, ConfigError, dump_config, load_config
 from afnet.models import create_model
+from afnet.weights import is_remote
 
 L = require("lightning", "training (afnet.engine)")
 from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint  # noqa: E402
@@ -110,7 +111,7 @@ def build_model(cfg: Config, checkpoint=None):
     for key, path, skip in (("model.pretrained", m.pretrained, m.skip_classifier), ("checkpoint", checkpoint, False)):
         if path is None:
             continue
-        if not Path(path).is_file():
+        if not is_remote(path) and not Path(path).exists():
             raise FileNotFoundError(f"{key}={str(path)!r}: checkpoint not found")
         _checkpoint_frames(path, key, d.num_frames, model)
         try:

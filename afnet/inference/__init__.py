@@ -15,7 +15,8 @@ Data flows one way, reusing the data pipeline and the zoo::
 
 ::
 
-    model.py     InferenceModel, load_model_for_inference
+    classifier.py  pipeline, VideoClassifier, Classification: three-line inference
+    model.py     InferenceModel, load_model_for_inference, rebuild_model, convert_checkpoint (packages)
     predict.py   find_videos, read_video_list, read_sample, run_model, predict_sample, predict_video,
                  predict_videos, VideoPrediction
     report.py    text and JSON Lines rendering of a VideoPrediction and of a Timeline
@@ -32,6 +33,10 @@ Names are imported on first use; importing this package imports neither torch no
 from afnet._imports import lazy_exports
 
 _EXPORTS = {
+    "Classification": "afnet.inference.classifier",
+    "VideoClassifier": "afnet.inference.classifier",
+    "pipeline": "afnet.inference.classifier",
+    "convert_checkpoint": "afnet.inference.model",
     "InferenceModel": "afnet.inference.model",
     "load_model_for_inference": "afnet.inference.model",
     "VIDEO_EXTENSIONS": "afnet.data.annotations",

@@ -1,5 +1,5 @@
 """Inference subcommands of the ``afnet`` CLI: ``predict``, ``explain``, ``timeline``,
-``batch-predict``, ``export`` (ONNX) and ``serve`` (the web page). ``predict``, ``explain``,
+``batch-predict``, ``export`` (ONNX), ``convert`` (a package) and ``serve`` (the web page). ``predict``, ``explain``,
 ``timeline`` and ``serve`` take ``--onnx MODEL.onnx`` in place of ``--checkpoint``.
 
 ``predict`` and ``batch-predict`` exit status: 0 all videos predicted, 1 some video failed
@@ -19,13 +19,18 @@ from afnet.models.options import PRECISIONS
 _FIXED_AT_EXPORT = ("model", "frames", "classes", "shift", "preset", "size", "ratio", "region_ratio")
 
 
-def _add_checkpoint_options(g, *, required: bool = True) -> None:
-    """The options that rebuild a model from a checkpoint (``load_model_for_inference``)."""
+CHECKPOINT_HELP = ("project checkpoint or package (enough alone), or the authors' (then also --model, --frames, "
+                   "--classes, --labels); a path, an http(s):// URL (cached; #sha256=HEX checks it) or "
+                   "hf-hub:org/repo[/file]")
+
+
+def _add_checkpoint_options(g, *, required: bool = True, flag: bool = True) -> None:
+    """The options that rebuild a model from a checkpoint (``load_model_for_inference``);
+    ``flag=False``: all but ``--checkpoint`` (a command taking it as its first argument)."""
     from afnet.models import list_models
 
-    g.add_argument("--checkpoint", required=required,
-                   help="project checkpoint (enough alone), or the authors' (then also --model, "
-                        "--frames, --classes, --labels)")
+    if flag:
+        g.add_argument("--checkpoint", required=required, help=CHECKPOINT_HELP)
     g.add_argument("--model", choices=list_models(), metavar="NAME",
                    help=f"architecture of an authors' checkpoint: {', '.join(list_models())}")
     g.add_argument("--frames", type=int, help="frames per video T the model was trained with")
@@ -170,6 +175,18 @@ def register(subparsers) -> None:
     x.add_argument("--no-check", dest="check", action="store_false",
                    help="skip the comparison with PyTorch in ONNX Runtime")
     x.set_defaults(func=run_export)
+
+    c = subparsers.add_parser(
+        "convert", help="write a checkpoint as a self-describing package: model.safetensors + config.json",
+        description="Write any checkpoint the other commands load (a run's best.ckpt, the authors' released "
+                    "files with --model/--frames/--classes/--labels) as a package folder: the weights in "
+                    "safetensors and a config.json of architecture, frames, labels, frame selection and "
+                    "preprocessing (input size, mean, std). Every --checkpoint, afnet.pipeline and "
+                    "create_model(pretrained=...) take the folder, its URL (ending in /) or hf-hub:org/repo.")
+    c.add_argument("checkpoint", help=CHECKPOINT_HELP)
+    c.add_argument("out_dir", metavar="OUT_DIR", help="the package folder to write (created)")
+    _add_checkpoint_options(c.add_argument_group("model"), flag=False)
+    c.set_defaults(func=run_convert)
 
     v = subparsers.add_parser(
         "serve", help="a local web page: upload or point to a video, see top-5, GFLOPs, latency and the "
@@ -409,6 +426,19 @@ def run_export(args) -> int:
         print(f"afnet export: the exported graph does not compute what PyTorch computes ({masks}, relative "
               f"difference {report.max_rel_diff:.1e}); please report it", file=sys.stderr)
         return 1
+    return 0
+
+
+def run_convert(args) -> int:
+    from afnet.inference.model import convert_checkpoint
+    from afnet.package import read_config
+
+    out = convert_checkpoint(args.checkpoint, args.out_dir, args.model, args.frames, args.classes, args.labels,
+                             preset=args.preset, size=args.size, shift=args.shift, ratio=args.ratio)
+    config = read_config(out)
+    args_, prep = config["model_args"], config["preprocessing"]
+    print(f"{out}: {config['arch']}, {args_['num_frames']} frames, {args_['num_classes']} classes"
+          f"{' (named)' if config['labels'] else ''}, {prep['input_size']}px {prep['name']}")
     return 0
 
 

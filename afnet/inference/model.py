@@ -224,11 +224,11 @@ def load_model_for_inference(checkpoint: str | os.PathLike, model: str | None = 
 def convert_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, model: str | None = None,
                        frames: int | None = None, classes: int | None = None,
                        labels: str | os.PathLike | None = None, *, preset: str | None = None,
-                       size: int | None = None, shift: bool | None = None) -> Path:
+                       size: int | None = None, shift: bool | None = None, ratio: float | None = None) -> Path:
     """Write ``checkpoint`` (any that :func:`load_model_for_inference` takes, with the same
     arguments) as a package folder ``out_dir`` (:mod:`afnet.package`): safetensors weights and
     a config.json of architecture, frames, labels, frame selection and preprocessing."""
     from afnet.package import write_package
 
-    r = rebuild_model(checkpoint, model, frames, classes, labels, preset=preset, size=size, shift=shift)
+    r = rebuild_model(checkpoint, model, frames, classes, labels, preset=preset, size=size, shift=shift, ratio=ratio)
     return write_package(out_dir, r.model, labels=r.class_names, preprocessing=asdict(r.config))
