@@ -32,4 +32,4 @@ _EXPORTS = {
 }
 __all__ = list(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)
-__version__ = "0.1.0"
+__version__ = "0.1.0"   # the one place: pyproject.toml reads it (dynamic version), so do --version and packages

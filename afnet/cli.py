@@ -111,7 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
     from afnet.models.options import EXECUTIONS, FIXED_REGION_SELECTIONS, SELECTIONS
     from afnet.models.registry import SPATIAL_MODELS
 
+    from afnet import __version__
+
     parser = argparse.ArgumentParser(prog="afnet", description="AFNet: efficient video recognition")
+    parser.add_argument("--version", action="version", version=f"afnet {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("flops", help="GFLOPs per video and parameters of a model configuration")

@@ -308,7 +308,8 @@ def calibrate(cfg: Config, checkpoint, *, out=None, max_videos: int = 512) -> di
     first ``max_videos`` training videos, read as evaluation reads them (one view each); the
     validation set stays unseen. Writes the checkpoint with the shifted navigation biases to
     ``out`` (default: ``calibrated.ckpt`` beside ``checkpoint``), with a ``calibration`` entry
-    (ratio, shifts, videos). Returns that entry and the ``checkpoint`` path."""
+    (ratio, shifts, kept: the share each navigation keeps on those videos, mean_kept, videos).
+    Returns that entry and the ``checkpoint`` path."""
     import torch
 
     from afnet.data.dataset import SkippedSample
@@ -339,7 +340,7 @@ def calibrate(cfg: Config, checkpoint, *, out=None, max_videos: int = 512) -> di
             yield torch.stack(clips)
 
     ratio = cfg.objective.target_ratio
-    shifts = calibrate_threshold(model, batches, ratio)
+    result = calibrate_threshold(model, batches, ratio)
     ckpt = read_checkpoint(checkpoint)
     state = model.state_dict()
     for name, module in model.named_modules():
@@ -349,6 +350,7 @@ def calibrate(cfg: Config, checkpoint, *, out=None, max_videos: int = 512) -> di
                 raise CheckpointError(f"{checkpoint}: no {key} to calibrate (not a checkpoint of this project)")
             ckpt["state_dict"][key] = state[key].clone()
     out = Path(out) if out is not None else Path(checkpoint).with_name("calibrated.ckpt")
-    ckpt["calibration"] = {"ratio": ratio, "shifts": shifts, "videos": len(picked), "source": str(checkpoint)}
+    ckpt["calibration"] = {"ratio": ratio, "shifts": result.shifts, "kept": result.kept,
+                           "mean_kept": result.mean_kept, "videos": len(picked), "source": str(checkpoint)}
     atomic_torch_save(ckpt, out)
     return {**ckpt["calibration"], "checkpoint": str(out)}

@@ -4,6 +4,7 @@
 
     GET  /              the page (serve_page.html): upload a video or give a path, then the top-k,
                         GFLOPs, latency and the explain figure (frames, and regions, each focal block computed)
+    GET  /docs          FastAPI's OpenAPI page of the JSON API (/openapi.json)
     GET  /api/model     the model: architecture, frames, input size, classes, navigation points, source
     POST /api/predict   multipart form: ``video`` (a file) or ``path`` (a video under the video root)
                         -> the ``afnet predict --json`` object, plus ``figure`` (PNG data URL) and
@@ -119,7 +120,11 @@ def save_upload(upload, folder: str, max_bytes: int) -> str:
 def create_app(im: InferenceModel, *, video_root: str = ".", max_upload_mb: float = 200.0, top_k: int = 5,
                backend: str = "pyav", timeout: float | None = DEFAULT_DECODE_TIMEOUT):
     """The FastAPI application serving ``im`` (loaded once, shared by every request)."""
-    app = fastapi.FastAPI(title="afnet", docs_url=None, redoc_url=None)
+    from afnet import __version__
+
+    # /docs: FastAPI's OpenAPI page of the JSON API (Swagger UI; its scripts come from a CDN)
+    app = fastapi.FastAPI(title="afnet", version=__version__, docs_url="/docs", redoc_url=None,
+                          description="The model behind the page: GET /api/model, POST /api/predict.")
     app.state.inference_model = im
     app.state.requests = 0
     lock = threading.Lock()
