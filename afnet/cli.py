@@ -91,14 +91,12 @@ def _cmd_zoo(args) -> int:
 
 
 def _cmd_demo(args) -> int:
-    import logging
-
     from afnet.demo import run_demo
+    from afnet.runtime import quiet_lightning
 
     _set_threads(args.threads)
-    # the demo prints its own progress; Lightning's per-run banners would bury it (set here, by
-    # the command that owns the process, not by run_demo: a library call leaves logging alone)
-    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    # the demo prints its own progress; Lightning's per-run banners would bury it
+    quiet_lightning()
     out = args.out or ("results/demo_spatial" if args.spatial else "results/demo")
     report = run_demo(out, quick=args.quick, seeds=tuple(args.seeds), spatial=args.spatial,
                       accelerator_name=args.accelerator, progress=lambda msg: print(msg, file=sys.stderr, flush=True))

@@ -339,18 +339,16 @@ def run_timeline(args) -> int:
 
 
 def run_batch_predict(args) -> int:
-    import logging
-
     import torch
 
     from afnet.inference.corpus import default_threads, predict_corpus
     from afnet.inference.predict import find_videos, read_video_list
+    from afnet.runtime import quiet_lightning
 
     # the cores are shared among the processes and their decoding workers (one thread each)
     if args.threads is None:
         torch.set_num_threads(default_threads(args.devices, args.workers))
-    for name in ("lightning.pytorch", "lightning.fabric"):   # the banners of every rank would bury the progress
-        logging.getLogger(name).setLevel(logging.WARNING)
+    quiet_lightning()   # the banners of every rank would bury the progress
     timeout = _decode_timeout(args)
     if not args.paths and not args.lists:
         raise ValueError("give the videos: PATH (file, folder or glob) and/or --list FILE")
@@ -413,6 +411,8 @@ def run_explain(args) -> int:
 def run_export(args) -> int:
     from afnet.inference.onnx import describe, export_onnx
 
+    print(f"afnet export: tracing {args.checkpoint} into {args.out}"
+          f"{', then checking it in ONNX Runtime' if args.check else ''} ...", file=sys.stderr, flush=True)
     report = export_onnx(args.checkpoint, args.out, args.model, args.frames, args.classes, args.labels,
                          preset=args.preset, size=args.size, shift=args.shift, ratio=args.ratio,
                          execution=args.execution, opset=args.opset, check=args.check)
