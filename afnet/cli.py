@@ -105,11 +105,10 @@ def _cmd_demo(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from afnet import __version__
     from afnet.models import list_models
     from afnet.models.options import EXECUTIONS, FIXED_REGION_SELECTIONS, SELECTIONS
     from afnet.models.registry import SPATIAL_MODELS
-
-    from afnet import __version__
 
     parser = argparse.ArgumentParser(prog="afnet", description="AFNet: efficient video recognition")
     parser.add_argument("--version", action="version", version=f"afnet {__version__}")

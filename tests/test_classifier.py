@@ -46,7 +46,7 @@ def test_three_lines_from_a_url(site, video, tmp_path, monkeypatch):
         again = afnet.pipeline(f"{base}pkg/")      # from the cache: no new request
         assert len(requests) == 2 and again(video).top[0]["label"] == "stir"
     assert result.path == video and result.gflops > 0
-    points = clf.model.point_names
+    points = clf.model.points
     assert list(result.kept) == points and len(points) == 3
     frames = result.prediction.frame_indices
     for point, mask in zip(points, result.prediction.masks):

@@ -91,7 +91,8 @@ def test_trainer_loggers(tmp_path):
         try:
             importlib.import_module(name)
         except ImportError:
-            cfg = load_config(SYNTHETIC_CONFIG, tiny_overrides(root, tmp_path / name, **{"trainer.loggers": f"[{name}]"}))
+            overrides = tiny_overrides(root, tmp_path / name, **{"trainer.loggers": f"[{name}]"})
+            cfg = load_config(SYNTHETIC_CONFIG, overrides)
             with pytest.raises(ImportError, match=rf"trainer.loggers: {name} needs {name}.*afnet\[{name}\]"):
                 train(cfg)
     result = train(load_config(SYNTHETIC_CONFIG, tiny_overrides(root, tmp_path / "csv_only", **{

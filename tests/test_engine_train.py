@@ -185,7 +185,7 @@ def test_class_names_travel_with_the_checkpoint(trained, tmp_path, capsys):
     assert main(["predict", video, "--checkpoint", str(result.best_checkpoint), "--json", "--no-flops"]) == 0
     top = json.loads(capsys.readouterr().out)["top"]
     assert all(t["name"] == names[t["class"]] for t in top)
-    assert explain_video(video, im).prediction.top[0][1] in names      # afnet explain's title
+    assert explain_video(video, im).prediction.top[0]["name"] in names      # afnet explain's title
     labels = tmp_path / "labels.txt"
     labels.write_text("".join(f"label {i}\n" for i in range(8)))
     assert main(["predict", video, "--checkpoint", str(result.best_checkpoint), "--labels", str(labels),

@@ -73,8 +73,8 @@ class VideoClassifier:
                 raise ValueError(f"{path}: {sample.error}")
         sample.clip = sample.clip.to(self.device)
         p = predict_sample(path or "<tensor>", sample, self.model, top_k=top_k)
-        top = [{"label": name if name is not None else str(index), "score": score} for index, name, score in p.top]
-        kept = {point: [i for i, k in zip(p.frame_indices, mask) if k] for point, mask in zip(p.point_names, p.masks)}
+        top = [{"label": t["name"] if t["name"] is not None else str(t["class"]), "score": t["score"]} for t in p.top]
+        kept = {point: [i for i, k in zip(p.frame_indices, mask) if k] for point, mask in zip(p.points, p.masks)}
         return Classification(top, kept, p.gflops, path, p)
 
     def _sample(self, video: torch.Tensor) -> Sample:

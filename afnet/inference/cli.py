@@ -404,7 +404,7 @@ def run_explain(args) -> int:
     print(f"{layout.path}: {layout.title}; {layout.rows - 1} navigation point(s) x {layout.cols} frames")
     if evidence is not None:
         print("navigation precision: " + ", ".join(f"{n} {q:.2f}" for n, q in
-                                                   zip(explanation.prediction.point_names, explanation.precision())))
+                                                   zip(explanation.prediction.points, explanation.precision())))
     return 0
 
 

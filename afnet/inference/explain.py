@@ -93,12 +93,13 @@ def draw_explanation(explanation: Explanation, out, *, dpi: int = 100, thumb_inc
     t, h, w = frames.shape[:3]
     rows = 1 + len(p.masks)
     precision = explanation.precision()
-    row_labels = ["frames"] + (list(p.point_names) if precision is None else
-                               [f"{n}\nprecision {q:.2f}" for n, q in zip(p.point_names, precision)])
+    row_labels = ["frames"] + (list(p.points) if precision is None else
+                               [f"{n}\nprecision {q:.2f}" for n, q in zip(p.points, precision)])
     col_labels = [f"#{i}" + (" evidence" if explanation.evidence and explanation.evidence[k] else "")
                   for k, i in enumerate(p.frame_indices)]
-    c, name, score = p.top[0]
-    title = f"{os.path.basename(p.path)}: {name if name is not None else f'class {c}'} ({score:.1%})"
+    best = p.top[0]
+    name = best["name"] if best["name"] is not None else f"class {best['class']}"
+    title = f"{os.path.basename(p.path)}: {name} ({best['score']:.1%})"
     if p.gflops is not None:
         title += f", {p.gflops:.3f} GFLOPs"
 

@@ -32,7 +32,7 @@ DEFAULT_PRESET = "sthv2"
 class InferenceModel:
     """A prepared model (eval mode, BN folded, channels-last) and what describes its output.
 
-    ``point_names``: one name per navigation point (focal block), in the order of
+    ``points``: one name per navigation point (focal block), in the order of
     ``VideoOutput.masks`` (e.g. ``layer1.0``); empty for the TSN/TSM baselines. ``config``: the evaluation
     preset (sampling, resize, crop, normalisation) with ``num_frames`` set to the model's.
     """
@@ -41,7 +41,7 @@ class InferenceModel:
     arch: str
     class_names: list[str] | None
     config: DatasetConfig
-    point_names: list[str]
+    points: list[str]
     checkpoint: str = ""
     source: str = ""
     warmed: set = field(default_factory=set)
@@ -62,7 +62,7 @@ class InferenceModel:
         policy = m.selection + ("" if m.ratio is None else f" {m.ratio}")
         return (f"InferenceModel({self.arch}, {self.num_frames} frames, {self.num_classes} classes"
                 f"{'' if self.class_names is None else ' (named)'}, {c.input_size}px {c.name}, "
-                f"selection {policy}, {len(self.point_names)} navigation points, {self.source} {self.checkpoint})")
+                f"selection {policy}, {len(self.points)} navigation points, {self.source} {self.checkpoint})")
 
 
 def checkpoint_defaults(ckpt: dict) -> tuple[str | None, int | None, int | None]:

@@ -63,7 +63,7 @@ def model_description(im: InferenceModel) -> dict:
     model = im.model
     return {"arch": im.arch, "source": im.source, "checkpoint": os.path.basename(im.checkpoint),
             "frames": im.num_frames, "input_size": c.input_size, "preset": c.name, "classes": im.num_classes,
-            "points": im.point_names, "spatial": bool(model.spatial), "selection": model.selection,
+            "points": im.points, "spatial": bool(model.spatial), "selection": model.selection,
             "ratio": model.ratio}
 
 
@@ -96,7 +96,7 @@ def analyse(im: InferenceModel, path: str, shown_as: str, *, top_k: int = 5, bac
     row = prediction_to_json(p)
     row["figure"] = "data:image/png;base64," + base64.b64encode(png.getvalue()).decode("ascii")
     row["masks_text"] = [f"{name}  {mask_string(mask)}  {sum(mask)}/{len(mask)}"
-                         for name, mask in zip(p.point_names, p.masks)]
+                         for name, mask in zip(p.points, p.masks)]
     return row
 
 

@@ -71,8 +71,8 @@ def calibrate_threshold(model, videos: Callable[[], Iterable[torch.Tensor]], rat
     the ones before it already shifted, since their choices change what it sees) so that it
     keeps ``ratio`` of the frames of ``videos`` on average. ``videos``: a callable returning
     an iterable of float ``(B, T, 3, H, W)`` batches (called once per navigation). Returns the
-    :class:`Calibration`: the shifts and the shares kept, one per navigation module. The model must select frames by its learned threshold
-    (``selection="navigation"`` without a ``ratio``)."""
+    :class:`Calibration`: the shifts and the shares kept, one per navigation module. The model
+    must select frames by its learned threshold (``selection="navigation"`` without a ``ratio``)."""
     if model.selection != "navigation" or model.ratio is not None:
         raise ValueError(f"calibration needs the learned threshold (selection='navigation', no ratio); "
                          f"the model has selection={model.selection!r}, ratio={model.ratio!r}")
