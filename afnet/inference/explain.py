@@ -141,7 +141,8 @@ def draw_explanation(explanation: Explanation, out, *, dpi: int = 100, thumb_inc
                 ax.set_ylabel(row_labels[r], fontsize=8, rotation=0, ha="right", va="center")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)   # --out new_dir/x.png
+    if isinstance(out, (str, os.PathLike)):   # a file, not a buffer: --out new_dir/x.png makes new_dir
+        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     fig.savefig(out, dpi=dpi)
     size = tuple(int(round(v)) for v in fig.get_size_inches() * dpi)
     return FigureLayout(str(out), rows, t, row_labels, col_labels, title, size)

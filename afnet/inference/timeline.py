@@ -307,7 +307,8 @@ def draw_timeline(timeline: Timeline, out, *, classes: int = 5, dpi: int = 100, 
                  f"video: {label[c]} ({score:.1%}, mean of window scores)"
                  + ("" if t.gflops is None else f"; {t.gflops:.3f} GFLOPs"), fontsize=9)
     fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)   # --out new_dir/x.png
+    if isinstance(out, (str, os.PathLike)):   # a file, not a buffer: --out new_dir/x.png makes new_dir
+        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     fig.savefig(out, dpi=dpi)
     size = tuple(int(round(v)) for v in fig.get_size_inches() * dpi)
     return {"path": str(out), "classes": [label[c] for c in shown], "rows": rows, "size_px": size}
