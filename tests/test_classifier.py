@@ -78,3 +78,13 @@ def test_a_list_a_frame_folder_and_a_tensor(site, video, tmp_path):
         clf(decoded.float())
     with pytest.raises(ValueError, match="nope.mp4"):
         clf(str(tmp_path / "nope.mp4"))
+
+
+def test_a_package_from_the_hub_cache(site, video, tmp_path, monkeypatch):
+    """hf-hub:org/repo: the package in a hub cache laid out as huggingface_hub lays it out, read offline."""
+    from tests.test_weights import make_hub_cache
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    make_hub_cache(tmp_path / "hub", "org/af-small",
+                   {name: (site / "pkg" / name).read_bytes() for name in ("config.json", "model.safetensors")})
+    assert afnet.pipeline("hf-hub:org/af-small")(video).top[0]["label"] == "stir"

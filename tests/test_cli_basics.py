@@ -78,6 +78,9 @@ def test_a_checkpoint_without_config_asks_for_one(tmp_path, capsys):
     afnet.save_checkpoint(path, afnet.create_model("af_resnet_small", num_classes=3, num_frames=2))
     assert main(["eval", "--checkpoint", str(path)]) == 2
     assert "stores no run config (not written by afnet train): give --config" in capsys.readouterr().err
+    assert main(["convert", str(path), str(tmp_path / "pkg")]) == 0    # a package records no run either
+    assert main(["calibrate", "--checkpoint", str(tmp_path / "pkg")]) == 2
+    assert "stores no run config" in capsys.readouterr().err
 
 
 def test_trainer_loggers(tmp_path):

@@ -25,7 +25,8 @@ def _config(args, overrides):
         return load_config(args.config, overrides)
     from afnet.checkpoint import read_checkpoint
 
-    stored = read_checkpoint(args.checkpoint).get("config")
+    ckpt = read_checkpoint(args.checkpoint)
+    stored = None if "package" in ckpt else ckpt.get("config")   # a package records no run (no data, no objective)
     if not isinstance(stored, dict):
         raise ValueError(f"--checkpoint {args.checkpoint} stores no run config (not written by afnet train): "
                          "give --config")

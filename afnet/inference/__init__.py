@@ -2,7 +2,10 @@
 
 Data flows one way, reusing the data pipeline and the zoo::
 
+    source (path, package folder, URL, hf-hub:) ──afnet.weights.resolve──> local file or package
     checkpoint ──load_model_for_inference──> InferenceModel (prepared model, class names, preset)
+               ──convert_checkpoint──> package (model.safetensors + config.json; ``afnet convert``)
+    InferenceModel ──VideoClassifier (afnet.pipeline)──> Classification (top, kept frames, GFLOPs)
     path ──find_videos (files, folders, globs) | read_video_list──> video paths
     path ──open_reader ─ clip_indices ─ get_frames ─ eval_views──> Sample (indices, uint8 frames, clip)
     Sample ──run_model──> probabilities, keep-masks (and region masks) per navigation point, latency, GFLOPs
