@@ -103,6 +103,9 @@ def test_trainer_loggers(tmp_path):
     assert result.metrics["epoch"] == 1
     made = {p.name for p in result.run_dir.iterdir()}
     assert "csv" in made and "tensorboard" not in made
+    result = train(load_config(SYNTHETIC_CONFIG, tiny_overrides(root, tmp_path / "none", **{
+        "trainer.loggers": "[]", "optim.epochs": 1})))
+    assert not {"csv", "tensorboard"} & {p.name for p in result.run_dir.iterdir()}
 
 
 def test_explain_and_timeline_create_the_out_folder(tmp_path, capsys):

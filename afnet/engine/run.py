@@ -10,10 +10,10 @@ Run directory (``run_dir``)::
     train.log                one line per epoch: loss, val top-1, kept ratio, precision, seconds
     tensorboard/, csv/       logs (train loss, schedules, val metrics, GFLOPs, kept ratios):
                              ``trainer.loggers``, also mlflow (mlruns/) and wandb (wandb/)
+    eval/                    ``evaluate``: metrics.json, kept_ratio.png
 
 Epochs are counted from 1 wherever a user reads them (progress bar, train.log, the metrics'
 ``epoch``); Lightning's own files (its checkpoints' ``epoch``, the CSV log) keep its 0-based count.
-    eval/                    ``evaluate``: metrics.json, kept_ratio.png
 
 Both ``.ckpt`` files are Lightning checkpoints (``--resume`` continues from them) that also
 carry the afnet format's keys: pass either to ``afnet eval``/``afnet predict`` or
@@ -304,13 +304,15 @@ def train(cfg: Config) -> TrainResult:
     last = ModelCheckpoint(dirpath=ckpt_dir, filename="last", monitor=None, save_top_k=1, every_n_epochs=1,
                            enable_version_counter=False)
     t = cfg.trainer
-    callbacks = [best, last, LearningRateMonitor("step"), EpochReport(run_dir / "train.log", echo=not t.progress_bar)]
+    loggers = make_loggers(cfg, run_dir)
+    callbacks = [best, last, EpochReport(run_dir / "train.log", echo=not t.progress_bar)]
+    callbacks += [LearningRateMonitor("step")] if loggers else []   # it logs through them
     if t.stop_at is not None:  # only the threshold stops (patience never runs out)
         callbacks.append(EarlyStopping("val/checkpoint_score", mode="max", stopping_threshold=t.stop_at,
                                        patience=cfg.optim.epochs + 1))
     trainer = _trainer(cfg, max_epochs=cfg.optim.epochs, callbacks=callbacks,
                        gradient_clip_val=cfg.optim.clip_grad, gradient_clip_algorithm="norm",
-                       logger=make_loggers(cfg, run_dir),
+                       logger=loggers,
                        log_every_n_steps=t.log_every_n_steps, limit_train_batches=t.limit_train_batches,
                        default_root_dir=run_dir)
     if trainer.is_global_zero:
