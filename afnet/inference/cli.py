@@ -183,7 +183,7 @@ def register(subparsers) -> None:
                     "safetensors and a config.json of architecture, frames, labels, frame selection and "
                     "preprocessing (input size, mean, std). Every --checkpoint, afnet.pipeline and "
                     "create_model(pretrained=...) take the folder, its URL (ending in /) or hf-hub:org/repo.")
-    c.add_argument("checkpoint", help=CHECKPOINT_HELP)
+    c.add_argument("checkpoint", metavar="CHECKPOINT", help=CHECKPOINT_HELP)
     c.add_argument("out_dir", metavar="OUT_DIR", help="the package folder to write (created)")
     _add_checkpoint_options(c.add_argument_group("model"), flag=False)
     c.set_defaults(func=run_convert)
