@@ -10,6 +10,9 @@ Public interface::
     afnet.count_flops(model, video)
     afnet.load_checkpoint(model, "AF-ResNet50.pth.tar")
 
+    clf = afnet.pipeline("path/or/https/url/or/hf-hub:org/repo")   # a package (afnet convert)
+    clf("v.mp4", top_k=5)         # Classification: top [{"label", "score"}], kept frames, gflops
+
 Names are imported on first use: ``import afnet`` itself imports neither torch nor
 Lightning nor matplotlib. ``afnet.data`` and the other subpackages import as usual.
 """
@@ -23,7 +26,10 @@ _EXPORTS = {
     "count_params": "afnet.flops",
     "load_checkpoint": "afnet.checkpoint",
     "save_checkpoint": "afnet.checkpoint",
+    "pipeline": "afnet.inference.classifier",
+    "VideoClassifier": "afnet.inference.classifier",
+    "Classification": "afnet.inference.classifier",
 }
 __all__ = list(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)
-__version__ = "0.1.0"
+__version__ = "0.1.0"   # the one place: pyproject.toml reads it (dynamic version), so do --version and packages

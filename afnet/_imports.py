@@ -15,7 +15,8 @@ import importlib.util
 # Optional dependency -> the extra of pyproject.toml that installs it.
 EXTRAS = {"av": "video", "lightning": "train", "torchmetrics": "train", "tensorboard": "train",
           "tqdm": "train", "omegaconf": "train", "matplotlib": "viz", "onnx": "export", "onnxscript": "export",
-          "onnxruntime": "export", "fastapi": "serve", "uvicorn": "serve", "python_multipart": "serve"}
+          "onnxruntime": "export", "fastapi": "serve", "uvicorn": "serve", "python_multipart": "serve",
+          "mlflow": "mlflow", "wandb": "wandb"}
 
 
 def require(module: str, purpose: str):

@@ -3,6 +3,7 @@
 One loader for every source; model files never read files themselves.
 
 - afnet checkpoints: ``{"format": "afnet", "arch", "model_args", "state_dict", ...}``.
+- afnet packages (:mod:`afnet.package`): ``model.safetensors`` + ``config.json``, read as an afnet checkpoint.
 - Authors' ImageNet backbones: ``{"state_dict": {"module.<name>": ...}}``, stage 4 and a
   1000-class classifier; navigation and classifier are left freshly initialised (the
   loader reports which entries it skipped and why).
@@ -152,10 +153,19 @@ def model_args(model: nn.Module) -> dict:
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict:
-    """``torch.load`` with ``weights_only=True``, with errors that name the file."""
-    path = Path(path)
-    if not path.is_file():
+    """The checkpoint dict of a weights source (:func:`afnet.weights.resolve`: a file, a package
+    folder, a URL or ``hf-hub:``): a package as :func:`afnet.package.read_package` gives it, a
+    file by ``torch.load`` with ``weights_only=True``; errors name the source."""
+    from afnet.package import is_package, read_package
+    from afnet.weights import is_remote, resolve
+
+    if not is_remote(path) and not os.path.exists(path):
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    path = resolve(path)
+    if is_package(path):
+        return read_package(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path} (a folder, but no afnet package: no config.json)")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # unpickling refused or corrupt file
@@ -170,7 +180,8 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike, *, skip_classifie
 
     Args:
         model: the network to fill (built by :func:`~afnet.models.create_model`).
-        path: an afnet checkpoint, one of the authors' (video or ImageNet), or a plain state_dict.
+        path: an afnet checkpoint or package, one of the authors' (video or ImageNet), or a plain
+            state_dict; a local path, an http(s) URL or ``hf-hub:org/repo[/file]`` (:mod:`afnet.weights`).
         skip_classifier: leave the classifier as initialised (fine-tuning on another label set).
 
     Returns:

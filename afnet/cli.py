@@ -5,7 +5,7 @@
     afnet flops           GFLOPs per video and parameter count of one configuration
     afnet check-data      walk a dataset's lists and files and report every problem
     afnet make-synthetic  write the built-in synthetic dataset (frame folders and mp4)
-    afnet predict, explain, timeline, batch-predict, export, serve: see afnet.inference.cli
+    afnet predict, explain, timeline, batch-predict, export, convert, serve: see afnet.inference.cli
 
 User errors end in a one-line message and exit status 2, not a traceback. Building the
 parser imports no torch, Lightning or matplotlib: each subcommand imports what it needs when
@@ -92,14 +92,12 @@ def _cmd_zoo(args) -> int:
 
 
 def _cmd_demo(args) -> int:
-    import logging
-
     from afnet.demo import run_demo
+    from afnet.runtime import quiet_lightning
 
     _set_threads(args.threads)
-    # the demo prints its own progress; Lightning's per-run banners would bury it (set here, by
-    # the command that owns the process, not by run_demo: a library call leaves logging alone)
-    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    # the demo prints its own progress; Lightning's per-run banners would bury it
+    quiet_lightning()
     out = args.out or ("results/demo_spatial" if args.spatial else "results/demo")
     report = run_demo(out, quick=args.quick, seeds=tuple(args.seeds), spatial=args.spatial,
                       accelerator_name=args.accelerator, progress=lambda msg: print(msg, file=sys.stderr, flush=True))
@@ -122,11 +120,13 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from afnet import __version__
     from afnet.models import list_models
     from afnet.models.options import EXECUTIONS, FIXED_REGION_SELECTIONS, SELECTIONS
     from afnet.models.registry import SPATIAL_MODELS
 
     parser = _Parser(prog="afnet", description="AFNet: efficient video recognition")
+    parser.add_argument("--version", action="version", version=f"afnet {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("flops", help="GFLOPs per video and parameters of a model configuration")

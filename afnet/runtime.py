@@ -180,3 +180,16 @@ def prepare_for_inference(model: nn.Module, *, channels_last: bool = True, fold_
     if tune_malloc:
         keep_allocations()
     return model
+
+
+def quiet_lightning() -> None:
+    """For a command that owns its process (``afnet train``, ``eval``, ``calibrate``,
+    ``batch-predict``, ``demo``): Lightning's start-up banners ("GPU available ..."), its
+    litlogger tip and its own deprecation warnings are kept off stderr; its warnings about the
+    run stay. A library call leaves logging alone. (Lightning's progress bar writes to stderr:
+    :class:`afnet.engine.run.StderrProgressBar`; stdout carries the commands' JSON.)"""
+    import logging
+
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")

@@ -50,10 +50,11 @@ def test_calibrated_threshold_keeps_ratio_of_the_frames_at_every_point(temporal)
     videos = [torch.randn(6, 8, 3, 32, 32) for _ in range(3)]
     before = [torch.cat(m) for m in zip(*(model(v).masks for v in videos))]
     ranked = copy.deepcopy(model).configure(ratio=0.25)(videos[0]).masks   # static-k: ranking by margin
-    shifts = calibrate_threshold(model, lambda: videos, 0.25)
-    assert len(shifts) == sum(isinstance(m, Navigation) for m in model.modules())
+    calibration = calibrate_threshold(model, lambda: videos, 0.25)
+    assert len(calibration.shifts) == sum(isinstance(m, Navigation) for m in model.modules())
     after = [torch.cat(m) for m in zip(*(model(v).masks for v in videos))]
     assert [round(float(m.mean()), 4) for m in after] == [0.25] * len(after)    # 36 of 144 frames
+    assert calibration.kept == [0.25] * len(calibration.shifts) and calibration.mean_kept == 0.25
     assert any(abs(float(m.mean()) - 0.25) > 0.05 for m in before)            # it was not so before
     assert model.training is False
     static_k = copy.deepcopy(model).configure(ratio=0.25)

@@ -128,7 +128,7 @@ def test_checkpoint_written_before_the_renames_still_loads(tmp_path):
     im = load_model_for_inference(path)
     assert (im.arch, im.config.name, im.config.input_size, im.model.selection, im.model.ratio) == (
         "af_mobilenetv3", "synthetic", 48, "uniform", 0.5)
-    assert [p.name for p in im.model.navigation_points()] == im.point_names and len(im.point_names) == 5
+    assert [p.name for p in im.model.navigation_points()] == im.points and len(im.points) == 5
 
 
 def test_checkpoint_records_the_models_own_arguments(tmp_path):

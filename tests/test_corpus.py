@@ -116,7 +116,7 @@ def test_shard_assignment_is_complete_and_disjoint(world):
 
 def _line(path: str, ok: bool = True, label: int = 0) -> str:
     p = VideoPrediction(path, ok=ok, error=None if ok else "cannot open video",
-                        top=[(label, NAMES[label], 0.9)] if ok else [])
+                        top=[{"class": label, "name": NAMES[label], "score": 0.9}] if ok else [])
     return to_json_line(p) + "\n"
 
 
@@ -187,7 +187,8 @@ def test_window_arithmetic_at_the_ends():
 
 def _window(start, end, probs) -> WindowPrediction:
     probs = torch.tensor(probs)
-    top = [(int(c), NAMES[int(c)], float(probs[c])) for c in probs.argsort(descending=True, stable=True)]
+    top = [{"class": int(c), "name": NAMES[int(c)], "score": float(probs[c])}
+           for c in probs.argsort(descending=True, stable=True)]
     return WindowPrediction(start, end, VideoPrediction("v", ok=True, top=top, probs=probs))
 
 
@@ -243,7 +244,7 @@ def test_timeline_figure_and_commands(capsys, ckpt, im, long_video, tmp_path):
     t = predict_timeline(long_video, im, window=2.0, stride=1.0, top_k=3)
     drawn = draw_timeline(t, tmp_path / "api.png", classes=2)
     assert drawn["rows"] == ["class scores", "frames kept", "GFLOPs per window"]
-    assert drawn["classes"] == [name for _, name, _ in t.top[:2]]
+    assert drawn["classes"] == [c["name"] for c in t.top[:2]]
     assert (tmp_path / "api.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     rc = main(["timeline", long_video, "--checkpoint", ckpt, "--window", "2", "--stride", "1",

@@ -110,7 +110,7 @@ def test_predict_onnx_reports_as_the_checkpoint_does(small, capsys):
     out, err = capsys.readouterr()
     assert "layer1.0" in out and "4/8" in out and "GFLOPs" in out and "ONNX" in err
     im = load_onnx_for_inference(small["sparse"])
-    assert im.class_names == NAMES and im.point_names == ["layer1.0", "layer2.0", "layer3.0"]
+    assert im.class_names == NAMES and im.points == ["layer1.0", "layer2.0", "layer3.0"]
 
 
 def test_onnx_input_errors_name_the_file(small, tmp_path, capsys):

@@ -118,7 +118,7 @@ def test_spatial_checkpoint_round_trip(ckpt, video):
     assert (args["spatial"], args["region_grid"], args["temporal_navigation"]) == (True, [2, 2, 2], "first")
     im = load_model_for_inference(ckpt)
     assert im.model.spatial and im.model.region_grid == (2, 2, 2) and im.model.temporal_navigation == "first"
-    assert im.point_names == ["layer1.0", "layer2.0", "layer3.0"]
+    assert im.points == ["layer1.0", "layer2.0", "layer3.0"]
     state = read_checkpoint(ckpt)["state_dict"]
     ref = spatial_model(seed=1)
     ref.load_state_dict(state)
@@ -165,16 +165,16 @@ def test_predict_region_ratio_is_a_static_k_budget(capsys, ckpt, video, tmp_path
 
 
 def test_non_spatial_prediction_has_empty_regions():
-    p = VideoPrediction("v.mp4", ok=True, top=[(0, None, 1.0)], frame_indices=[0, 1], point_names=["layer1.0"],
-                        masks=[[1, 0]], latency_ms=1.0, decode_ms=1.0, num_views=1)
+    p = VideoPrediction("v.mp4", ok=True, top=[{"class": 0, "name": None, "score": 1.0}], frame_indices=[0, 1],
+                        points=["layer1.0"], masks=[[1, 0]], latency_ms=1.0, decode_ms=1.0, views=1)
     row = prediction_to_json(p)
     assert row["regions"] == [] and row["region_ratio"] == [] and "regions" not in format_prediction(p)
 
 
 def _render(tmp_path, name, regions):
     """Two black kept frames at one point; ``regions`` per frame (or none: non-spatial)."""
-    p = VideoPrediction("v.mp4", ok=True, top=[(0, None, 1.0)], frame_indices=[0, 1], point_names=["layer1.0"],
-                        masks=[[1, 1]], regions=[regions] if regions else [], num_views=1)
+    p = VideoPrediction("v.mp4", ok=True, top=[{"class": 0, "name": None, "score": 1.0}], frame_indices=[0, 1],
+                        points=["layer1.0"], masks=[[1, 1]], regions=[regions] if regions else [], views=1)
     layout = draw_explanation(Explanation(p, np.zeros((2, 32, 32, 3), np.uint8)), tmp_path / name)
     from matplotlib.image import imread
 

@@ -272,7 +272,7 @@ def test_explain_draws_the_grid(capsys, ckpt, im, videos, tmp_path):
     assert (layout.rows, layout.cols) == (1 + 3, T)
     assert layout.row_labels == ["frames", "layer1.0", "layer2.0", "layer3.0"]
     assert layout.col_labels == [f"#{i}" for i in explanation.prediction.frame_indices]
-    assert explanation.prediction.top[0][1] in layout.title
+    assert explanation.prediction.top[0]["name"] in layout.title
     assert _png_size(layout.path) == layout.size_px
 
     out = tmp_path / "cli.png"

@@ -136,6 +136,8 @@ def run_check_data(args) -> int:
 def run_make_synthetic(args) -> int:
     from afnet.data.synthetic import make_synthetic
 
+    print(f"afnet make-synthetic: writing {args.num_train} training and {args.num_val} validation videos "
+          f"to {args.out} ...", file=sys.stderr, flush=True)
     try:
         data = make_synthetic(args.out, num_train=args.num_train, num_val=args.num_val,
                               num_classes=args.num_classes, num_frames=args.num_frames,

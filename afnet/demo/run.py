@@ -81,7 +81,7 @@ def pretrain_backbone(out: Path, images: Path, sz, model: str, device: str = "cp
     t0 = time.time()
     trained = train(load_config(write_config(out, pretrain_config(out, images, sz, model, device))))
     return str(trained.best_checkpoint), {"model": model, "top1": trained.metrics.get("top1"),
-                                          "epochs": trained.metrics.get("epoch", -1) + 1,
+                                          "epochs": trained.metrics.get("epoch", 0),
                                           "seconds": round(time.time() - t0, 1)}
 
 

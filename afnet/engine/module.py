@@ -160,7 +160,8 @@ class AFNetModule(L.LightningModule):
         results = self.metrics.compute()
         self.metrics.reset()
         results["gflops_per_video"] = self.video_gflops() * self.num_views
-        self.val_results = {**results, "epoch": self.current_epoch, "step": self.global_step}
+        # epochs counted from 1, as the progress bar and train.log count them
+        self.val_results = {**results, "epoch": self.current_epoch + 1, "step": self.global_step}
         per_point = ("kept_ratio", "region_ratio", "navigation_precision", "region_precision",
                      "region_evidence_rate")
         logged = {f"val/{k}": v for k, v in results.items() if k not in per_point}

@@ -8,8 +8,12 @@ Run directory (``run_dir``)::
     checkpoints/best.ckpt    best validation top-1 (mAP for multi-label) among the epochs trained
                              at the final RT (and RS) targets (and within objective.ratio_tolerance of them)
     train.log                one line per epoch: loss, val top-1, kept ratio, precision, seconds
-    tensorboard/, csv/       logs (train loss, schedules, val metrics, GFLOPs, kept ratios)
+    tensorboard/, csv/       logs (train loss, schedules, val metrics, GFLOPs, kept ratios):
+                             ``trainer.loggers``, also mlflow (mlruns/) and wandb (wandb/)
     eval/                    ``evaluate``: metrics.json, kept_ratio.png
+
+Epochs are counted from 1 wherever a user reads them (progress bar, train.log, the metrics'
+``epoch``); Lightning's own files (its checkpoints' ``epoch``, the CSV log) keep its 0-based count.
 
 Both ``.ckpt`` files are Lightning checkpoints (``--resume`` continues from them) that also
 carry the afnet format's keys: pass either to ``afnet eval``/``afnet predict`` or
@@ -17,8 +21,10 @@ carry the afnet format's keys: pass either to ``afnet eval``/``afnet predict`` o
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -30,10 +36,17 @@ from afnet.engine.datamodule import VideoDataModule
 from afnet.engine.module import AFNetModule
 from afnet.engine.schema import Config, ConfigError, dump_config, load_config
 from afnet.models import create_model
+from afnet.weights import is_remote
 
 L = require("lightning", "training (afnet.engine)")
-from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint  # noqa: E402
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger  # noqa: E402
+from lightning.pytorch.callbacks import (  # noqa: E402
+    Callback,
+    EarlyStopping,
+    LearningRateMonitor,
+    ModelCheckpoint,
+    TQDMProgressBar,
+)
+from lightning.pytorch.loggers import CSVLogger, MLFlowLogger, TensorBoardLogger, WandbLogger  # noqa: E402
 from lightning.pytorch.plugins.io import TorchCheckpointIO  # noqa: E402
 
 
@@ -110,7 +123,7 @@ def build_model(cfg: Config, checkpoint=None):
     for key, path, skip in (("model.pretrained", m.pretrained, m.skip_classifier), ("checkpoint", checkpoint, False)):
         if path is None:
             continue
-        if not Path(path).is_file():
+        if not is_remote(path) and not Path(path).exists():
             raise FileNotFoundError(f"{key}={str(path)!r}: checkpoint not found")
         _checkpoint_frames(path, key, d.num_frames, model)
         try:
@@ -167,7 +180,7 @@ class EpochReport(Callback):
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         if not trainer.is_global_zero:
             return
-        r = pl_module.val_results if pl_module.val_results.get("epoch") == trainer.current_epoch else {}
+        r = pl_module.val_results if pl_module.val_results.get("epoch") == trainer.current_epoch + 1 else {}
         parts = [f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}",
                  f"loss {self.loss / max(self.steps, 1):.3f}"]
         if not r:
@@ -190,7 +203,7 @@ class EpochReport(Callback):
         with open(self.log_file, "a") as f:
             f.write(line + "\n")
         if self.echo:
-            print(line, flush=True)
+            print(line, file=sys.stderr, flush=True)   # stdout: the command's JSON
 
 
 class BestAtTargets(ModelCheckpoint):
@@ -209,12 +222,56 @@ class BestAtTargets(ModelCheckpoint):
             super().on_train_epoch_end(trainer, pl_module)
 
 
-def _trainer(cfg: Config, **kwargs) -> L.Trainer:
+def _on_stderr(init):
+    def init_on_stderr(self):
+        with contextlib.redirect_stdout(sys.stderr):   # Lightning's bars write to sys.stdout
+            return init(self)
+    return init_on_stderr
+
+
+class StderrProgressBar(TQDMProgressBar):
+    """Lightning's progress bar on stderr (stdout carries the commands' JSON: ``afnet eval >
+    m.json``), epochs counted from 1 of ``max_epochs``, as train.log and the metrics count them."""
+
+    init_sanity_tqdm = _on_stderr(TQDMProgressBar.init_sanity_tqdm)
+    init_train_tqdm = _on_stderr(TQDMProgressBar.init_train_tqdm)
+    init_validation_tqdm = _on_stderr(TQDMProgressBar.init_validation_tqdm)
+    init_predict_tqdm = _on_stderr(TQDMProgressBar.init_predict_tqdm)
+    init_test_tqdm = _on_stderr(TQDMProgressBar.init_test_tqdm)
+
+    def on_train_epoch_start(self, trainer, *args) -> None:
+        super().on_train_epoch_start(trainer, *args)
+        self.train_progress_bar.set_description(f"Epoch {trainer.current_epoch + 1}/{trainer.max_epochs}")
+
+
+# trainer.loggers (schema.LOGGERS): each writes under run_dir; mlflow and wandb are extras
+_LOGGERS = {
+    "csv": lambda run_dir: CSVLogger(run_dir, name="csv", version=""),
+    "tensorboard": lambda run_dir: TensorBoardLogger(run_dir, name="tensorboard", version=""),
+    # a file store in run_dir/mlruns (``mlflow ui --backend-store-uri run_dir/mlruns``)
+    "mlflow": lambda run_dir: MLFlowLogger(experiment_name="afnet", run_name=run_dir.name,
+                                           tracking_uri=(run_dir / "mlruns").resolve().as_uri()),
+    # W&B's own settings apply (WANDB_MODE=offline keeps the run in run_dir/wandb)
+    "wandb": lambda run_dir: WandbLogger(name=run_dir.name, project="afnet", save_dir=str(run_dir)),
+}
+
+
+def make_loggers(cfg: Config, run_dir: Path) -> list:
+    """The Lightning loggers of ``trainer.loggers``; ImportError naming the extra of a missing one."""
+    for name in cfg.trainer.loggers:
+        if name in ("mlflow", "wandb"):
+            require(name, f"trainer.loggers: {name}")
+    return [_LOGGERS[name](run_dir) for name in cfg.trainer.loggers]
+
+
+def _trainer(cfg: Config, callbacks=(), **kwargs) -> L.Trainer:
     t = cfg.trainer
+    bar = [StderrProgressBar()] if t.progress_bar else []
     return L.Trainer(accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy,
                      precision=t.precision, sync_batchnorm=t.sync_batchnorm, enable_progress_bar=t.progress_bar,
                      limit_val_batches=t.limit_val_batches, use_distributed_sampler=False, num_sanity_val_steps=0,
-                     enable_model_summary=False, plugins=[AtomicCheckpointIO()], **kwargs)
+                     enable_model_summary=False, plugins=[AtomicCheckpointIO()], callbacks=[*callbacks, *bar],
+                     **kwargs)
 
 
 def train(cfg: Config) -> TrainResult:
@@ -247,14 +304,15 @@ def train(cfg: Config) -> TrainResult:
     last = ModelCheckpoint(dirpath=ckpt_dir, filename="last", monitor=None, save_top_k=1, every_n_epochs=1,
                            enable_version_counter=False)
     t = cfg.trainer
-    callbacks = [best, last, LearningRateMonitor("step"), EpochReport(run_dir / "train.log", echo=not t.progress_bar)]
+    loggers = make_loggers(cfg, run_dir)
+    callbacks = [best, last, EpochReport(run_dir / "train.log", echo=not t.progress_bar)]
+    callbacks += [LearningRateMonitor("step")] if loggers else []   # it logs through them
     if t.stop_at is not None:  # only the threshold stops (patience never runs out)
         callbacks.append(EarlyStopping("val/checkpoint_score", mode="max", stopping_threshold=t.stop_at,
                                        patience=cfg.optim.epochs + 1))
     trainer = _trainer(cfg, max_epochs=cfg.optim.epochs, callbacks=callbacks,
                        gradient_clip_val=cfg.optim.clip_grad, gradient_clip_algorithm="norm",
-                       logger=[TensorBoardLogger(run_dir, name="tensorboard", version=""),
-                               CSVLogger(run_dir, name="csv", version="")],
+                       logger=loggers,
                        log_every_n_steps=t.log_every_n_steps, limit_train_batches=t.limit_train_batches,
                        default_root_dir=run_dir)
     if trainer.is_global_zero:
@@ -307,7 +365,8 @@ def calibrate(cfg: Config, checkpoint, *, out=None, max_videos: int = 512) -> di
     first ``max_videos`` training videos, read as evaluation reads them (one view each); the
     validation set stays unseen. Writes the checkpoint with the shifted navigation biases to
     ``out`` (default: ``calibrated.ckpt`` beside ``checkpoint``), with a ``calibration`` entry
-    (ratio, shifts, videos). Returns that entry and the ``checkpoint`` path."""
+    (ratio, shifts, kept: the share each navigation keeps on those videos, mean_kept, videos).
+    Returns that entry and the ``checkpoint`` path."""
     import torch
 
     from afnet.data.dataset import SkippedSample
@@ -338,7 +397,7 @@ def calibrate(cfg: Config, checkpoint, *, out=None, max_videos: int = 512) -> di
             yield torch.stack(clips)
 
     ratio = cfg.objective.target_ratio
-    shifts = calibrate_threshold(model, batches, ratio)
+    result = calibrate_threshold(model, batches, ratio)
     ckpt = read_checkpoint(checkpoint)
     state = model.state_dict()
     for name, module in model.named_modules():
@@ -348,6 +407,7 @@ def calibrate(cfg: Config, checkpoint, *, out=None, max_videos: int = 512) -> di
                 raise CheckpointError(f"{checkpoint}: no {key} to calibrate (not a checkpoint of this project)")
             ckpt["state_dict"][key] = state[key].clone()
     out = Path(out) if out is not None else Path(checkpoint).with_name("calibrated.ckpt")
-    ckpt["calibration"] = {"ratio": ratio, "shifts": shifts, "videos": len(picked), "source": str(checkpoint)}
+    ckpt["calibration"] = {"ratio": ratio, "shifts": result.shifts, "kept": result.kept,
+                           "mean_kept": result.mean_kept, "videos": len(picked), "source": str(checkpoint)}
     atomic_torch_save(ckpt, out)
     return {**ckpt["calibration"], "checkpoint": str(out)}

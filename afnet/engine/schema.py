@@ -259,6 +259,9 @@ class OptimConfig:
         return problems
 
 
+LOGGERS = ("csv", "tensorboard", "mlflow", "wandb")   # trainer.loggers (built by afnet.engine.run.make_loggers)
+
+
 @dataclass
 class TrainerConfig:
     accelerator: str = "auto"
@@ -272,8 +275,13 @@ class TrainerConfig:
     limit_val_batches: Optional[Number] = None
     progress_bar: bool = True
     stop_at: Optional[Number] = None         # stop once the validation score (best.ckpt's) reaches this
+    loggers: list[str] = field(default_factory=lambda: ["tensorboard", "csv"])   # of LOGGERS, under run_dir
 
     def problems(self) -> list:
+        unknown = [name for name in self.loggers if name not in LOGGERS]
+        if unknown:
+            return [f"trainer.loggers: {', '.join(map(repr, unknown))}; accepted: {', '.join(LOGGERS)} "
+                    "(mlflow and wandb with the extras afnet[mlflow], afnet[wandb])"]
         if self.stop_at is not None and not 0 < self.stop_at <= 1:
             return [f"trainer.stop_at={self.stop_at!r}; accepted: a top-1 (mAP) in (0, 1], or null"]
         if self.sync_batchnorm and self.accelerator == "cpu":

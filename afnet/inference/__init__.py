@@ -2,7 +2,10 @@
 
 Data flows one way, reusing the data pipeline and the zoo::
 
+    source (path, package folder, URL, hf-hub:) ──afnet.weights.resolve──> local file or package
     checkpoint ──load_model_for_inference──> InferenceModel (prepared model, class names, preset)
+               ──convert_checkpoint──> package (model.safetensors + config.json; ``afnet convert``)
+    InferenceModel ──VideoClassifier (afnet.pipeline)──> Classification (top, kept frames, GFLOPs)
     path ──find_videos (files, folders, globs) | read_video_list──> video paths
     path ──open_reader ─ clip_indices ─ get_frames ─ eval_views──> Sample (indices, uint8 frames, clip)
     Sample ──run_model──> probabilities, keep-masks (and region masks) per navigation point, latency, GFLOPs
@@ -15,7 +18,8 @@ Data flows one way, reusing the data pipeline and the zoo::
 
 ::
 
-    model.py     InferenceModel, load_model_for_inference
+    classifier.py  pipeline, VideoClassifier, Classification: three-line inference
+    model.py     InferenceModel, load_model_for_inference, rebuild_model, convert_checkpoint (packages)
     predict.py   find_videos, read_video_list, read_sample, run_model, predict_sample, predict_video,
                  predict_videos, VideoPrediction
     report.py    text and JSON Lines rendering of a VideoPrediction and of a Timeline
@@ -32,6 +36,10 @@ Names are imported on first use; importing this package imports neither torch no
 from afnet._imports import lazy_exports
 
 _EXPORTS = {
+    "Classification": "afnet.inference.classifier",
+    "VideoClassifier": "afnet.inference.classifier",
+    "pipeline": "afnet.inference.classifier",
+    "convert_checkpoint": "afnet.inference.model",
     "InferenceModel": "afnet.inference.model",
     "load_model_for_inference": "afnet.inference.model",
     "VIDEO_EXTENSIONS": "afnet.data.annotations",

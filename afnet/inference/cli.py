@@ -1,5 +1,5 @@
 """Inference subcommands of the ``afnet`` CLI: ``predict``, ``explain``, ``timeline``,
-``batch-predict``, ``export`` (ONNX) and ``serve`` (the web page). ``predict``, ``explain``,
+``batch-predict``, ``export`` (ONNX), ``convert`` (a package) and ``serve`` (the web page). ``predict``, ``explain``,
 ``timeline`` and ``serve`` take ``--onnx MODEL.onnx`` in place of ``--checkpoint``.
 
 ``predict`` and ``batch-predict`` exit status: 0 all videos predicted, 1 some video failed
@@ -20,13 +20,18 @@ from afnet.models.options import PRECISIONS
 _FIXED_AT_EXPORT = ("model", "frames", "num_classes", "shift", "preset", "size", "ratio", "region_ratio")
 
 
-def _add_checkpoint_options(g, *, required: bool = True) -> None:
-    """The options that rebuild a model from a checkpoint (``load_model_for_inference``)."""
+CHECKPOINT_HELP = ("project checkpoint or package (enough alone), or the authors' (then also --model, --frames, "
+                   "--num-classes, --labels); a path, an http(s):// URL (cached; #sha256=HEX checks it) or "
+                   "hf-hub:org/repo[/file]")
+
+
+def _add_checkpoint_options(g, *, required: bool = True, flag: bool = True) -> None:
+    """The options that rebuild a model from a checkpoint (``load_model_for_inference``);
+    ``flag=False``: all but ``--checkpoint`` (a command taking it as its first argument)."""
     from afnet.models import list_models
 
-    g.add_argument("--checkpoint", required=required,
-                   help="project checkpoint (enough alone), or the authors' (then also --model, "
-                        "--frames, --num-classes, --labels)")
+    if flag:
+        g.add_argument("--checkpoint", required=required, help=CHECKPOINT_HELP)
     g.add_argument("--model", choices=list_models(), metavar="NAME",
                    help=f"architecture of an authors' checkpoint: {', '.join(list_models())}")
     g.add_argument("--frames", type=int, help="frames per video T the model was trained with")
@@ -172,6 +177,18 @@ def register(subparsers) -> None:
     x.add_argument("--no-check", dest="check", action="store_false",
                    help="skip the comparison with PyTorch in ONNX Runtime")
     x.set_defaults(func=run_export)
+
+    c = subparsers.add_parser(
+        "convert", help="write a checkpoint as a self-describing package: model.safetensors + config.json",
+        description="Write any checkpoint the other commands load (a run's best.ckpt, the authors' released "
+                    "files with --model/--frames/--classes/--labels) as a package folder: the weights in "
+                    "safetensors and a config.json of architecture, frames, labels, frame selection and "
+                    "preprocessing (input size, mean, std). Every --checkpoint, afnet.pipeline and "
+                    "create_model(pretrained=...) take the folder, its URL (ending in /) or hf-hub:org/repo.")
+    c.add_argument("checkpoint", metavar="CHECKPOINT", help=CHECKPOINT_HELP)
+    c.add_argument("out_dir", metavar="OUT_DIR", help="the package folder to write (created)")
+    _add_checkpoint_options(c.add_argument_group("model"), flag=False)
+    c.set_defaults(func=run_convert)
 
     v = subparsers.add_parser(
         "serve", help="a local web page: upload or point to a video, see top-5, GFLOPs, latency and the "
@@ -324,18 +341,16 @@ def run_timeline(args) -> int:
 
 
 def run_batch_predict(args) -> int:
-    import logging
-
     import torch
 
     from afnet.inference.corpus import default_threads, predict_corpus
     from afnet.inference.predict import find_videos, read_video_list
+    from afnet.runtime import quiet_lightning
 
     # the cores are shared among the processes and their decoding workers (one thread each)
     if args.threads is None:
         torch.set_num_threads(default_threads(args.devices, args.workers))
-    for name in ("lightning.pytorch", "lightning.fabric"):   # the banners of every rank would bury the progress
-        logging.getLogger(name).setLevel(logging.WARNING)
+    quiet_lightning()   # the banners of every rank would bury the progress
     timeout = _decode_timeout(args)
     if not args.paths and not args.lists:
         raise ValueError("give the videos: PATH (file, folder or glob) and/or --list FILE")
@@ -391,13 +406,15 @@ def run_explain(args) -> int:
     print(f"{layout.path}: {layout.title}; {layout.rows - 1} navigation point(s) x {layout.cols} frames")
     if evidence is not None:
         print("navigation precision: " + ", ".join(f"{n} {q:.2f}" for n, q in
-                                                   zip(explanation.prediction.point_names, explanation.precision())))
+                                                   zip(explanation.prediction.points, explanation.precision())))
     return 0
 
 
 def run_export(args) -> int:
     from afnet.inference.onnx import describe, export_onnx
 
+    print(f"afnet export: tracing {args.checkpoint} into {args.out}"
+          f"{', then checking it in ONNX Runtime' if args.check else ''} ...", file=sys.stderr, flush=True)
     report = export_onnx(args.checkpoint, args.out, args.model, args.frames, args.num_classes, args.labels,
                          preset=args.preset, size=args.size, shift=args.shift, ratio=args.ratio,
                          execution=args.execution, opset=args.opset, check=args.check)
@@ -411,6 +428,19 @@ def run_export(args) -> int:
         print(f"afnet export: the exported graph does not compute what PyTorch computes ({masks}, relative "
               f"difference {report.max_rel_diff:.1e}); please report it", file=sys.stderr)
         return 1
+    return 0
+
+
+def run_convert(args) -> int:
+    from afnet.inference.model import convert_checkpoint
+    from afnet.package import read_config
+
+    out = convert_checkpoint(args.checkpoint, args.out_dir, args.model, args.frames, args.num_classes, args.labels,
+                             preset=args.preset, size=args.size, shift=args.shift, ratio=args.ratio)
+    config = read_config(out)
+    args_, prep = config["model_args"], config["preprocessing"]
+    print(f"{out}: {config['arch']}, {args_['num_frames']} frames, {args_['num_classes']} classes"
+          f"{' (named)' if config['labels'] else ''}, {prep['input_size']}px {prep['name']}")
     return 0
 
 

@@ -93,12 +93,13 @@ def draw_explanation(explanation: Explanation, out, *, dpi: int = 100, thumb_inc
     t, h, w = frames.shape[:3]
     rows = 1 + len(p.masks)
     precision = explanation.precision()
-    row_labels = ["frames"] + (list(p.point_names) if precision is None else
-                               [f"{n}\nprecision {q:.2f}" for n, q in zip(p.point_names, precision)])
+    row_labels = ["frames"] + (list(p.points) if precision is None else
+                               [f"{n}\nprecision {q:.2f}" for n, q in zip(p.points, precision)])
     col_labels = [f"#{i}" + (" evidence" if explanation.evidence and explanation.evidence[k] else "")
                   for k, i in enumerate(p.frame_indices)]
-    c, name, score = p.top[0]
-    title = f"{os.path.basename(p.path)}: {name if name is not None else f'class {c}'} ({score:.1%})"
+    best = p.top[0]
+    name = best["name"] if best["name"] is not None else f"class {best['class']}"
+    title = f"{os.path.basename(p.path)}: {name} ({best['score']:.1%})"
     if p.gflops is not None:
         title += f", {p.gflops:.3f} GFLOPs"
 
@@ -140,6 +141,8 @@ def draw_explanation(explanation: Explanation, out, *, dpi: int = 100, thumb_inc
                 ax.set_ylabel(row_labels[r], fontsize=8, rotation=0, ha="right", va="center")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
+    if isinstance(out, (str, os.PathLike)):   # a file, not a buffer: --out new_dir/x.png makes new_dir
+        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     fig.savefig(out, dpi=dpi)
     size = tuple(int(round(v)) for v in fig.get_size_inches() * dpi)
     return FigureLayout(str(out), rows, t, row_labels, col_labels, title, size)

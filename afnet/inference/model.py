@@ -13,7 +13,8 @@ Two kinds of checkpoint:
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from torch import nn
 
@@ -27,11 +28,11 @@ from afnet.runtime import bf16_for, prepare_for_inference
 DEFAULT_PRESET = "sthv2"
 
 
-@dataclass
+@dataclass(repr=False)
 class InferenceModel:
     """A prepared model (eval mode, BN folded, channels-last) and what describes its output.
 
-    ``point_names``: one name per navigation point (focal block), in the order of
+    ``points``: one name per navigation point (focal block), in the order of
     ``VideoOutput.masks`` (e.g. ``layer1.0``); empty for the TSN/TSM baselines. ``config``: the evaluation
     preset (sampling, resize, crop, normalisation) with ``num_frames`` set to the model's.
     """
@@ -40,7 +41,7 @@ class InferenceModel:
     arch: str
     class_names: list[str] | None
     config: DatasetConfig
-    point_names: list[str]
+    points: list[str]
     checkpoint: str = ""
     source: str = ""
     warmed: set = field(default_factory=set)
@@ -55,6 +56,13 @@ class InferenceModel:
 
     def class_name(self, index: int) -> str | None:
         return None if self.class_names is None else self.class_names[index]
+
+    def __repr__(self) -> str:
+        c, m = self.config, self.model
+        policy = m.selection + ("" if m.ratio is None else f" {m.ratio}")
+        return (f"InferenceModel({self.arch}, {self.num_frames} frames, {self.num_classes} classes"
+                f"{'' if self.class_names is None else ' (named)'}, {c.input_size}px {c.name}, "
+                f"selection {policy}, {len(self.points)} navigation points, {self.source} {self.checkpoint})")
 
 
 def checkpoint_defaults(ckpt: dict) -> tuple[str | None, int | None, int | None]:
@@ -114,39 +122,27 @@ def eval_config(preset: str | DatasetConfig, num_frames: int, num_classes: int,
     return get_preset(config, **overrides)
 
 
-def load_model_for_inference(checkpoint: str | os.PathLike, model: str | None = None,
-                             frames: int | None = None, num_classes: int | None = None,
-                             labels: str | os.PathLike | None = None, *, preset: str | None = None,
-                             size: int | None = None, shift: bool | None = None,
-                             ratio: float | None = None, region_ratio: float | None = None,
-                             precision: str = "fp32", tune_malloc: bool = False,
-                             channels_last: bool = True) -> InferenceModel:
-    """Rebuild, load and prepare a model for inference (once per model).
+@dataclass
+class Rebuilt:
+    """A model rebuilt from a checkpoint and loaded, before any preparation for inference
+    (:func:`rebuild_model`): what :func:`load_model_for_inference` prepares and
+    :func:`convert_checkpoint` packages."""
 
-    Args:
-        checkpoint: a project checkpoint, or one of the authors'.
-        model, frames, num_classes: the architecture; a project checkpoint stores it (given, they
-            must agree with it), an authors' checkpoint needs them.
-        labels: class-name file; overrides a project checkpoint's stored names, required for
-            an authors' checkpoint.
-        preset: evaluation transforms; default the checkpoint's config, else ``sthv2``.
-        size: crop side; default the checkpoint's config, else the preset's.
-        shift: temporal shift, for an authors' checkpoint (default: the model's).
-        ratio: a fixed budget of frames per video and navigation point in place of the trained
-            one (learned navigation: the static-k policy; see :meth:`VideoModel.configure`).
-        region_ratio: likewise for the regions of each kept frame (spatial models; learned
-            region navigation: static-k regions).
-        precision: ``fp32``, ``bf16`` or ``auto`` (bf16 only where the device computes it
-            natively; see :func:`afnet.runtime.bf16_for`).
-        tune_malloc: see :func:`afnet.runtime.prepare_for_inference` (process-wide; off by default).
-        channels_last: see there (an ONNX export leaves it: the graph is NCHW whatever the
-            torch memory format).
+    model: nn.Module
+    arch: str
+    class_names: list[str] | None
+    config: DatasetConfig
+    checkpoint: str
+    source: str
 
-    Returns:
-        An :class:`InferenceModel`. Raises FileNotFoundError / ValueError (an
-        :class:`~afnet.errors.OptionError` naming the argument) with a one-line message on
-        user errors.
-    """
+
+def rebuild_model(checkpoint: str | os.PathLike, model: str | None = None, frames: int | None = None,
+                  num_classes: int | None = None, labels: str | os.PathLike | None = None, *,
+                  preset: str | None = None, size: int | None = None, shift: bool | None = None,
+                  ratio: float | None = None, region_ratio: float | None = None) -> Rebuilt:
+    """The model of ``checkpoint`` (any weights source of :func:`afnet.checkpoint.read_checkpoint`),
+    loaded and configured as it was trained (or with ``ratio``/``region_ratio``), its class
+    names and evaluation preset; the arguments are :func:`load_model_for_inference`'s."""
     path = str(checkpoint)
     ckpt = read_checkpoint(path)
     stored_preset, stored_size, stored_scale = checkpoint_defaults(ckpt)
@@ -174,9 +170,66 @@ def load_model_for_inference(checkpoint: str | os.PathLike, model: str | None = 
     load_checkpoint(net, path)
     given = {k: v for k, v in (("ratio", ratio), ("region_ratio", region_ratio)) if v is not None}
     net.configure(**{**stored_selection(ckpt), **given})
-    points = [p.name for p in net.navigation_points()]
-    prepare_for_inference(net, bf16=bf16_for(precision), tune_malloc=tune_malloc, channels_last=channels_last)
+    # a package records its whole evaluation config (normalisation included); a run, its preset and sizes
+    recorded = ckpt.get("preprocessing")
+    base = preset or (DatasetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in recorded.items()})
+                      if isinstance(recorded, dict) else None) or stored_preset or DEFAULT_PRESET
     # the run's own crop and resize, as its validation read the videos (unless --size changes the crop)
-    config = eval_config(preset or stored_preset or DEFAULT_PRESET, net.num_frames, net.num_classes,
+    config = eval_config(base, net.num_frames, net.num_classes,
                          size if size is not None else stored_size, None if size is not None else stored_scale)
-    return InferenceModel(net, arch, class_names, config, points, path, source)
+    return Rebuilt(net, arch, class_names, config, path, source)
+
+
+def load_model_for_inference(checkpoint: str | os.PathLike, model: str | None = None,
+                             frames: int | None = None, num_classes: int | None = None,
+                             labels: str | os.PathLike | None = None, *, preset: str | None = None,
+                             size: int | None = None, shift: bool | None = None,
+                             ratio: float | None = None, region_ratio: float | None = None,
+                             precision: str = "fp32", tune_malloc: bool = False,
+                             channels_last: bool = True) -> InferenceModel:
+    """Rebuild, load and prepare a model for inference (once per model).
+
+    Args:
+        checkpoint: a project checkpoint or package (``afnet convert``), or one of the authors';
+            a local path, an http(s) URL or ``hf-hub:org/repo[/file]`` (:mod:`afnet.weights`).
+        model, frames, num_classes: the architecture; a project checkpoint stores it (given, they
+            must agree with it), an authors' checkpoint needs them.
+        labels: class-name file; overrides a project checkpoint's stored names, required for
+            an authors' checkpoint.
+        preset: evaluation transforms; default the checkpoint's config, else ``sthv2``.
+        size: crop side; default the checkpoint's config, else the preset's.
+        shift: temporal shift, for an authors' checkpoint (default: the model's).
+        ratio: a fixed budget of frames per video and navigation point in place of the trained
+            one (learned navigation: the static-k policy; see :meth:`VideoModel.configure`).
+        region_ratio: likewise for the regions of each kept frame (spatial models; learned
+            region navigation: static-k regions).
+        precision: ``fp32``, ``bf16`` or ``auto`` (bf16 only where the device computes it
+            natively; see :func:`afnet.runtime.bf16_for`).
+        tune_malloc: see :func:`afnet.runtime.prepare_for_inference` (process-wide; off by default).
+        channels_last: see there (an ONNX export leaves it: the graph is NCHW whatever the
+            torch memory format).
+
+    Returns:
+        An :class:`InferenceModel`. Raises FileNotFoundError / ValueError (an
+        :class:`~afnet.errors.OptionError` naming the argument) with a one-line message on
+        user errors.
+    """
+    r = rebuild_model(checkpoint, model, frames, num_classes, labels, preset=preset, size=size, shift=shift,
+                      ratio=ratio, region_ratio=region_ratio)
+    points = [p.name for p in r.model.navigation_points()]
+    prepare_for_inference(r.model, bf16=bf16_for(precision), tune_malloc=tune_malloc, channels_last=channels_last)
+    return InferenceModel(r.model, r.arch, r.class_names, r.config, points, r.checkpoint, r.source)
+
+
+def convert_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, model: str | None = None,
+                       frames: int | None = None, num_classes: int | None = None,
+                       labels: str | os.PathLike | None = None, *, preset: str | None = None,
+                       size: int | None = None, shift: bool | None = None, ratio: float | None = None) -> Path:
+    """Write ``checkpoint`` (any that :func:`load_model_for_inference` takes, with the same
+    arguments) as a package folder ``out_dir`` (:mod:`afnet.package`): safetensors weights and
+    a config.json of architecture, frames, labels, frame selection and preprocessing."""
+    from afnet.package import write_package
+
+    r = rebuild_model(checkpoint, model, frames, num_classes, labels, preset=preset, size=size, shift=shift,
+                      ratio=ratio)
+    return write_package(out_dir, r.model, labels=r.class_names, preprocessing=asdict(r.config))

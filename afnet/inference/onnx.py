@@ -266,7 +266,7 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, model: st
         net.configure(execution=chosen)
     s = im.config.input_size
     video = torch.randn(2, net.num_frames, 3, s, s, generator=torch.Generator().manual_seed(0))
-    names = output_names(im.point_names, net.spatial)
+    names = output_names(im.points, net.spatial)
     graph = GraphOutputs(net).eval()
     batch = torch.export.Dim("batch", min=1, max=1024)
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
@@ -292,7 +292,7 @@ def _metadata(im: InferenceModel, execution: str, names: list[str], video: torch
     return OnnxMetadata(
         arch=im.arch, num_frames=net.num_frames, num_classes=net.num_classes, input_size=im.config.input_size,
         mean=list(im.config.mean), std=list(im.config.std), labels=im.class_names, selection=net.selection,
-        ratio=net.ratio, execution=execution, points=im.point_names, spatial=bool(net.spatial),
+        ratio=net.ratio, execution=execution, points=im.points, spatial=bool(net.spatial),
         region_grid=list(net.region_grid) if net.spatial else None, shift=bool(net.shift),
         gflops_per_view=round(count_flops(net, video[:1]), 6), outputs=names,
         preprocessing=asdict(im.config), source=im.source, checkpoint=os.path.basename(str(checkpoint)),

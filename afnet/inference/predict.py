@@ -45,7 +45,9 @@ class Sample:
 class VideoPrediction:
     """What ``afnet predict`` reports for one video (see ``report.JSON_FIELDS``).
 
-    ``top``: ``(class index, class name or None, probability)``, best first.
+    The names are the JSON keys of ``afnet predict --json`` (``report.JSON_FIELDS``).
+    ``top``: ``{"class": index, "name": class name or None, "score": probability}``, best first.
+    ``points``: the navigation points' names (``InferenceModel.points``), in the order of ``masks``.
     ``masks``: per navigation point, the T keep flags of the first view (1 = focal branch
     computed that frame). ``regions`` (spatial models, else empty): per point, the T region
     masks ``g x g`` of the first view (1 = region selected); the focal block computes
@@ -59,15 +61,15 @@ class VideoPrediction:
 
     path: str
     ok: bool
-    top: list[tuple[int, str | None, float]] = field(default_factory=list)
+    top: list[dict] = field(default_factory=list)
     frame_indices: list[int] = field(default_factory=list)
-    point_names: list[str] = field(default_factory=list)
+    points: list[str] = field(default_factory=list)
     masks: list[list[int]] = field(default_factory=list)
     regions: list[list[list[list[int]]]] = field(default_factory=list)
     gflops: float | None = None
     latency_ms: float | None = None
     decode_ms: float | None = None
-    num_views: int = 0
+    views: int = 0
     execution: str | None = None
     precision: str | None = None
     error: str | None = None
@@ -207,11 +209,11 @@ def read_or_failure(path: str, im: InferenceModel | DatasetConfig, **kwargs) -> 
         return failure(path, exc)
 
 
-def top_classes(probs: torch.Tensor, im: InferenceModel, top_k: int) -> list[tuple[int, str | None, float]]:
-    """``(class index, class name or None, probability)`` of the ``top_k`` best of ``probs``
-    ``(K,)`` (at least one, at most K), best first."""
+def top_classes(probs: torch.Tensor, im: InferenceModel, top_k: int) -> list[dict]:
+    """``{"class": index, "name": class name or None, "score": probability}`` of the ``top_k``
+    best of ``probs`` ``(K,)`` (at least one, at most K), best first."""
     scores, classes = probs.topk(max(1, min(top_k, probs.numel())))
-    return [(int(c), im.class_name(int(c)), float(s)) for s, c in zip(scores, classes)]
+    return [{"class": int(c), "name": im.class_name(int(c)), "score": float(s)} for s, c in zip(scores, classes)]
 
 
 def predict_sample(path: str, sample: Sample, im: InferenceModel, *, top_k: int = 5,
@@ -219,12 +221,12 @@ def predict_sample(path: str, sample: Sample, im: InferenceModel, *, top_k: int 
     """The prediction of one read video: :func:`run_model` on its clip, top-k and masks."""
     probs, masks, regions, latency_ms, gflops = run_model(im, sample.clip, flops=flops)
     top = top_classes(probs, im, top_k)
-    names = im.point_names if len(im.point_names) == len(masks) else [f"point{i}" for i in range(len(masks))]
+    names = im.points if len(im.points) == len(masks) else [f"point{i}" for i in range(len(masks))]
     return VideoPrediction(
-        path, ok=True, top=top, frame_indices=[int(i) for i in sample.indices[0]], point_names=names,
+        path, ok=True, top=top, frame_indices=[int(i) for i in sample.indices[0]], points=names,
         masks=[[int(round(float(v))) for v in m[0]] for m in masks],
         regions=[r[0].round().int().tolist() for r in regions], gflops=gflops,
-        latency_ms=latency_ms, decode_ms=sample.decode_ms, num_views=int(sample.clip.shape[0]), probs=probs,
+        latency_ms=latency_ms, decode_ms=sample.decode_ms, views=int(sample.clip.shape[0]), probs=probs,
         execution=im.model.resolved_execution(sample.clip.shape[0], sample.clip.device),
         precision=precision_of(im.model))
 

@@ -76,7 +76,7 @@ def prediction_to_json(p: VideoPrediction) -> dict:
         "error": p.error,
         "top": _top(p.top),
         "frame_indices": p.frame_indices,
-        "points": p.point_names,
+        "points": p.points,
         "masks": p.masks,
         "kept_ratio": [round(r, 4) for r in p.kept_ratio],
         "regions": p.regions,
@@ -84,14 +84,14 @@ def prediction_to_json(p: VideoPrediction) -> dict:
         "gflops": _round(p.gflops, 5),
         "latency_ms": _round(p.latency_ms, 3),
         "decode_ms": _round(p.decode_ms, 3),
-        "views": p.num_views,
+        "views": p.views,
         "execution": p.execution,
         "precision": p.precision,
     }
 
 
 def _top(top) -> list[dict]:
-    return [{"class": c, "name": n, "score": round(s, 6)} for c, n, s in top]
+    return [{**t, "score": round(t["score"], 6)} for t in top]
 
 
 def timeline_to_json(t: Timeline) -> dict:
@@ -105,7 +105,7 @@ def timeline_to_json(t: Timeline) -> dict:
         "window": t.window, "stride": t.stride, "top": _top(t.top),
         "segments": [{"start": round(s.start, 4), "end": round(s.end, 4), "class": s.label, "name": s.name,
                       "score": round(s.score, 6)} for s in t.segments],
-        "points": t.point_names, "gflops": _round(t.gflops, 5), "decoded_frames": t.decoded_frames,
+        "points": t.points, "gflops": _round(t.gflops, 5), "decoded_frames": t.decoded_frames,
         "windows": windows,
     }
 
@@ -130,22 +130,22 @@ def format_prediction(p: VideoPrediction) -> str:
     if not p.ok:
         return f"{p.path}: FAILED: {p.error}"
     lines = [p.path]
-    for rank, (c, name, score) in enumerate(p.top, 1):
-        lines.append(f"  {rank}. {score:6.1%}  {_label(c, name)}")
+    for rank, t in enumerate(p.top, 1):
+        lines.append(f"  {rank}. {t['score']:6.1%}  {_label(t['class'], t['name'])}")
     if p.masks:
         t = len(p.masks[0])
         regions = "; regions: share of the g x g regions computed on kept frames" if p.regions else ""
         lines.append(f"  frames computed by the focal branch (# kept, . skipped; {t} frames "
                      f"{p.frame_indices}{regions}):")
-        width = max(len(n) for n in p.point_names)
-        for i, (name, mask) in enumerate(zip(p.point_names, p.masks)):
+        width = max(len(n) for n in p.points)
+        for i, (name, mask) in enumerate(zip(p.points, p.masks)):
             line = f"    {name:<{width}}  {mask_string(mask)}  {sum(mask)}/{len(mask)}"
             if p.regions:
                 g, ratio = len(p.regions[i][0]), p.region_ratio[i]
                 line += f"  regions {'-' if ratio is None else f'{ratio:4.0%}'} of {g}x{g}"
             lines.append(line)
     flops = "n/a" if p.gflops is None else f"{p.gflops:.3f}"
-    views = "" if p.num_views == 1 else f", {p.num_views} views"
+    views = "" if p.views == 1 else f", {p.views} views"
     lines.append(f"  {flops} GFLOPs, {p.latency_ms:.1f} ms model call ({p.execution}, {p.precision}) "
                  f"(+{p.decode_ms:.1f} ms decode and transforms){views}")
     return "\n".join(lines)
@@ -160,13 +160,14 @@ def format_timeline(t: Timeline) -> str:
     lines = [f"{t.path}: {t.duration:.1f} s, {t.num_frames} frames, {len(t.windows)} windows of {t.window:g} s "
              f"every {t.stride:g} s ({t.decoded_frames} frames decoded{flops})",
              "  video (mean of window scores):"]
-    lines += [f"  {rank}. {score:6.1%}  {_label(c, name)}" for rank, (c, name, score) in enumerate(t.top, 1)]
+    lines += [f"  {rank}. {c['score']:6.1%}  {_label(c['class'], c['name'])}" for rank, c in enumerate(t.top, 1)]
     lines.append("  segments:")
     lines += [f"    {s.start:8.2f} - {s.end:8.2f} s  {_label(s.label, s.name)}  {s.score:.1%}" for s in t.segments]
-    points = " ".join(t.point_names)
+    points = " ".join(t.points)
     lines.append(f"  windows (top-1; frames kept per point{': ' + points if points else ''}):")
     for w in t.windows:
-        c, name, score = w.prediction.top[0]
+        best = w.prediction.top[0]
         masks = " ".join(mask_string(m) for m in w.prediction.masks)
-        lines.append(f"    {w.start:8.2f} - {w.end:8.2f} s  {score:6.1%}  {_label(c, name)}  {masks}".rstrip())
+        label = _label(best["class"], best["name"])
+        lines.append(f"    {w.start:8.2f} - {w.end:8.2f} s  {best['score']:6.1%}  {label}  {masks}".rstrip())
     return "\n".join(lines)

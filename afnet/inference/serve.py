@@ -4,6 +4,7 @@
 
     GET  /              the page (serve_page.html): upload a video or give a path, then the top-k,
                         GFLOPs, latency and the explain figure (frames, and regions, each focal block computed)
+    GET  /docs          FastAPI's OpenAPI page of the JSON API (/openapi.json)
     GET  /api/model     the model: architecture, frames, input size, classes, navigation points, source
     POST /api/predict   multipart form: ``video`` (a file) or ``path`` (a video under the video root)
                         -> the ``afnet predict --json`` object, plus ``figure`` (PNG data URL) and
@@ -62,7 +63,7 @@ def model_description(im: InferenceModel) -> dict:
     model = im.model
     return {"arch": im.arch, "source": im.source, "checkpoint": os.path.basename(im.checkpoint),
             "frames": im.num_frames, "input_size": c.input_size, "preset": c.name, "classes": im.num_classes,
-            "points": im.point_names, "spatial": bool(model.spatial), "selection": model.selection,
+            "points": im.points, "spatial": bool(model.spatial), "selection": model.selection,
             "ratio": model.ratio}
 
 
@@ -95,7 +96,7 @@ def analyse(im: InferenceModel, path: str, shown_as: str, *, top_k: int = 5, bac
     row = prediction_to_json(p)
     row["figure"] = "data:image/png;base64," + base64.b64encode(png.getvalue()).decode("ascii")
     row["masks_text"] = [f"{name}  {mask_string(mask)}  {sum(mask)}/{len(mask)}"
-                         for name, mask in zip(p.point_names, p.masks)]
+                         for name, mask in zip(p.points, p.masks)]
     return row
 
 
@@ -119,7 +120,11 @@ def save_upload(upload, folder: str, max_bytes: int) -> str:
 def create_app(im: InferenceModel, *, video_root: str = ".", max_upload_mb: float = 200.0, top_k: int = 5,
                backend: str = "pyav", timeout: float | None = DEFAULT_DECODE_TIMEOUT):
     """The FastAPI application serving ``im`` (loaded once, shared by every request)."""
-    app = fastapi.FastAPI(title="afnet", docs_url=None, redoc_url=None)
+    from afnet import __version__
+
+    # /docs: FastAPI's OpenAPI page of the JSON API (Swagger UI; its scripts come from a CDN)
+    app = fastapi.FastAPI(title="afnet", version=__version__, docs_url="/docs", redoc_url=None,
+                          description="The model behind the page: GET /api/model, POST /api/predict.")
     app.state.inference_model = im
     app.state.requests = 0
     lock = threading.Lock()

@@ -104,8 +104,9 @@ class Segment:
 @dataclass
 class Timeline:
     """The windows of one video and what they add up to. ``top``: the mean of the window
-    scores, best first ``(class, name, score)``; ``decoded_frames``: frames decoded (each
-    once, however many windows share it); ``gflops``: summed over windows."""
+    scores, best first ``{"class", "name", "score"}`` (as ``VideoPrediction.top``);
+    ``decoded_frames``: frames decoded (each once, however many windows share it); ``gflops``:
+    summed over windows."""
 
     path: str
     ok: bool
@@ -114,9 +115,9 @@ class Timeline:
     duration: float = 0.0
     num_frames: int = 0
     windows: list[WindowPrediction] = field(default_factory=list)
-    top: list[tuple[int, str | None, float]] = field(default_factory=list)
+    top: list[dict] = field(default_factory=list)
     segments: list[Segment] = field(default_factory=list)
-    point_names: list[str] = field(default_factory=list)
+    points: list[str] = field(default_factory=list)
     decoded_frames: int = 0
     frame_times: np.ndarray | None = field(default=None, repr=False)   # seconds, per frame of the video
     error: str | None = None
@@ -141,7 +142,7 @@ def segments_of(windows: list[WindowPrediction], duration: float, class_name) ->
     last ends at ``duration``."""
     runs: list[list[WindowPrediction]] = []
     for w in windows:
-        if runs and runs[-1][-1].prediction.top[0][0] == w.prediction.top[0][0]:
+        if runs and runs[-1][-1].prediction.top[0]["class"] == w.prediction.top[0]["class"]:
             runs[-1].append(w)
         else:
             runs.append([w])
@@ -149,7 +150,7 @@ def segments_of(windows: list[WindowPrediction], duration: float, class_name) ->
     for k, run in enumerate(runs):
         start = 0.0 if k == 0 else (runs[k - 1][-1].centre + run[0].centre) / 2
         end = duration if k == len(runs) - 1 else (run[-1].centre + runs[k + 1][0].centre) / 2
-        label = run[0].prediction.top[0][0]
+        label = run[0].prediction.top[0]["class"]
         score = float(torch.stack([w.prediction.probs[label] for w in run]).mean())
         segments.append(Segment(start, end, label, class_name(label), score))
     return segments
@@ -224,7 +225,7 @@ def _stream_windows(reader, path, im, window, stride, top_k, flops, fps, chunk) 
     top = top_classes(mean_scores(torch.stack([w.prediction.probs for w in windows])), im, top_k)
     return Timeline(path, ok=True, window=window, stride=stride, duration=duration, num_frames=len(times),
                     windows=windows, top=top, segments=segments_of(windows, duration, im.class_name),
-                    point_names=windows[0].prediction.point_names, decoded_frames=decoded, frame_times=times)
+                    points=windows[0].prediction.points, decoded_frames=decoded, frame_times=times)
 
 
 # ------------------------------------------------------------------ figure
@@ -243,15 +244,15 @@ def draw_timeline(timeline: Timeline, out, *, classes: int = 5, dpi: int = 100, 
         raise ValueError(f"{timeline.path}: no timeline to draw ({timeline.error})")
     t = timeline
     centres = np.array([w.centre for w in t.windows])
-    shown = [c for c, _, _ in t.top[:classes]]
-    label = {c: (n if n is not None else f"class {c}") for c, n, _ in t.top}
+    shown = [c["class"] for c in t.top[:classes]]
+    label = {c["class"]: (c["name"] if c["name"] is not None else f"class {c['class']}") for c in t.top}
     for s in t.segments:
         label.setdefault(s.label, s.name if s.name is not None else f"class {s.label}")
     colours = {}
     palette = [f"C{i}" for i in range(10)]
     for c in shown + [s.label for s in t.segments]:
         colours.setdefault(c, palette[len(colours) % len(palette)])
-    points = t.point_names
+    points = t.points
     has_flops = t.gflops is not None
     ratios = [3.0] + ([0.35 * len(points) + 0.3] if points else []) + ([0.8] if has_flops else [])
     fig = Figure(figsize=(width_inches, sum(ratios) * 1.1 + 0.8), dpi=dpi)
@@ -301,11 +302,13 @@ def draw_timeline(timeline: Timeline, out, *, classes: int = 5, dpi: int = 100, 
         ax.set_ylabel("GFLOPs", fontsize=8)
     axes[-1].set_xlabel("time (s)")
     axes[-1].set_xlim(0, max(t.duration, 1e-3))
-    c, name, score = t.top[0]
+    c, score = t.top[0]["class"], t.top[0]["score"]
     fig.suptitle(f"{os.path.basename(t.path)}: {len(t.windows)} windows of {t.window:g} s every {t.stride:g} s; "
                  f"video: {label[c]} ({score:.1%}, mean of window scores)"
                  + ("" if t.gflops is None else f"; {t.gflops:.3f} GFLOPs"), fontsize=9)
     fig.tight_layout()
+    if isinstance(out, (str, os.PathLike)):   # a file, not a buffer: --out new_dir/x.png makes new_dir
+        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     fig.savefig(out, dpi=dpi)
     size = tuple(int(round(v)) for v in fig.get_size_inches() * dpi)
     return {"path": str(out), "classes": [label[c] for c in shown], "rows": rows, "size_px": size}

@@ -17,6 +17,7 @@ checkpoint; ranking by margin (static-k) is unchanged by it.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 import torch
 
@@ -52,13 +53,26 @@ def threshold_shift(margins: torch.Tensor, ratio: float) -> float:
     return -float(values[i] + values[i + 1]) / 2
 
 
-def calibrate_threshold(model, videos: Callable[[], Iterable[torch.Tensor]], ratio: float) -> list[float]:
+@dataclass
+class Calibration:
+    """What :func:`calibrate_threshold` did: per navigation module (network order) the shift
+    added to its keep biases and the share of the videos' frames it keeps after the shift."""
+
+    shifts: list[float]
+    kept: list[float]
+
+    @property
+    def mean_kept(self) -> float:
+        return sum(self.kept) / len(self.kept)
+
+
+def calibrate_threshold(model, videos: Callable[[], Iterable[torch.Tensor]], ratio: float) -> Calibration:
     """Shift the eval threshold of each navigation of ``model`` (in network order, each with
     the ones before it already shifted, since their choices change what it sees) so that it
     keeps ``ratio`` of the frames of ``videos`` on average. ``videos``: a callable returning
     an iterable of float ``(B, T, 3, H, W)`` batches (called once per navigation). Returns the
-    shifts, one per navigation module. The model must select frames by its learned threshold
-    (``selection="navigation"`` without a ``ratio``)."""
+    :class:`Calibration`: the shifts and the shares kept, one per navigation module. The model
+    must select frames by its learned threshold (``selection="navigation"`` without a ``ratio``)."""
     if model.selection != "navigation" or model.ratio is not None:
         raise ValueError(f"calibration needs the learned threshold (selection='navigation', no ratio); "
                          f"the model has selection={model.selection!r}, ratio={model.ratio!r}")
@@ -67,13 +81,16 @@ def calibrate_threshold(model, videos: Callable[[], Iterable[torch.Tensor]], rat
         raise ValueError(f"{type(model).__name__} has no navigation to calibrate")
     was_training = model.training
     model.eval()
-    shifts = []
+    result = Calibration([], [])
     try:
         for navigation in navigations:
-            shift = threshold_shift(_margins(model, navigation, videos), ratio)
+            margins = _margins(model, navigation, videos)
+            shift = threshold_shift(margins, ratio)
             with torch.no_grad():
                 navigation.conv2.bias[1::2] += shift
-            shifts.append(shift)
+            # the later navigations see this one's choices, never the reverse: its share is final
+            result.shifts.append(shift)
+            result.kept.append(float((margins + shift > 0).float().mean()))
     finally:
         model.train(was_training)
-    return shifts
+    return result

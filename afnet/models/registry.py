@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -51,7 +52,8 @@ def create_model(name: str, *, num_classes: int, num_frames: int, shift: bool | 
                  navigation_bias: tuple[float, float] | None = None, spatial: bool = False,
                  region_grid: int | tuple[int, int, int] = 7, temporal_navigation: str | None = None,
                  region_selection: str | None = None, region_ratio: float | None = None,
-                 execution: str = "auto", dense_above: float | None = None) -> VideoModel:
+                 execution: str = "auto", dense_above: float | None = None,
+                 pretrained: str | os.PathLike | None = None) -> VideoModel:
     """Build a model of the zoo.
 
     Args:
@@ -71,6 +73,9 @@ def create_model(name: str, *, num_classes: int, num_frames: int, shift: bool | 
             at the first layer); ``None``: ``"first"`` with ``spatial``, else ``"block"``.
         region_selection, region_ratio: see :meth:`VideoModel.configure`;
             ``region_selection`` defaults to ``navigation`` for spatial models.
+        pretrained: weights loaded into the model (:func:`afnet.load_checkpoint`): a checkpoint
+            or package path, an http(s) URL, or ``hf-hub:org/repo[/file]`` (:mod:`afnet.weights`).
+            Not a model option: the engine's config has ``model.pretrained`` of its own.
 
     Returns:
         The :class:`VideoModel`, in training mode. Raises ValueError naming every broken rule.
@@ -81,7 +86,7 @@ def create_model(name: str, *, num_classes: int, num_frames: int, shift: bool | 
     :meth:`VideoModel.configure`) left at their default here take the model's own default.
     """
     options = {k: tuple(v) if isinstance(v, list) else v for k, v in locals().items()
-               if k not in ("name", "num_classes", "num_frames")}
+               if k not in ("name", "num_classes", "num_frames", "pretrained")}
     problems = option_problems(name, options)
     if problems:
         raise ValueError("; ".join(problems))
@@ -94,13 +99,17 @@ def create_model(name: str, *, num_classes: int, num_frames: int, shift: bool | 
     model.arch = name
     model.build_args = {k: list(v) if isinstance(v, tuple) else v for k, v in build.items()}
     model.configure(**{k: options[k] for k in CONFIGURE_OPTIONS})   # None: the model's default
+    if pretrained is not None:
+        from afnet.checkpoint import load_checkpoint
+
+        load_checkpoint(model, pretrained)
     return model
 
 
 def model_options() -> dict:
     """Every model option of :func:`create_model` and its default (its signature, read once)."""
     return {p.name: p.default for p in inspect.signature(create_model).parameters.values()
-            if p.kind is p.KEYWORD_ONLY and p.default is not p.empty}
+            if p.kind is p.KEYWORD_ONLY and p.default is not p.empty and p.name != "pretrained"}
 
 
 def spatial_models() -> tuple[str, ...]:
