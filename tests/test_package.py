@@ -75,7 +75,7 @@ def test_convert_the_authors_layout_then_predict_without_architecture(tmp_path, 
                 | {f"module.new_fc.{k[3:]}": v for k, v in state.items() if k.startswith("fc.")}}, authors)
     out = tmp_path / "pkg"
     assert main(["convert", str(authors), str(out)]) == 2
-    assert "give --model, --frames, --classes, --labels" in capsys.readouterr().err
+    assert "give --model, --frames, --num-classes, --labels" in capsys.readouterr().err
     assert main(["convert", str(authors), str(out), "--model", "af_resnet_small", "--frames", str(T),
                  "--num-classes", str(K), "--labels", labels, "--preset", "synthetic", "--size", "32"]) == 0
     capsys.readouterr()
