@@ -60,7 +60,7 @@ class InferenceModel:
     def __call__(self, clip: torch.Tensor):
         """The model (compiled, where it was) on ``clip``, moved to the model's device."""
         clip = clip.to(self.device, non_blocking=True)
-        return (self.compiled or self.model)(clip)
+        return (self.model if self.compiled is None else self.compiled)(clip)
 
     @property
     def num_frames(self) -> int:
