@@ -170,8 +170,7 @@ def more_compiled(batch, size, rounds):
     tsm = prepared(create_model(TSM_ARCH, num_classes=174, num_frames=8))
     gf_af, gf_tsm = count_flops(af, v12), count_flops(tsm, v8)
     calls, compile_s = {"AF eager": lambda: af(v12), "TSM eager": lambda: tsm(v8)}, {}
-    if DEVICE.type == "cuda":   # CUDA graphs' outputs are overwritten by the next replay: mark each call a step
-        mark = torch.compiler.cudagraph_mark_step_begin
+    mark = torch.compiler.cudagraph_mark_step_begin   # CUDA graphs' outputs live until the next step
     modes = COMPILE_MODES or ([None, "reduce-overhead"] if DEVICE.type == "cuda" else [None])
     for mode in modes:
         suffix = "" if mode is None else f" ({mode})"
