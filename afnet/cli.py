@@ -18,7 +18,7 @@ import json
 import sys
 from pathlib import Path
 
-from afnet.errors import OptionError, flag
+from afnet.errors import DeprecatedAlias, OptionError, did_you_mean, flag
 
 
 def _set_threads(threads: int | None) -> None:
@@ -45,10 +45,10 @@ def _cmd_flops(args) -> int:
         kwargs["region_grid"] = args.region_grid[0] if len(args.region_grid) == 1 else tuple(args.region_grid)
     if args.region_policy is not None or args.region_ratio is not None:
         kwargs.update(region_selection=args.region_policy or "center", region_ratio=args.region_ratio)
-    model = create_model(args.model, num_classes=args.classes, num_frames=args.frames, shift=args.shift,
+    model = create_model(args.model, num_classes=args.num_classes, num_frames=args.frames, shift=args.shift,
                          selection=selection, ratio=args.ratio, execution=args.execution, **kwargs).eval()
     video = torch.zeros(1, args.frames, 3, args.size, args.size)
-    result = {"model": args.model, "frames": args.frames, "size": args.size, "classes": args.classes,
+    result = {"model": args.model, "frames": args.frames, "size": args.size, "classes": args.num_classes,
               "shift": bool(model.shift), "selection": model.selection, "ratio": model.ratio,
               "spatial": model.spatial, "region_grid": list(model.region_grid) if model.spatial else None,
               "region_selection": model.region_selection, "region_ratio": model.region_ratio,
@@ -64,7 +64,7 @@ def _cmd_flops(args) -> int:
             regions = (f", regions {grids}, region_selection={model.region_selection}"
                        f"{'' if model.region_ratio is None else f', region_ratio={model.region_ratio}'}")
         print(f"{args.model}: {result['gflops_per_video']:.3f} GFLOPs per video "
-              f"({args.frames} frames, {args.size}x{args.size}, {args.classes} classes, selection={model.selection}"
+              f"({args.frames} frames, {args.size}x{args.size}, {args.num_classes} classes, selection={model.selection}"
               f"{'' if model.ratio is None else f', ratio={model.ratio}'}{regions}), "
               f"{result['params'] / 1e6:.2f} M parameters")
     return 0
@@ -74,9 +74,10 @@ def _cmd_zoo(args) -> int:
     from afnet.zoo import DEFAULT_ZOO, measure_zoo, rows_as_dicts, zoo_table
 
     entries = DEFAULT_ZOO if not args.models else [e for e in DEFAULT_ZOO if e[0] in args.models]
-    unknown = set(args.models or ()) - {e[0] for e in DEFAULT_ZOO}
+    unknown = sorted(set(args.models or ()) - {e[0] for e in DEFAULT_ZOO})
     if unknown:
-        raise ValueError(f"--models: not in the zoo table: {', '.join(sorted(unknown))}; "
+        raise ValueError(f"--models: not in the zoo table: {', '.join(unknown)}"
+                         f"{did_you_mean(unknown[0], [e[0] for e in DEFAULT_ZOO])}; "
                          f"choose from {', '.join(e[0] for e in DEFAULT_ZOO)}")
     import torch
 
@@ -106,19 +107,34 @@ def _cmd_demo(args) -> int:
     return 0 if report["runs"] else 1
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a "did you mean" on a mistyped choice: a subcommand, a model, a preset."""
+
+    def _check_value(self, action, value):
+        try:
+            super()._check_value(action, value)
+        except argparse.ArgumentError as exc:
+            suggestion = did_you_mean(value, action.choices)
+            if not suggestion:
+                raise
+            message = f"invalid choice: {value!r}{suggestion}; choose from {', '.join(map(repr, action.choices))}"
+            raise argparse.ArgumentError(action, message) from exc
+
+
 def build_parser() -> argparse.ArgumentParser:
     from afnet.models import list_models
     from afnet.models.options import EXECUTIONS, FIXED_REGION_SELECTIONS, SELECTIONS
     from afnet.models.registry import SPATIAL_MODELS
 
-    parser = argparse.ArgumentParser(prog="afnet", description="AFNet: efficient video recognition")
+    parser = _Parser(prog="afnet", description="AFNet: efficient video recognition")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("flops", help="GFLOPs per video and parameters of a model configuration")
     p.add_argument("model", choices=list_models(), metavar="NAME", help=f"one of: {', '.join(list_models())}")
     p.add_argument("--frames", type=int, default=8)
     p.add_argument("--size", type=int, default=224)
-    p.add_argument("--classes", type=int, default=174)
+    p.add_argument("--num-classes", type=int, default=174, metavar="N", help="classifier outputs (default 174)")
+    p.add_argument("--classes", dest="num_classes", type=int, metavar="N", action=DeprecatedAlias, new="--num-classes")
     p.add_argument("--shift", action="store_true", default=None, help="temporal shift (TSM) in every block")
     p.add_argument("--selection", choices=SELECTIONS)
     p.add_argument("--ratio", type=float, help="share of frames kept by a fixed policy, in (0, 1]")
@@ -152,7 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="a smaller version for smoke tests (fewer videos and epochs)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--spatial", action="store_true",
-                   help="Table 5's spatial rows instead: spatial navigation vs random regions vs centre crop, RS 0.5")
+                   help="Table 5's spatial rows instead, on region evidence: spatial navigation vs random "
+                        "regions vs a centre crop, RS 0.25")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: min(2, torch's default))")
     p.add_argument("--accelerator", choices=("auto", "cpu", "gpu"), default="auto",
                    help="where the models train: auto (default) takes the GPU where torch sees one")

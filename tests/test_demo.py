@@ -134,8 +134,12 @@ def test_rows_are_dotted_overrides_read_by_the_config_loader(tmp_path):
     assert rt.slug() == "navigation0.25-saliency"
     assert by["TSN"].slug() == "all" and not by["TSN"].learned_frames
     assert by["AFNet RT=1.0"].slug() == "navigation1.0" and not by["AFNet RT=1.0"].learned_frames
-    assert by["AFNet random regions 0.5"].slug() == "regions-random0.5"
-    assert by["AFNet spatial navigation RS=0.5"].learned_regions
+    assert by["AFNet random regions 0.25"].slug() == "regions-random0.25"
+    assert by["AFNet spatial navigation RS=0.25"].learned_regions
+    region_saliency = by["AFNet spatial navigation RS=0.25 + region saliency"]
+    assert region_saliency.learned_regions and region_saliency.slug() == "regions-navigation0.25-saliency"
+    assert region_saliency.setting("objective.region_saliency_weight") == 16.0
+    assert by["AFNet every region"].slug() == "all" and not by["AFNet every region"].learned_regions
     items = demo_overrides(tmp_path, tmp_path / "data", QUICK, 3, rt, "backbone.ckpt", "cpu")
     assert all("=" in item for item in items) and items[-len(rt.overrides):] == list(rt.overrides)
     cfg = load_config(demo_config(tmp_path, tmp_path / "data", QUICK, 3, rt, "backbone.ckpt"), resolve=False)
@@ -199,18 +203,25 @@ def test_quick_spatial_demo_compares_region_policies(tmp_path, capsys):
     assert main(["demo", "--quick", "--spatial", "--out", str(out)]) == 0
     report = json.loads((out / "results.json").read_text())
     assert report["spatial"] is True
-    nav, static_k, rnd, centre = report["runs"]
-    assert [r["label"] for r in report["runs"]] == ["AFNet spatial navigation RS=0.5",
-                                                     "AFNet spatial navigation RS=0.5 static-k",
-                                                     "AFNet random regions 0.5", "AFNet centre crop 0.5"]
+    nav, static_k, salient, salient_k, rnd, centre, every = report["runs"]
+    assert [r["label"] for r in report["runs"]] == [
+        "AFNet spatial navigation RS=0.25", "AFNet spatial navigation RS=0.25 static-k",
+        "AFNet spatial navigation RS=0.25 + region saliency",
+        "AFNet spatial navigation RS=0.25 + region saliency static-k",
+        "AFNet random regions 0.25", "AFNet centre crop 0.25", "AFNet every region"]
     assert all(r["kept_ratio"] == pytest.approx(1.0) for r in report["runs"])  # Table 5: no temporal policy
-    assert rnd["region_ratio"] == pytest.approx(0.5) and centre["region_ratio"] == pytest.approx(0.5)
-    assert 0.0 < nav["region_ratio"] <= 1.0
-    assert static_k["region_ratio"] == pytest.approx(0.5)   # the learned regions at exactly RS
-    assert static_k["checkpoint"] == nav["checkpoint"]
+    assert rnd["region_ratio"] == pytest.approx(0.25) and centre["region_ratio"] == pytest.approx(0.25)
+    assert 0.0 < nav["region_ratio"] <= 1.0 and every["region_ratio"] is None
+    assert static_k["region_ratio"] == pytest.approx(0.25)   # the learned regions at exactly RS
+    assert static_k["checkpoint"] == nav["checkpoint"] and salient_k["checkpoint"] == salient["checkpoint"]
+    # region evidence: every spatial row measures its region precision per block (blind: 1 / 4)
+    assert all(len(r["region_precision_per_point"]) == 3 for r in report["runs"][:-1])
+    assert report["region_rate"] == pytest.approx(0.25)
+    assert sorted(b["model"] for b in report["region_precision_bars"]) == sorted(r["label"] for r in report["runs"][:4])
     assert "static-k regions" in json.dumps(report["claims"])
     assert rnd["gflops_per_video"] == pytest.approx(centre["gflops_per_video"], rel=0.02)
     table = (out / "table.md").read_text()
-    assert "spatial navigation beats random regions" in table and "| region ratio |" in table
+    assert "spatial navigation beats random regions" in table and "| region precision |" in table
+    assert "Region precision per spatial block" in table and "less is more in space" in table
     assert table in capsys.readouterr().out
     assert (out / "figures" / "explain_afnet.png").stat().st_size > 0

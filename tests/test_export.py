@@ -166,7 +166,7 @@ def test_export_bad_checkpoint_and_frame_mismatch_name_the_problem(layouts, tmp_
     torch.save({"state_dict": synthetic_state(layouts["sthv1_AF_resnet50_T8"])}, authors)
     labels = tmp_path / "category.txt"
     labels.write_text("\n".join(f"class {i}" for i in range(174)) + "\n")
-    common = ["export", "--checkpoint", str(authors), "--model", "af_resnet50", "--classes", "174", "--out", out]
+    common = ["export", "--checkpoint", str(authors), "--model", "af_resnet50", "--num-classes", "174", "--out", out]
     assert main([*common, "--labels", str(labels), "--frames", "12"]) == 2
     err = capsys.readouterr().err
     assert "sthv1_AF_resnet50_T8.pth.tar" in err and "checkpoint T=8, model T=12" in err

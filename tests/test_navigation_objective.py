@@ -1,12 +1,12 @@
-"""The saliency term (beyond the paper, off by default) and the budget warnings of ``train``."""
+"""The saliency terms (beyond the paper, off by default) and the budget warnings of ``train``."""
 import pytest
 import torch
 
 from afnet.engine import load_config, train
-from afnet.engine.objective import afnet_loss, salient_frames
+from afnet.engine.objective import afnet_loss, pixel_saliency, salient_frames, salient_regions
 from afnet.engine.run import BudgetWarning, budget_warnings
 from afnet.models import create_model
-from afnet.models.layers import Navigation
+from afnet.models.layers import Navigation, SpatialNavigation
 from tests.helpers import SYNTHETIC_CONFIG, tiny_overrides, tiny_synthetic
 
 
@@ -112,3 +112,54 @@ def test_train_warns_when_the_run_ends_off_its_budget(tmp_path_factory, tmp_path
     assert any("afnet calibrate" in m and "validation kept share is 1.00" in m for m in messages)
     assert result.warnings == messages
     assert (result.run_dir / "train.log").read_text().count("warning: ") == 2
+
+
+def test_salient_regions_are_the_cells_of_largest_mean_saliency():
+    saliency = torch.zeros(1, 2, 8, 8)
+    saliency[0, 0, 4:, :4] = 1.0          # frame 0: bottom-left cell
+    saliency[0, 1, :4, 4:] = 2.0          # frame 1: top-right cell, then (less) bottom-right
+    saliency[0, 1, 4:, 4:] = 1.0
+    z = salient_regions(saliency, 2, 0.25)
+    assert z.shape == (1, 2, 2, 2)
+    assert z[0, 0].tolist() == [[0, 0], [1, 0]] and z[0, 1].tolist() == [[0, 1], [0, 0]]
+    assert salient_regions(saliency, 2, 0.5)[0, 1].tolist() == [[0, 1], [0, 1]]
+    # a finer grid pools the same map: one region of 16 at RS 0.0625, at least one region always
+    assert salient_regions(saliency, 4, 0.01).sum().item() == 2
+    # ties (a blank frame) go to the earlier regions in raster order
+    assert salient_regions(torch.zeros(1, 1, 4, 4), 2, 0.5)[0, 0].tolist() == [[1, 1], [0, 0]]
+
+
+def test_pixel_saliency_finds_the_pixels_the_true_class_reads():
+    # a linear "model" whose class 1 reads pixel (2, 3) of frame 0 only
+    clip = torch.randn(1, 2, 3, 4, 4, requires_grad=True)
+    logits = torch.stack([clip[0, 1, 0, 0, 0], 5.0 * clip[0, 0, 2, 2, 3]])[None]
+    saliency = pixel_saliency(clip, logits, torch.tensor([1]))
+    assert saliency.shape == (1, 2, 4, 4) and not saliency.requires_grad
+    assert saliency[0, 0].argmax().item() == 2 * 4 + 3 and saliency[0, 0, 2, 3] > 0
+    assert saliency[0, 0].flatten().topk(2).values[1] == 0 and saliency[0, 1, 0, 0] > 0
+    logits.sum().backward()   # the graph was kept for the loss
+
+
+def test_region_saliency_term_is_off_by_default_and_pulls_region_masks_to_the_salient_cells():
+    torch.manual_seed(0)
+    model = create_model("af_resnet_small", num_classes=4, num_frames=2, spatial=True, selection="all",
+                         region_grid=(2, 2, 2), navigation_bias=(0.0, 1.0))
+    model.train()
+    clip = torch.randn(2, 2, 3, 32, 32, requires_grad=True)
+    target = torch.tensor([1, 3])
+    out = model(clip, temperature=1.0)
+    saliency = pixel_saliency(clip, out.logits, target)
+    common = dict(target_ratio=1.0, ratio_weight=0.0, with_ratio=False, regions=out.regions,
+                  target_region_ratio=0.25, with_region_ratio=True)
+    off = afnet_loss(out.logits, target, out.masks, **common, saliency=saliency)
+    assert float(off.region_saliency_loss) == 0.0
+    on = afnet_loss(out.logits, target, out.masks, **common, saliency=saliency, region_saliency_weight=2.0)
+    gap = sum(((r - salient_regions(saliency, 2, 0.25)) ** 2).mean() for r in out.regions) / len(out.regions)
+    assert torch.allclose(on.region_saliency_loss, gap) and torch.allclose(on.total, off.total + 2.0 * gap)
+    model.zero_grad()
+    on.region_saliency_loss.backward()
+    spatial = [m for m in model.modules() if isinstance(m, SpatialNavigation)]
+    assert spatial and all(any(p.grad is not None and p.grad.abs().sum() > 0 for p in m.parameters())
+                           for m in spatial)
+    with pytest.raises(ValueError, match="pixel saliency"):
+        afnet_loss(out.logits, target, out.masks, **common, region_saliency_weight=1.0)

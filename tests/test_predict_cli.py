@@ -223,7 +223,7 @@ def test_user_errors_are_one_line(capsys, ckpt, videos, tmp_path, synth):
     torch.save({"state_dict": {f"module.base_model.{k}": v for k, v in model.state_dict().items()}}, authors)
     rc, _, err = _run(capsys, made[0], "--checkpoint", authors, "--model", "af_resnet_small")
     assert rc == 2 and err.count("\n") == 1
-    assert "--frames, --classes, --labels" in err
+    assert "--frames, --num-classes, --labels" in err
 
     rc, _, err = _run(capsys, made[0], "--checkpoint", ckpt, "--frames", "16")
     assert rc == 2 and "--frames 16 contradicts" in err
@@ -242,7 +242,7 @@ def test_authors_checkpoint_with_labels(capsys, videos, tmp_path, synth):
                 | {f"module.new_fc.{k[3:]}": v for k, v in model.state_dict().items() if k.startswith("fc.")}},
                authors)
     rc, out, err = _run(capsys, made[0], "--checkpoint", authors, "--model", "af_resnet_small",
-                        "--frames", T, "--classes", K, "--labels", synth.category_file,
+                        "--frames", T, "--num-classes", K, "--labels", synth.category_file,
                         "--preset", "synthetic", "--size", 32, "--json")
     assert rc == 0, err
     (row,) = _json_lines(out)

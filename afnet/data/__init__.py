@@ -10,7 +10,8 @@
     dataset.py       VideoDataset, build_dataset, build_dataloader, load_video, average_views
     presets.py       sthv1, sthv2, jester, minikinetics, activitynet, kinetics, synthetic, imagefolder
     images.py        the image-folder dataset of the ``imagefolder`` preset (T=1, ImageNet pre-training)
-    check.py         check_dataset (``afnet check-data``)
+    check.py         check_dataset -> CheckResult (``afnet check-data``)
+    prepare.py       prepare_dataset: official downloads -> frame folders, list files (``afnet prepare``)
     synthetic.py     make_synthetic (``afnet make-synthetic``)
 
 Names are imported on first use; importing this package does no I/O and imports neither torch
@@ -26,7 +27,10 @@ _EXPORTS = {
     "load_annotations": "afnet.data.annotations",
     "load_class_names": "afnet.data.annotations",
     "parse_annotations": "afnet.data.annotations",
+    "CheckResult": "afnet.data.check",
     "check_dataset": "afnet.data.check",
+    "PrepareReport": "afnet.data.prepare",
+    "prepare_dataset": "afnet.data.prepare",
     "Batch": "afnet.data.dataset",
     "SampleKey": "afnet.data.dataset",
     "SkippedSample": "afnet.data.dataset",

@@ -100,9 +100,11 @@ class VideoRecord:
 
 
 # ----------------------------------------------------------------------- labels
-def parse_labels(token: str, num_classes: int | None, multi_label: bool = True) -> tuple[int, ...]:
+def parse_labels(token: str, num_classes: int | None, multi_label: bool = True,
+                 classes_from: str | None = None) -> tuple[int, ...]:
     """``"3"`` -> ``(3,)``; ``"3,17"`` -> ``(3, 17)`` (only when ``multi_label``); raises
-    ValueError with the reason."""
+    ValueError with the reason. ``classes_from``: where ``num_classes`` came from (a class
+    file, a preset), named in the message of a label outside the range."""
     parts = token.split(",")
     try:
         labels = tuple(int(p) for p in parts)
@@ -113,10 +115,8 @@ def parse_labels(token: str, num_classes: int | None, multi_label: bool = True) 
     if num_classes is not None:
         bad = [lab for lab in labels if not 0 <= lab < num_classes]
         if bad:
-            raise ValueError(
-                f"label {bad[0]} outside the class range [0, {num_classes - 1}] "
-                f"(num_classes={num_classes})"
-            )
+            origin = f"{num_classes} classes in {classes_from}" if classes_from else f"num_classes={num_classes}"
+            raise ValueError(f"label {bad[0]} outside the class range [0, {num_classes - 1}] ({origin})")
     if len(set(labels)) != len(labels):
         raise ValueError(f"label {token!r} repeats a class")
     if len(labels) > 1 and not multi_label:
@@ -136,7 +136,7 @@ def list_lines(list_file: Path):
 
 
 # ------------------------------------------------------------------ list files
-def parse_frame_list(list_file, root, num_classes=None, multi_label=False):
+def parse_frame_list(list_file, root, num_classes=None, multi_label=False, classes_from=None):
     """Parse ``<path> <num_frames> <label>`` lines. Returns ``(records, problems)``."""
     list_file = Path(list_file)
     records, problems = [], []
@@ -159,7 +159,7 @@ def parse_frame_list(list_file, root, num_classes=None, multi_label=False):
                                     "(expected '<path> <num_frames> <label>')", path))
             continue
         try:
-            labels = parse_labels(label_tok, num_classes, multi_label)
+            labels = parse_labels(label_tok, num_classes, multi_label, classes_from)
         except ValueError as exc:
             problems.append(Problem(str(list_file), number, str(exc), path))
             continue
@@ -167,7 +167,7 @@ def parse_frame_list(list_file, root, num_classes=None, multi_label=False):
     return records, problems
 
 
-def parse_video_list(list_file, root, num_classes=None, multi_label=False):
+def parse_video_list(list_file, root, num_classes=None, multi_label=False, classes_from=None):
     """Parse ``<path> <label>`` lines. Returns ``(records, problems)``."""
     list_file = Path(list_file)
     records, problems = [], []
@@ -180,7 +180,7 @@ def parse_video_list(list_file, root, num_classes=None, multi_label=False):
         rel, label_tok = " ".join(tokens[:-1]), tokens[-1]
         path = os.path.join(root, rel)
         try:
-            labels = parse_labels(label_tok, num_classes, multi_label)
+            labels = parse_labels(label_tok, num_classes, multi_label, classes_from)
         except ValueError as exc:
             problems.append(Problem(str(list_file), number, str(exc), path))
             continue
@@ -381,22 +381,23 @@ def detect_kind(annotation_file, root) -> str:
 
 
 def parse_annotations(annotation_file, root, *, kind="auto", num_classes=None,
-                      multi_label=False, class_names=None):
-    """Parse any supported annotation file. Returns ``(records, problems)``."""
+                      multi_label=False, class_names=None, classes_from=None):
+    """Parse any supported annotation file. Returns ``(records, problems)``. ``classes_from``:
+    where ``num_classes`` came from, named by a label outside the range."""
     if kind == "auto":
         kind = detect_kind(annotation_file, root)
     if not os.path.isfile(annotation_file):
         return [], [Problem(str(annotation_file), 0, "annotation file not found")]
     if kind == "frames":
-        return parse_frame_list(annotation_file, root, num_classes, multi_label)
+        return parse_frame_list(annotation_file, root, num_classes, multi_label, classes_from)
     if kind == "videos":
-        return parse_video_list(annotation_file, root, num_classes, multi_label)
+        return parse_video_list(annotation_file, root, num_classes, multi_label, classes_from)
     if kind == "kinetics_csv":
         return parse_kinetics_csv(annotation_file, root, class_names, num_classes)
     if kind == "sthv2_json":
         if class_names is None:
             raise ValueError(f"{annotation_file}: Something-Something V2 JSON needs class names "
-                             "(pass class_file='labels.json')")
+                             "(pass class_file='labels.json'; afnet check-data: --labels labels.json)")
         return parse_sthv2_json(annotation_file, root, class_names, num_classes)
     raise ValueError(f"unknown annotation kind {kind!r}; accepted: auto, "
                      + ", ".join(ANNOTATION_KINDS))

@@ -12,6 +12,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from afnet.errors import did_you_mean
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -160,6 +162,6 @@ def get_preset(name: str | DatasetConfig, **overrides) -> DatasetConfig:
         base = PRESETS[name.lower()]
     except KeyError:
         raise ValueError(
-            f"unknown dataset preset {name!r}; accepted: {', '.join(PRESETS)}"
+            f"unknown dataset preset {name!r}{did_you_mean(name, PRESETS)}; accepted: {', '.join(PRESETS)}"
         ) from None
     return replace_config(base, **overrides)

@@ -15,6 +15,8 @@ NAV = ("model.name=af_resnet_small", "model.selection=navigation", "model.naviga
 # Beyond the paper (docs/navigation.md): the saliency term, mu = lambda, with the Gumbel
 # temperature held at 1 (its decay starves the straight-through gradient within 150 steps).
 SALIENCY = ("objective.saliency_weight=16.0", "objective.t_min=1.0")
+# and its region analogue for spatial navigation (mu_s = lambda, the temperature held likewise)
+REGION_SALIENCY = ("objective.region_saliency_weight=16.0", "objective.t_min=1.0")
 AF = ("model.name=af_resnet_small",)
 
 
@@ -57,7 +59,7 @@ class DemoRun:
 
     def slug(self) -> str:
         """The run folder's middle part: selection and ratio (``navigation0.5``,
-        ``regions-random0.5``), ``-saliency`` with the saliency term."""
+        ``regions-random0.5``), ``-saliency`` with a saliency term."""
         if self.setting("model.spatial"):
             sel = "regions-" + self.setting("model.region_selection")
             ratio = self.setting("model.region_ratio", self.setting("objective.target_region_ratio"))
@@ -65,7 +67,8 @@ class DemoRun:
             sel = self.setting("model.selection", "all")
             ratio = self.setting("model.ratio", self.setting("objective.target_ratio"))
         slug = sel if ratio is None else f"{sel}{ratio}"
-        return slug + ("-saliency" if self.setting("objective.saliency_weight", 0) else "")
+        saliency = self.setting("objective.saliency_weight", 0) or self.setting("objective.region_saliency_weight", 0)
+        return slug + ("-saliency" if saliency else "")
 
 
 def _rt(ratio: float) -> tuple:
@@ -88,15 +91,22 @@ RUNS = (
     DemoRun("AFNet uniform 0.25", _fixed("uniform", 0.25), "af_resnet_small"),
     DemoRun("AFNet random 0.25", _fixed("random", 0.25), "af_resnet_small"),
 )
-# Table 5's spatial rows: all frames, RS 0.5; region grid 4/2/2 on the 16/8/4-pixel focal maps
-# of a 64-pixel input (regions of 4, 4 and 2 pixels). Trained from scratch on the temporal task.
-_SPATIAL = ("model.name=af_resnet_small", "model.selection=all", "model.spatial=true", "model.region_grid=[4, 2, 2]")
+# Table 5's spatial rows on the evidence task with region evidence (each video's glyph stays in
+# one cell of a 2 x 2 grid): every frame kept, one region of four (RS 0.25) computed by each focal
+# block, on a 2 x 2 region grid over the 8/4/2-pixel focal maps of a 32-pixel input (so a region
+# is the glyph's cell). From the glyph-pretrained backbone, as the temporal rows.
+_SPATIAL = ("model.name=af_resnet_small", "model.selection=all", "model.spatial=true", "model.region_grid=[2, 2, 2]")
+_REGIONS_NAV = (*_SPATIAL, "model.region_selection=navigation", "model.navigation_bias=[0.0, 1.0]",
+                "objective.target_region_ratio=0.25")
 SPATIAL_RUNS = (
-    DemoRun("AFNet spatial navigation RS=0.5", (*_SPATIAL, "model.region_selection=navigation",
-                                                 "model.navigation_bias=[0.0, 1.0]",
-                                                 "objective.target_region_ratio=0.5"), None),
-    DemoRun("AFNet random regions 0.5", (*_SPATIAL, "model.region_selection=random", "model.region_ratio=0.5"), None),
-    DemoRun("AFNet centre crop 0.5", (*_SPATIAL, "model.region_selection=center", "model.region_ratio=0.5"), None),
+    DemoRun("AFNet spatial navigation RS=0.25", _REGIONS_NAV, "af_resnet_small"),
+    DemoRun("AFNet spatial navigation RS=0.25 + region saliency", (*_REGIONS_NAV, *REGION_SALIENCY),
+            "af_resnet_small"),
+    DemoRun("AFNet random regions 0.25", (*_SPATIAL, "model.region_selection=random", "model.region_ratio=0.25"),
+            "af_resnet_small"),
+    DemoRun("AFNet centre crop 0.25", (*_SPATIAL, "model.region_selection=center", "model.region_ratio=0.25"),
+            "af_resnet_small"),
+    DemoRun("AFNet every region", (*AF, "model.selection=all"), "af_resnet_small"),   # the reference: all of it
 )
 EXPLAINED = "AFNet RT=0.5"   # the run whose choices the explain figure shows
 
@@ -122,6 +132,7 @@ class DemoSize:
     # back to 32 would blur them; so the whole frame (no crop), as evaluation sees it
     scales: tuple = (1.0,)
     task: str = "evidence"
+    region_grid: int = 0          # evidence task: > 0 keeps each video's glyph in one cell of this grid
     # the pre-training set (glyph images, T=1) and its schedule; 0 images: no pre-training.
     # Each backbone trains until its glyph top-1 reaches pretrain_target (at most
     # pretrain_epochs): the backbones start the video stage equally well pre-trained.
@@ -135,13 +146,12 @@ class DemoSize:
 FULL = DemoSize(num_train=1200, num_val=600, size=32, video_frames=8, epochs=4, rt_begin=0, rt_end=2, t_end=3)
 QUICK = DemoSize(num_train=48, num_val=24, size=32, video_frames=8, epochs=2, rt_begin=0, rt_end=1, t_end=2,
                  batch_size=8, num_images=96, num_val_images=32, pretrain_epochs=1, pretrain_target=0.5)
-# the spatial demo: the temporal task at 64 pixels, from scratch (as measured before)
-SPATIAL_FULL = DemoSize(num_train=320, num_val=96, size=64, video_frames=16, epochs=10, rt_begin=1, rt_end=4,
-                        t_end=12, batch_size=16, schedule="step", lr_steps=(9,), ratio_weight=2.0,
-                        ratio_tolerance=None, scales=(1.0, 0.875, 0.75), task="temporal", num_images=0)
-SPATIAL_QUICK = DemoSize(num_train=24, num_val=16, size=32, video_frames=12, epochs=2, rt_begin=0, rt_end=1, t_end=2,
-                         batch_size=8, schedule="step", ratio_weight=2.0, ratio_tolerance=None,
-                         scales=(1.0, 0.875, 0.75), task="temporal", num_images=0)
+# the spatial demo: the temporal demo's sizes, the glyph in one cell of a 2 x 2 grid
+SPATIAL_FULL = DemoSize(num_train=1200, num_val=600, size=32, video_frames=8, epochs=4, rt_begin=0, rt_end=2, t_end=3,
+                        region_grid=2)
+SPATIAL_QUICK = DemoSize(num_train=48, num_val=24, size=32, video_frames=8, epochs=2, rt_begin=0, rt_end=1, t_end=2,
+                         batch_size=8, num_images=96, num_val_images=32, pretrain_epochs=1, pretrain_target=0.5,
+                         region_grid=2)
 
 
 def accelerator(requested: str = "auto") -> str:

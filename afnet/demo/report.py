@@ -13,7 +13,9 @@ def describe(r) -> str:
     return (f"{r.label}: top-1 {r.top1:.1%}, {r.gflops_per_video:.3f} GFLOPs"
             + ("" if r.latency_ms is None else f", {r.latency_ms:.1f} ms/video")
             + ("" if r.kept_ratio is None else f", kept {r.kept_ratio:.2f}")
-            + ("" if r.precision is None else f", precision {r.precision:.2f}"))
+            + ("" if r.precision is None else f", precision {r.precision:.2f}")
+            + ("" if r.region_ratio is None else f", regions {r.region_ratio:.2f}")
+            + ("" if r.region_precision is None else f", region precision {r.region_precision:.2f}"))
 
 
 
@@ -28,15 +30,17 @@ def _fmt(pair, digits=1, pct=False) -> str:
 def markdown(report: dict) -> str:
     """The results table, the navigation precision table and the claims' verdicts."""
     seeds, summary = report["seeds"], report["summary"]
+    spatial = any(row.get("region_precision", (None,))[0] is not None for row in summary)
     lines = [f"Mean ± std over {len(seeds)} seed(s) ({', '.join(map(str, seeds))}); "
              f"{report['size']['frames']} frames per video, "
              f"{report['size']['size']}x{report['size']['size']}.", "",
-             "| model | top-1 | GFLOPs/video | ms/video (CPU) | kept ratio | region ratio | navigation precision |",
-             "|---|---|---|---|---|---|---|"]
+             "| model | top-1 | GFLOPs/video | ms/video (CPU) | kept ratio | region ratio | navigation precision |"
+             + (" region precision |" if spatial else ""),
+             "|---|---|---|---|---|---|---|" + ("---|" if spatial else "")]
     for row in summary:
         lines.append(f"| {row['model']} | {_fmt(row['top1'], pct=True)} | {_fmt(row['gflops_per_video'], 3)} | "
                      f"{_fmt(row['latency_ms'])} | {_fmt(row['kept_ratio'], 2)} | {_fmt(row['region_ratio'], 2)} | "
-                     f"{_fmt(row['precision'], 2)} |")
+                     f"{_fmt(row['precision'], 2)} |" + (f" {_fmt(row['region_precision'], 2)} |" if spatial else ""))
     with_points = [row for row in summary if row["precision_per_point"]]
     if with_points:
         points = max(len(row["precision_per_point"]) for row in with_points)
@@ -47,6 +51,17 @@ def markdown(report: dict) -> str:
                   "|---|" + "---|" * points]
         for row in with_points:
             lines.append(f"| {row['model']} | " + " | ".join(_fmt(p, 2) for p in row["precision_per_point"]) + " |")
+    with_regions = [row for row in summary if row.get("region_precision_per_point")]
+    if with_regions:
+        points = max(len(row["region_precision_per_point"]) for row in with_regions)
+        lines += ["", f"Region precision per spatial block: the share of the regions each block computes (in "
+                      f"the evidence frames) that hold the glyph's cell (a choice blind to content scores "
+                      f"{report['region_rate']:.2f}).", "",
+                  "| model | " + " | ".join(f"block {i + 1}" for i in range(points)) + " |",
+                  "|---|" + "---|" * points]
+        for row in with_regions:
+            lines.append(f"| {row['model']} | " + " | ".join(_fmt(p, 2) for p in row["region_precision_per_point"])
+                         + " |")
     if report.get("headroom_summary"):
         lines += ["", "What the evidence frames are worth: validation top-1 of the learned-navigation "
                       "checkpoints when their focal branch computes, at every navigation point, their own "
@@ -62,6 +77,13 @@ def markdown(report: dict) -> str:
             state = "met" if b["met"] else ("not met" if b["on_budget"] else "not met (kept share off RT)")
             lines.append(f"- {b['model']}: precision {b['precision']:.2f} against {b['bar']:.2f}, kept "
                          f"{b['kept_ratio']:.2f}: **{state}**")
+    if report.get("region_precision_bars"):
+        lines += ["", "Region precision against the bar (mean over the spatial blocks; a row counts only with its "
+                      "region share within 0.05 of RS):", ""]
+        for b in report["region_precision_bars"]:
+            state = "met" if b["met"] else ("not met" if b["on_budget"] else "not met (region share off RS)")
+            lines.append(f"- {b['model']}: region precision {b['precision']:.2f} against {b['bar']:.2f}, region "
+                         f"share {b['region_ratio']:.2f}: **{state}**")
     if report.get("evidence_worth"):
         lines += ["", "Finding the evidence is worth (evidence frames minus as many other frames, bar 15 points):", ""]
         for w in report["evidence_worth"]:

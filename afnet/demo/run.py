@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ from afnet.demo.statistics import (
     claims,
     evidence_worth,
     precision_bars,
+    region_precision_bars,
     summarise,
     summarise_headroom,
 )
@@ -48,6 +50,9 @@ class RunResult:
     precision_per_point: list = field(default_factory=list)   # navigation precision at each point
     precision: float | None = None                            # its mean over the points
     evidence_rate: float | None = None                        # share of all frames carrying evidence
+    region_precision_per_point: list = field(default_factory=list)  # per spatial block: glyph-cell share of regions
+    region_precision: float | None = None                     # its mean over the spatial blocks
+    region_evidence_rate: float | None = None                 # what a region choice blind to content scores
 
 
 def measure_latency(checkpoint: Path, video, rounds: int = 5) -> float:
@@ -108,7 +113,7 @@ def run_demo(out: str | Path = "results/demo", *, quick: bool = False, seeds=(0,
     progress(f"[demo] writing the synthetic {sz.task} dataset ({sz.num_train} train / {sz.num_val} val videos, "
              f"{sz.size}x{sz.size}) to {out / 'data'}; training on {device}")
     data = make_synthetic(out / "data", num_train=sz.num_train, num_val=sz.num_val, num_frames=sz.video_frames,
-                          size=sz.size, seed=0, task=sz.task)
+                          size=sz.size, seed=0, task=sz.task, region_grid=sz.region_grid)
     images = None
     if sz.num_images:
         progress(f"[demo] writing {sz.num_images} + {sz.num_val_images} glyph images (pre-training set) "
@@ -164,12 +169,15 @@ def run_demo(out: str | Path = "results/demo", *, quick: bool = False, seeds=(0,
     figures = draw_figures(out, data, results, SPATIAL_RUNS[0].label if spatial else EXPLAINED)
     rate = next((r.evidence_rate for r in results if r.evidence_rate is not None), None)
     headroom_summary = summarise_headroom(headroom)
+    region_rate = next((r.region_evidence_rate for r in results if r.region_evidence_rate is not None), None)
     report = {"quick": quick, "spatial": spatial, "seeds": list(seeds), "size": asdict(sz), "accelerator": device,
               "runs": [asdict(r) for r in results], "pretraining": pretrain_log, "summary": summary,
               "claims": claims(summary, spatial=spatial), "figures": figures,
               "headroom": headroom, "headroom_summary": headroom_summary,
-              "precision_bars": precision_bars(summary, rate), "evidence_worth": evidence_worth(headroom_summary),
-              "evidence_rate": rate, "seconds": round(time.time() - start, 1)}
+              "precision_bars": precision_bars(summary, rate), "region_rate": region_rate,
+              "region_precision_bars": region_precision_bars(summary),
+              "evidence_worth": evidence_worth(headroom_summary), "evidence_rate": rate,
+              "seconds": round(time.time() - start, 1)}
     (out / "results.json").write_text(json.dumps(report, indent=1))
     (out / "table.md").write_text(markdown(report) + "\n")
     progress(f"[demo] done in {report['seconds']:.0f} s; table, JSON and figures in {out}")
@@ -184,7 +192,10 @@ def run_result(label: str, seed: int, metrics: dict, latency_ms: float | None, t
                      float(metrics["mean_kept_ratio"]) if kept else None, [round(float(r), 3) for r in kept],
                      str(metrics["checkpoint"]), round(train_seconds, 1), None if region is None else float(region),
                      [round(float(p), 3) for p in metrics.get("navigation_precision", [])],
-                     metrics.get("mean_navigation_precision"), metrics.get("evidence_rate"))
+                     metrics.get("mean_navigation_precision"), metrics.get("evidence_rate"),
+                     [round(float(p), 3) for p in metrics.get("region_precision", [])],
+                     metrics.get("mean_region_precision"),
+                     statistics.fmean(metrics["region_evidence_rate"]) if metrics.get("region_evidence_rate") else None)
 
 
 def evaluate_static_k(cfg, label: str, seed: int, checkpoint, override: str) -> RunResult:

@@ -18,7 +18,7 @@ from afnet.data import average_views
 from afnet.engine import schedules
 from afnet.engine.datamodule import epoch_in_progress
 from afnet.engine.metrics import VideoMetrics
-from afnet.engine.objective import afnet_loss
+from afnet.engine.objective import afnet_loss, pixel_saliency
 from afnet.engine.optim import build_optimizer
 from afnet.engine.schema import Config
 from afnet.flops import count_flops
@@ -117,12 +117,19 @@ class AFNetModule(L.LightningModule):
     def training_step(self, batch, batch_idx):
         s = self.current_schedule
         o = self.cfg.objective
-        out = self.model(batch.clip, temperature=s["temperature"])
+        clip, saliency = batch.clip, None
+        region_saliency = o.region_saliency_weight and self.with_region_ratio
+        if region_saliency:  # the region saliency term reads the input gradient of the true class
+            clip = clip.detach().requires_grad_(True)
+        out = self.model(clip, temperature=s["temperature"])
+        if region_saliency:
+            saliency = pixel_saliency(clip, out.logits, batch.target)
         loss = afnet_loss(out.logits, batch.target, out.masks, target_ratio=s["target_ratio"],
                           ratio_weight=o.ratio_weight, with_ratio=self.with_ratio, regions=out.regions,
                           target_region_ratio=s.get("target_region_ratio", 1.0),
                           region_ratio_weight=o.region_ratio_weight, with_region_ratio=self.with_region_ratio,
-                          frame_logits=out.frame_logits, saliency_weight=o.saliency_weight)
+                          frame_logits=out.frame_logits, saliency_weight=o.saliency_weight,
+                          saliency=saliency, region_saliency_weight=o.region_saliency_weight)
         if not torch.isfinite(loss.total):
             raise NonFiniteLoss(f"non-finite loss {loss.total.item()} (classification {loss.classification.item()}, "
                                 f"ratio {loss.ratio_loss.item()}) at epoch {self.current_epoch}, step "
@@ -131,6 +138,7 @@ class AFNetModule(L.LightningModule):
         spatial = {"train/region_ratio_loss": loss.region_loss, "train/region_ratio": loss.selected.mean()}
         self.log_dict({"train/loss": loss.total, "train/ce": loss.classification, "train/ratio_loss": loss.ratio_loss,
                        **({"train/saliency_loss": loss.saliency_loss} if o.saliency_weight else {}),
+                       **({"train/region_saliency_loss": loss.region_saliency_loss} if region_saliency else {}),
                        "train/kept_ratio": loss.kept.mean() if len(loss.kept) else 1.0,
                        **(spatial if len(loss.selected) else {}), **{f"schedule/{k}": v for k, v in s.items()}},
                       prog_bar=False, batch_size=len(batch.target))

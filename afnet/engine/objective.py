@@ -4,10 +4,11 @@
          + lambda   * mean_n (r_n - RT)^2
          + lambda_s * mean_n (s_n - RS)^2        (spatial navigation, paper §3.3)
 
-Beyond the paper, off by default (``saliency_weight`` mu = 0), a saliency term for learned
-frame selection:
+Beyond the paper, off by default (``saliency_weight`` mu = 0, ``region_saliency_weight``
+mu_s = 0), saliency terms for learned frame and region selection:
 
-         + mu * mean_n mean_(b,t) (m_n[b, t] - z[b, t])^2
+         + mu   * mean_n mean_(b,t) (m_n[b, t] - z[b, t])^2
+         + mu_s * mean_n mean_(b,t,i,j) (s_n[b, t, i, j] - z_n[b, t, i, j])^2
 
 ``m_n`` is the straight-through keep-mask of navigation point ``n`` and ``z`` marks, in each
 video, the ``round(RT * T)`` frames the network itself finds most telling: the highest
@@ -16,6 +17,13 @@ has in training (masked execution computes the whole network on all of them). Th
 gradient reaches the navigation through the mask's soft part, as the ratio term's does:
 it tells each point which frames the classifier reads the answer from, where the task
 loss alone says little once the ample branch has learned the task (docs/navigation.md).
+
+``s_n`` is the straight-through region mask of spatial block ``n`` (grid g) and ``z_n``
+marks, in each frame, the ``round(RS * g^2)`` regions with the most saliency: the mean over
+the region's pixels of the input-gradient saliency of Simonyan et al. (2014), the largest
+absolute gradient over the colour channels of the true class's log-probability with respect
+to the input clip (:func:`pixel_saliency`; detached). It is the region analogue of ``z``:
+where in the frame the classifier reads the answer from.
 
 ``r_n`` is the fraction of frames the navigation point ``n`` keeps in the mini-batch
 (its mask's mean); the ratio term applies to learned selection only. ``s_n`` is the
@@ -30,6 +38,8 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
+from afnet.models.layers.selection import frames_kept, regions_kept
+
 
 class Loss(NamedTuple):
     total: torch.Tensor
@@ -39,6 +49,7 @@ class Loss(NamedTuple):
     region_loss: torch.Tensor    # mean_n (s_n - RS)^2 of the region fractions, before lambda_s
     selected: torch.Tensor       # (N,) selected-region fraction per focal block (detached; empty: no spatial)
     saliency_loss: torch.Tensor  # mean_n mean (m_n - z)^2, before mu (zero when off)
+    region_saliency_loss: torch.Tensor  # mean_n mean (s_n - z_n)^2, before mu_s (zero when off)
 
 
 def classification_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -60,31 +71,61 @@ def _gap(fractions: torch.Tensor, target: float, on: bool, like: torch.Tensor) -
     return ((fractions - target) ** 2).mean() if on and len(fractions) else like.new_zeros(())
 
 
+def true_class_score(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The true class's log-probability in ``logits`` (..., K) (multi-hot targets (B, K): the
+    mean log-sigmoid over the video's classes), one per row: (B,) or (B, T) for per-frame logits."""
+    logits = logits.float()
+    if target.is_floating_point():
+        weights = target if logits.dim() == 2 else target[:, None]
+        return (F.logsigmoid(logits) * weights).sum(-1) / weights.sum(-1).clamp(min=1)
+    index = target.view(-1, *[1] * (logits.dim() - 1)).expand(*logits.shape[:-1], 1)
+    return logits.log_softmax(-1).gather(-1, index)[..., 0]
+
+
+def _top(score: torch.Tensor, k: int) -> torch.Tensor:
+    """0/1 like ``score`` (R, N): the ``k`` largest of each row; ties to the earlier entry."""
+    order = torch.sort(score, dim=1, descending=True, stable=True).indices[:, :k]
+    return torch.zeros_like(score).scatter_(1, order, 1.0)
+
+
 def salient_frames(frame_logits: torch.Tensor, target: torch.Tensor, ratio: float) -> torch.Tensor:
     """(B, T) 0/1: in each video, the ``round(ratio * T)`` frames (at least one) whose own
     logits ``(B, T, K)`` give the true class the highest log-probability (multi-hot targets:
     the highest mean log-sigmoid over the video's classes); ties to the earlier frame."""
-    frame_logits = frame_logits.detach().float()
-    if target.is_floating_point():
-        score = (F.logsigmoid(frame_logits) * target[:, None]).sum(-1) / target.sum(-1, keepdim=True).clamp(min=1)
-    else:
-        score = frame_logits.log_softmax(-1).gather(-1, target[:, None, None].expand(-1, frame_logits.shape[1], 1))
-        score = score[..., 0]
-    t = score.shape[1]
-    k = max(1, min(t, int(round(ratio * t))))
-    order = torch.sort(score, dim=1, descending=True, stable=True).indices[:, :k]
-    return torch.zeros_like(score).scatter_(1, order, 1.0)
+    score = true_class_score(frame_logits.detach(), target)
+    return _top(score, frames_kept(ratio, score.shape[1]))
+
+
+def pixel_saliency(clip: torch.Tensor, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """(B, T, H, W): the largest absolute gradient over the colour channels of the true
+    class's log-probability (from ``logits``, computed from ``clip`` (B, T, C, H, W), which
+    requires grad) with respect to each pixel; detached. The graph is kept for the loss."""
+    (grad,) = torch.autograd.grad(true_class_score(logits, target).sum(), clip, retain_graph=True)
+    return grad.detach().abs().amax(dim=2)
+
+
+def salient_regions(saliency: torch.Tensor, grid: int, ratio: float) -> torch.Tensor:
+    """(B, T, grid, grid) 0/1: in each frame of ``saliency`` (B, T, H, W), the
+    ``round(ratio * grid^2)`` regions (at least one) of largest mean saliency; ties to the
+    earlier region in raster order."""
+    b, t = saliency.shape[:2]
+    cells = F.adaptive_avg_pool2d(saliency.flatten(0, 1).float()[:, None], grid).flatten(1)   # (B*T, g*g)
+    return _top(cells, regions_kept(ratio, grid)).view(b, t, grid, grid)
 
 
 def afnet_loss(logits: torch.Tensor, target: torch.Tensor, masks: list, *, target_ratio: float,
                ratio_weight: float, with_ratio: bool = True, regions: list = (), target_region_ratio: float = 1.0,
                region_ratio_weight: float | None = None, with_region_ratio: bool = False,
-               frame_logits: torch.Tensor | None = None, saliency_weight: float = 0.0) -> Loss:
+               frame_logits: torch.Tensor | None = None, saliency_weight: float = 0.0,
+               saliency: torch.Tensor | None = None, region_saliency_weight: float = 0.0) -> Loss:
     """Eq. 16 for one mini-batch. ``with_ratio``: add the ratio term (learned selection).
     ``regions``: the model's region masks; ``with_region_ratio``: add the region term
     (learned region selection) weighted by ``region_ratio_weight`` (None: ``ratio_weight``).
     ``saliency_weight`` > 0 (with ``with_ratio`` and ``frame_logits``): add the saliency term
-    (module docstring) toward :func:`salient_frames` at ``target_ratio``."""
+    (module docstring) toward :func:`salient_frames` at ``target_ratio``.
+    ``region_saliency_weight`` > 0 (with ``with_region_ratio`` and ``saliency``, the clip's
+    :func:`pixel_saliency`): add the region saliency term toward :func:`salient_regions` at
+    ``target_region_ratio``."""
     ce = classification_loss(logits, target)
     kept, selected = kept_ratios(masks), kept_ratios(list(regions))
     ratio_loss = _gap(kept, target_ratio, with_ratio, ce)
@@ -98,4 +139,13 @@ def afnet_loss(logits: torch.Tensor, target: torch.Tensor, masks: list, *, targe
         z = salient_frames(frame_logits, target, target_ratio)
         saliency_loss = torch.stack([((m.float() - z) ** 2).mean() for m in masks]).mean()
         total = total + saliency_weight * saliency_loss
-    return Loss(total, ce, ratio_loss, kept.detach(), region_loss, selected.detach(), saliency_loss)
+    region_saliency_loss = ce.new_zeros(())
+    if region_saliency_weight and with_region_ratio and regions:
+        if saliency is None:
+            raise ValueError("region_saliency_weight > 0 needs the clip's pixel saliency (pixel_saliency)")
+        region_saliency_loss = torch.stack([
+            ((r.float() - salient_regions(saliency, r.shape[-1], target_region_ratio)) ** 2).mean()
+            for r in regions]).mean()
+        total = total + region_saliency_weight * region_saliency_loss
+    return Loss(total, ce, ratio_loss, kept.detach(), region_loss, selected.detach(), saliency_loss,
+                region_saliency_loss)

@@ -114,10 +114,12 @@ class DataConfig:
 
     def problems(self) -> list:
         from afnet.data.presets import PRESETS
+        from afnet.errors import did_you_mean
 
         problems = []
         if self.preset not in PRESETS:
-            problems.append(f"data.preset={self.preset!r}: unknown dataset preset; accepted: {', '.join(PRESETS)}")
+            problems.append(f"data.preset={self.preset!r}: unknown dataset preset{did_you_mean(self.preset, PRESETS)}; "
+                            f"accepted: {', '.join(PRESETS)}")
         if self.batch_size < 1:
             problems.append(f"data.batch_size={self.batch_size!r}; accepted: a positive integer")
         if self.num_workers < 0:
@@ -195,6 +197,7 @@ class ObjectiveConfig:
     t_start: Number = 1.0
     t_min: Number = 0.01
     saliency_weight: Number = 0.0            # mu of the saliency term (beyond the paper; objective.py); 0: off
+    region_saliency_weight: Number = 0.0     # mu_s of the region saliency term (spatial navigation; likewise)
 
     def rs_epochs(self) -> tuple:
         """(rs_begin, rs_end) of the RS schedule: the RT epochs where unset."""
@@ -204,7 +207,7 @@ class ObjectiveConfig:
     def problems(self) -> list:
         problems = [f"objective.{k}={getattr(self, k)!r} is outside (0, 1]"
                     for k in ("target_ratio", "target_region_ratio") if not in_unit_interval(getattr(self, k))]
-        for key in ("ratio_weight", "saliency_weight"):
+        for key in ("ratio_weight", "saliency_weight", "region_saliency_weight"):
             if getattr(self, key) < 0:
                 problems.append(f"objective.{key}={getattr(self, key)!r}; accepted: >= 0")
         if self.ratio_tolerance is not None and not 0 <= self.ratio_tolerance < 1:

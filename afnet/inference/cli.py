@@ -13,10 +13,11 @@ import sys
 import time
 
 from afnet.data.presets import PRESETS
+from afnet.errors import DeprecatedAlias
 from afnet.models.options import PRECISIONS
 
 # Options that an exported ONNX model fixed at export (its metadata records them).
-_FIXED_AT_EXPORT = ("model", "frames", "classes", "shift", "preset", "size", "ratio", "region_ratio")
+_FIXED_AT_EXPORT = ("model", "frames", "num_classes", "shift", "preset", "size", "ratio", "region_ratio")
 
 
 def _add_checkpoint_options(g, *, required: bool = True) -> None:
@@ -25,11 +26,12 @@ def _add_checkpoint_options(g, *, required: bool = True) -> None:
 
     g.add_argument("--checkpoint", required=required,
                    help="project checkpoint (enough alone), or the authors' (then also --model, "
-                        "--frames, --classes, --labels)")
+                        "--frames, --num-classes, --labels)")
     g.add_argument("--model", choices=list_models(), metavar="NAME",
                    help=f"architecture of an authors' checkpoint: {', '.join(list_models())}")
     g.add_argument("--frames", type=int, help="frames per video T the model was trained with")
-    g.add_argument("--classes", type=int, help="number of classes")
+    g.add_argument("--num-classes", type=int, metavar="N", help="number of classes")
+    g.add_argument("--classes", dest="num_classes", type=int, metavar="N", action=DeprecatedAlias, new="--num-classes")
     g.add_argument("--labels", help="class names: category.txt, classInd.txt or labels.json")
     g.add_argument("--shift", action="store_true", default=None,
                    help="temporal shift (authors' checkpoints; default: the model's)")
@@ -251,7 +253,7 @@ def _load(args, device: str | None = None):
         from afnet.runtime import full_fp32
 
         full_fp32()
-    return load_model_for_inference(args.checkpoint, args.model, args.frames, args.classes, args.labels,
+    return load_model_for_inference(args.checkpoint, args.model, args.frames, args.num_classes, args.labels,
                                     preset=args.preset, size=args.size, shift=args.shift, ratio=args.ratio,
                                     region_ratio=args.region_ratio, precision=args.precision, tune_malloc=True,
                                     device=device or getattr(args, "device", "cpu"), compile=args.compile)
@@ -421,7 +423,7 @@ def run_explain(args) -> int:
 def run_export(args) -> int:
     from afnet.inference.onnx import describe, export_onnx
 
-    report = export_onnx(args.checkpoint, args.out, args.model, args.frames, args.classes, args.labels,
+    report = export_onnx(args.checkpoint, args.out, args.model, args.frames, args.num_classes, args.labels,
                          preset=args.preset, size=args.size, shift=args.shift, ratio=args.ratio,
                          execution=args.execution, opset=args.opset, check=args.check, device=args.device)
     print(f"{report.path}: {describe(report.metadata)}; {report.size_mb:.1f} MB")

@@ -8,7 +8,7 @@ Two kinds of checkpoint:
   ``afnet train``) and the run's ``config`` (its ``data.preset``, ``data.input_size`` and
   frame/region policy ``model.selection`` ...) are used when present.
 - the authors' released checkpoints: no architecture is stored, so ``model``, ``frames``,
-  ``classes`` and ``labels`` (a class-name file) must be given.
+  ``num_classes`` and ``labels`` (a class-name file) must be given.
 """
 from __future__ import annotations
 
@@ -132,7 +132,7 @@ def eval_config(preset: str | DatasetConfig, num_frames: int, num_classes: int,
 
 
 def load_model_for_inference(checkpoint: str | os.PathLike, model: str | None = None,
-                             frames: int | None = None, classes: int | None = None,
+                             frames: int | None = None, num_classes: int | None = None,
                              labels: str | os.PathLike | None = None, *, preset: str | None = None,
                              size: int | None = None, shift: bool | None = None,
                              ratio: float | None = None, region_ratio: float | None = None,
@@ -143,7 +143,7 @@ def load_model_for_inference(checkpoint: str | os.PathLike, model: str | None = 
 
     Args:
         checkpoint: a project checkpoint, or one of the authors'.
-        model, frames, classes: the architecture; a project checkpoint stores it (given, they
+        model, frames, num_classes: the architecture; a project checkpoint stores it (given, they
             must agree with it), an authors' checkpoint needs them.
         labels: class-name file; overrides a project checkpoint's stored names, required for
             an authors' checkpoint.
@@ -179,18 +179,18 @@ def load_model_for_inference(checkpoint: str | os.PathLike, model: str | None = 
         if not isinstance(arch, str) or "num_classes" not in args or "num_frames" not in args:
             raise ValueError(f"{path}: project checkpoint lacks 'arch' or 'model_args'")
         for name, given, stored in (("model", model, arch), ("frames", frames, args["num_frames"]),
-                                    ("classes", classes, args["num_classes"])):
+                                    ("num_classes", num_classes, args["num_classes"])):
             if given is not None and given != stored:
                 raise OptionError(f"{{{name}}} {given} contradicts the checkpoint {path} ({stored})", name)
         class_names = ckpt.get("class_names")
         source = "afnet"
     else:
         missing = [name for name, value in (("model", model), ("frames", frames),
-                                            ("classes", classes), ("labels", labels)) if value is None]
+                                            ("num_classes", num_classes), ("labels", labels)) if value is None]
         if missing:
             raise OptionError(f"{path} is not a project checkpoint (no architecture stored): "
                               f"give {', '.join('{' + name + '}' for name in missing)}", *missing)
-        arch, args = model, {"num_classes": classes, "num_frames": frames, "shift": shift}
+        arch, args = model, {"num_classes": num_classes, "num_frames": frames, "shift": shift}
         class_names = None
         source = "authors'"
     class_names = resolve_class_names(class_names, labels, args["num_classes"])

@@ -235,14 +235,14 @@ def _quiet_exporter():
 
 
 def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, model: str | None = None,
-                frames: int | None = None, classes: int | None = None, labels: str | os.PathLike | None = None, *,
+                frames: int | None = None, num_classes: int | None = None, labels: str | os.PathLike | None = None, *,
                 preset: str | None = None, size: int | None = None, shift: bool | None = None,
                 ratio: float | None = None, execution: str = "auto", opset: int | None = None,
                 check: bool = True, device: str | torch.device = "cpu") -> ExportReport:
     """Export a checkpoint (ours or the authors') to ``out`` as an ONNX model with its metadata.
 
     Args:
-        checkpoint, model, frames, classes, labels, preset, size, shift, ratio: as for
+        checkpoint, model, frames, num_classes, labels, preset, size, shift, ratio: as for
             :func:`load_model_for_inference`.
         out: the ``.onnx`` file to write (whole, or not at all).
         execution: ``sparse``, ``masked`` or ``auto`` (:func:`export_execution`).
@@ -261,7 +261,7 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, model: st
     require("onnx", "exporting to ONNX")
     out = str(out)
     target = resolve_device(device)   # a GPU asked for where there is none: before any work
-    im = load_model_for_inference(checkpoint, model, frames, classes, labels, preset=preset, size=size,
+    im = load_model_for_inference(checkpoint, model, frames, num_classes, labels, preset=preset, size=size,
                                   shift=shift, ratio=ratio, channels_last=False)
     net = im.model
     chosen = export_execution(net, execution)

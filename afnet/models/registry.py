@@ -7,6 +7,7 @@ import inspect
 from collections.abc import Callable
 from typing import TYPE_CHECKING, NamedTuple
 
+from afnet.errors import did_you_mean
 from afnet.models.options import CONFIGURE_OPTIONS, TEMPORAL_NAVIGATION, is_number, selection_problems
 
 if TYPE_CHECKING:
@@ -116,7 +117,8 @@ def option_problems(name: str, options: dict, *, prefix: str = "", input_size: i
     config and the command line."""
     p = prefix
     if name not in _MODELS:
-        return [f"{p}name={name!r}: unknown model; known models: {', '.join(list_models())}"]
+        return [f"{p}name={name!r}: unknown model{did_you_mean(name, list_models())}; "
+                f"known models: {', '.join(list_models())}"]
     o = {**model_options(), **{k: v for k, v in options.items()}}
     entry = _MODELS[name]
     spatial_ok = entry.spatial
