@@ -193,3 +193,88 @@ def quiet_lightning() -> None:
     for name in ("lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+
+
+# ----------------------------------------------------------------------------- devices
+DEVICE_CHOICES = "cpu, cuda, cuda:N, mps or auto"
+
+
+def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
+    """The ``torch.device`` of a device name: ``cpu``, ``cuda``, ``cuda:N``, ``mps`` or ``auto``
+    (``None``: ``auto``; the GPU where torch sees one, else Apple's MPS, else the CPU).
+
+    Raises :class:`~afnet.errors.OptionError` (naming ``{device}``) in one line when the
+    device is not one of these or is not there: a GPU asked for where torch sees none."""
+    text = "auto" if spec is None else str(spec).strip().lower()
+    if text == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        return torch.device("mps" if mps is not None and mps.is_available() else "cpu")
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise OptionError(f"{{device}} {text}: not a device; accepted: {DEVICE_CHOICES}", "device") from None
+    if device.type == "cpu":
+        return torch.device("cpu")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            why = "torch was built without CUDA" if torch.version.cuda is None else "no CUDA GPU or driver is visible"
+            raise OptionError(f"{{device}} {text}: {why} (torch {torch.__version__}); use {{device}} cpu or auto",
+                              "device")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise OptionError(f"{{device}} {text}: torch sees {count} CUDA device(s), cuda:0 to cuda:{count - 1}",
+                              "device")
+        return device
+    if device.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise OptionError(f"{{device}} {text}: no Apple MPS device here; use {{device}} cpu or auto", "device")
+        return device
+    raise OptionError(f"{{device}} {text}: not supported; accepted: {DEVICE_CHOICES}", "device")
+
+
+def full_fp32() -> None:
+    """Turn off TF32 for CUDA convolutions and matrix products (process-wide: torch lets cuDNN
+    use TF32 by default, which rounds fp32 inputs to 10 mantissa bits). A command that owns its
+    process and promises fp32 calls it, so a GPU gives the CPU's answer to float tolerance."""
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+
+
+def synchronize(device: torch.device | str) -> None:
+    """Wait until ``device`` has run the work queued on it (a GPU runs asynchronously: a clock
+    read without this times the launch, not the work). Nothing to wait for on a CPU."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+def timed(fn, *args, device: torch.device | str = "cpu", **kwargs):
+    """``(fn(*args, **kwargs), milliseconds)``: the wall-clock of the call with ``device``
+    synchronised before and after, so that the time is the device's work, not its queueing."""
+    import time
+
+    synchronize(device)
+    start = time.perf_counter()
+    result = fn(*args, **kwargs)
+    synchronize(device)
+    return result, (time.perf_counter() - start) * 1e3
+
+
+# ----------------------------------------------------------------------------- compilation
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
+def compile_forward(model: nn.Module, mode: str = "default"):
+    """``model``'s forward compiled by ``torch.compile`` in ``mode`` (:data:`COMPILE_MODES`;
+    ``reduce-overhead`` replays CUDA graphs on a GPU), as a separate callable: the model itself
+    stays eager (FLOPs are counted on it). A forward whose counts the policy fixes (static-k,
+    the fixed policies, masked execution) is one graph; counts read from the masks break it
+    there. The first call at each input shape compiles (seconds to a minute)."""
+    if mode not in COMPILE_MODES:
+        raise OptionError(f"{{compile}} {mode!r}: accepted: {', '.join(COMPILE_MODES)}", "compile")
+    return torch.compile(model, mode=None if mode == "default" else mode)

@@ -53,6 +53,7 @@ RATIOS = (1.0, 0.75, 0.5, 0.4, 0.25)
 REGION_RATIOS = (1.0, 0.6, 0.4)
 SECTIONS = ("steps", "sparse", "more", "spatial", "bf16", "prep", "sync", "stages", "compile")
 DEVICE = torch.device("cpu")
+AF_ARCH, TSM_ARCH = "af_resnet50", "tsm_resnet50"   # --small: af_resnet_small / tsm_resnet_small (smoke runs)
 BF16 = False
 
 
@@ -63,7 +64,7 @@ def prepared(model):
 
 
 def af_tsm(frames=12, ratio=0.4, classes=174):
-    return create_model("af_resnet50", num_classes=classes, num_frames=frames, shift=True,
+    return create_model(AF_ARCH, num_classes=classes, num_frames=frames, shift=True,
                         selection="uniform", ratio=ratio).eval()
 
 
@@ -80,7 +81,7 @@ def steps_table(size, rounds):
     folded = copy.deepcopy(base)
     fold_batchnorm(folded)
     folded.to(memory_format=torch.channels_last)
-    tsm = create_model("tsm_resnet50", num_classes=174, num_frames=8).eval().to(DEVICE)
+    tsm = create_model(TSM_ARCH, num_classes=174, num_frames=8).eval().to(DEVICE)
     v8 = video(1, 8, size)
     before = time_round_robin({"eager": lambda: eager(v), "cl": lambda: cl(v), "folded": lambda: folded(v),
                                "tsm": lambda: tsm(v8)}, rounds=rounds)
@@ -133,7 +134,7 @@ def more_is_less(batch, size, rounds):
     v12, v8 = video(batch, 12, size), video(batch, 8, size)
     af = prepared(af_tsm(ratio=0.4).configure(execution="sparse"))
     af_masked = copy.deepcopy(af).configure(execution="masked")
-    tsm = prepared(create_model("tsm_resnet50", num_classes=174, num_frames=8))
+    tsm = prepared(create_model(TSM_ARCH, num_classes=174, num_frames=8))
     gf = {"af": count_flops(af, v12), "masked": count_flops(af_masked, v12), "tsm": count_flops(tsm, v8)}
     t = time_round_robin({"af": lambda: af(v12), "masked": lambda: af_masked(v12), "tsm": lambda: tsm(v8)},
                          rounds=rounds)
@@ -156,17 +157,21 @@ def compiled(model, v, mode=None):
     return fn, time.perf_counter() - start
 
 
+COMPILE_MODES: list[str | None] | None = None   # --compile-modes; None: default, and reduce-overhead on a GPU
+
+
 def more_compiled(batch, size, rounds):
     """More is less under torch.compile: AF-ResNet50-TSM 12f, static-k r=0.4 (its counts fixed:
     one graph, no breaks) sparse, eager and compiled, against TSM-ResNet50 8f eager and
     compiled; on a GPU also mode="reduce-overhead" (CUDA graphs)."""
     v12, v8 = video(batch, 12, size), video(batch, 8, size)
-    af = prepared(create_model("af_resnet50", num_classes=174, num_frames=12, shift=True, ratio=0.4,
+    af = prepared(create_model(AF_ARCH, num_classes=174, num_frames=12, shift=True, ratio=0.4,
                                execution="sparse").eval())
-    tsm = prepared(create_model("tsm_resnet50", num_classes=174, num_frames=8))
+    tsm = prepared(create_model(TSM_ARCH, num_classes=174, num_frames=8))
     gf_af, gf_tsm = count_flops(af, v12), count_flops(tsm, v8)
     calls, compile_s = {"AF eager": lambda: af(v12), "TSM eager": lambda: tsm(v8)}, {}
-    modes = [None, "reduce-overhead"] if DEVICE.type == "cuda" else [None]
+    mark = torch.compiler.cudagraph_mark_step_begin   # CUDA graphs' outputs live until the next step
+    modes = COMPILE_MODES or ([None, "reduce-overhead"] if DEVICE.type == "cuda" else [None])
     for mode in modes:
         suffix = "" if mode is None else f" ({mode})"
         for name, model, v in (("AF", af, v12), ("TSM", tsm, v8)):
@@ -175,7 +180,10 @@ def more_compiled(batch, size, rounds):
             except Exception as exc:  # noqa: BLE001 - report, keep the other rows
                 print(f"({name} compile{suffix} failed: {type(exc).__name__}: {exc})")
                 continue
-            calls[f"{name} compiled{suffix}"] = (lambda f=fn, x=v: f(x))
+            if mode == "reduce-overhead":
+                calls[f"{name} compiled{suffix}"] = (lambda f=fn, x=v: (mark(), f(x))[1])
+            else:
+                calls[f"{name} compiled{suffix}"] = (lambda f=fn, x=v: f(x))
     with torch.inference_mode():
         diff = (calls["AF compiled"]().logits - af(v12).logits).abs().max().item() if "AF compiled" in calls else None
     t = time_round_robin(calls, rounds=rounds)
@@ -196,7 +204,7 @@ def prep_steps(batch, size, rounds):
     AF-ResNet50-TSM 12f r=0.4 sparse and TSM-ResNet50 8f, ms per video."""
     rows = []
     for name, frames in (("AF-ResNet50-TSM 12f r=0.4", 12), ("TSM-ResNet50 8f", 8)):
-        base = (af_tsm() if frames == 12 else create_model("tsm_resnet50", num_classes=174, num_frames=8))
+        base = (af_tsm() if frames == 12 else create_model(TSM_ARCH, num_classes=174, num_frames=8))
         base = base.eval().to(DEVICE)
         cl = copy.deepcopy(base).to(memory_format=torch.channels_last)
         folded = copy.deepcopy(base)
@@ -218,7 +226,7 @@ def spatial(batch, size, rounds, rt=0.8):
     v = video(batch, 12, size)
     rows = []
     for rs in REGION_RATIOS:
-        model = create_model("af_resnet50", num_classes=200, num_frames=12, spatial=True, selection="uniform",
+        model = create_model(AF_ARCH, num_classes=200, num_frames=12, spatial=True, selection="uniform",
                              ratio=rt, region_selection="random" if rs < 1 else "all", region_ratio=rs)
         flops, calls, diff = sparse_against_masked(model, v, check=True)
         rows.append([batch, rt, rs, *latency_columns(batch, flops, time_round_robin(calls, rounds=rounds)),
@@ -288,32 +296,73 @@ def sync_free(batch, size, rounds, ratio=0.4):
              f"{diffs[name]:.1e}"] for name in calls]
 
 
+class BytesMoved:
+    """A dispatch mode summing, per stage, the bytes each operator reads and writes: its tensor
+    arguments (a broadcast view counted at its storage's size, not its shape's) and outputs.
+    A lower bound on the traffic of unfused kernels (each pass reads its inputs and writes its
+    output once), and what a fused kernel would save."""
+
+    def __init__(self):
+        from torch.utils._python_dispatch import TorchDispatchMode
+        from torch.utils._pytree import tree_flatten
+
+        counter = self
+        self.stage, self.bytes = None, {}
+
+        def size(t):
+            return min(t.numel() * t.element_size(), t.untyped_storage().nbytes())
+
+        class Mode(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                out = func(*args, **(kwargs or {}))
+                if counter.stage is not None and func not in VIEW_OPS:
+                    tensors = [t for t in tree_flatten((args, kwargs, out))[0] if isinstance(t, torch.Tensor)]
+                    counter.bytes[counter.stage] = counter.bytes.get(counter.stage, 0) + sum(map(size, tensors))
+                return out
+
+        self.mode = Mode()
+
+
+VIEW_OPS = {torch.ops.aten.view.default, torch.ops.aten._unsafe_view.default, torch.ops.aten.permute.default,
+            torch.ops.aten.expand.default, torch.ops.aten.reshape.default, torch.ops.aten.slice.Tensor,
+            torch.ops.aten.select.int, torch.ops.aten.as_strided.default, torch.ops.aten.t.default,
+            torch.ops.aten.unsqueeze.default, torch.ops.aten.squeeze.dim, torch.ops.aten.detach.default,
+            torch.ops.aten.alias.default, torch.ops.aten.narrow.default, torch.ops.aten.transpose.int}
+
+
 def stage_times(batch, size, rounds):
-    """Per stage (stem conv, layer1-4): ms and GFLOPs per video of AF-ResNet50-TSM 12f r=0.4
-    (sparse) and TSM-ResNet50 8f, timed by forward hooks on both models, run interleaved."""
+    """Per stage (stem conv, layer1-4) of AF-ResNet50-TSM 12f r=0.4 (sparse) and TSM-ResNet50
+    8f, run interleaved: ms and GFLOPs per video (forward hooks), and the roofline's two axes:
+    achieved TFLOP/s (FLOPs as 2 x multiply-accumulates) and MB moved per video
+    (:class:`BytesMoved`), with the GB/s that makes."""
     from torch.utils.flop_counter import FlopCounterMode
 
     stages = ("conv1", "layer1", "layer2", "layer3", "layer4")
     af = prepared(af_tsm(ratio=0.4).configure(execution="sparse"))
-    tsm = prepared(create_model("tsm_resnet50", num_classes=174, num_frames=8))
+    tsm = prepared(create_model(TSM_ARCH, num_classes=174, num_frames=8))
     v12, v8 = video(batch, 12, size), video(batch, 8, size)
     sync = torch.cuda.synchronize if DEVICE.type == "cuda" else (lambda: None)
-    times = {}
+    times, moved = {}, {"af": BytesMoved(), "tsm": BytesMoved()}
 
-    def hook(model, tag):
+    def hook(model, tag, timing=True):
+        handles = []
         for name in stages:
             mod = getattr(model, name)
             first, last = (mod[0], mod[-1]) if isinstance(mod, torch.nn.ModuleList) else (mod, mod)
 
-            def start(*_, f=first):
-                sync()
-                f._start = time.perf_counter()
+            def start(*_, f=first, key=(tag, name)):
+                moved[tag].stage = key[1]
+                if timing:
+                    sync()
+                    f._start = time.perf_counter()
 
             def stop(*_, f=first, key=(tag, name)):
-                sync()
-                times.setdefault(key, []).append(time.perf_counter() - f._start)
-            first.register_forward_pre_hook(start)
-            last.register_forward_hook(stop)
+                moved[tag].stage = None
+                if timing:
+                    sync()
+                    times.setdefault(key, []).append(time.perf_counter() - f._start)
+            handles += [first.register_forward_pre_hook(start), last.register_forward_hook(stop)]
+        return handles
 
     def flops(model, v):
         """GFLOPs per video of each stage: the stage module's count, or its blocks' summed."""
@@ -327,15 +376,25 @@ def stage_times(batch, size, rounds):
                 for name in stages}
 
     gf = {"af": flops(af, v12), "tsm": flops(tsm, v8)}
+    for tag, model, v in (("af", af, v12), ("tsm", tsm, v8)):   # bytes: one untimed call each
+        handles = hook(model, tag, timing=False)
+        with torch.no_grad(), moved[tag].mode:
+            model(v)
+        for h in handles:
+            h.remove()
     hook(af, "af")
     hook(tsm, "tsm")
     time_round_robin({"af": lambda: af(v12), "tsm": lambda: tsm(v8)}, rounds=rounds)
     rows = []
     for name in stages:
         ms = {tag: statistics.median(times[(tag, name)][-rounds:]) * 1e3 / batch for tag in ("af", "tsm")}
+        mb = {tag: moved[tag].bytes.get(name, 0) / 1e6 / batch for tag in ("af", "tsm")}
+        tflops = {tag: 2 * gf[tag][name] / ms[tag] for tag in ("af", "tsm")}     # GFLOP per ms = TFLOP/s
+        gbps = {tag: mb[tag] / ms[tag] for tag in ("af", "tsm")}                 # MB per ms = GB/s
         rows.append([batch, name, round(gf["af"][name], 2), round(gf["tsm"][name], 2),
-                     round(gf["af"][name] / gf["tsm"][name], 2), round(ms["af"], 1), round(ms["tsm"], 1),
-                     round(ms["af"] / ms["tsm"], 2)])
+                     round(gf["af"][name] / gf["tsm"][name], 2), round(ms["af"], 3), round(ms["tsm"], 3),
+                     round(ms["af"] / ms["tsm"], 2), round(tflops["af"], 3), round(tflops["tsm"], 3),
+                     round(mb["af"], 1), round(mb["tsm"], 1), round(gbps["af"], 1), round(gbps["tsm"], 1)])
     return rows
 
 
@@ -343,7 +402,7 @@ def bf16_effect(size, rounds, videos=8):
     """Navigation with random weights (trained ones are not available here), so that some
     frames are kept and some skipped; compare fp32 and bf16 on the same inputs."""
     torch.manual_seed(0)
-    model = create_model("af_resnet50", num_classes=174, num_frames=12, shift=True).eval()
+    model = create_model(AF_ARCH, num_classes=174, num_frames=12, shift=True).eval()
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, Navigation):
@@ -380,10 +439,19 @@ def main(argv=None):
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast in the sparse, more and spatial tables")
     parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=[x for x in SECTIONS if x not in ("prep", "compile")])
     parser.add_argument("--quick", action="store_true", help="112x112, batch 1, 2 rounds: a smoke run")
+    parser.add_argument("--small", action="store_true",
+                        help="af_resnet_small and tsm_resnet_small in place of the ResNet50s: checks the sections fast")
+    parser.add_argument("--compile-modes", nargs="+", choices=("default", "reduce-overhead", "max-autotune"),
+                        help="torch.compile modes of --sections compile (default: default, and reduce-overhead on a GPU)")
     args = parser.parse_args(argv)
     if args.quick:
-        args.size, args.batches, args.rounds = 112, [1], 2
+        args.size, args.batches, args.rounds = 112, args.batches[:1], 2
     DEVICE, BF16 = torch.device(args.device), args.bf16
+    global COMPILE_MODES, AF_ARCH, TSM_ARCH
+    if args.small:
+        AF_ARCH, TSM_ARCH = "af_resnet_small", "tsm_resnet_small"
+    if args.compile_modes:
+        COMPILE_MODES = [None if m == "default" else m for m in args.compile_modes]
     if DEVICE.type == "cuda":
         torch.backends.cudnn.benchmark = True
         where = f"{torch.cuda.get_device_name(DEVICE)}, {'bf16 autocast' if BF16 else 'fp32 (cuDNN TF32, torch default)'}"
@@ -392,7 +460,8 @@ def main(argv=None):
         where = f"{cpu_description()}; {torch.get_num_threads()} threads{', bf16 autocast' if BF16 else ''}"
     start = time.time()
     print(f"# afnet model benchmark: {where}, torch {torch.__version__}, "
-          f"{args.size}x{args.size}, one warm-up call each, medians of {args.rounds} interleaved rounds\n")
+          f"{args.size}x{args.size}, one warm-up call each, medians of {args.rounds} interleaved rounds"
+          f"{' (--small: af_resnet_small and tsm_resnet_small in every row)' if args.small else ''}\n")
     if "steps" in args.sections:
         print("## Inference steps\n")
         print(steps_table(args.size, args.rounds), "\n", flush=True)
@@ -432,7 +501,10 @@ def main(argv=None):
         print("## Where the time goes: AF-ResNet50-TSM 12f r=0.4 (sparse) vs TSM-ResNet50 8f, per stage\n")
         rows = [r for b in args.batches for r in stage_times(b, args.size, args.rounds)]
         print(markdown_table(["batch", "stage", "GFLOPs AF", "GFLOPs TSM", "FLOPs ratio", "ms AF", "ms TSM",
-                              "latency ratio"], rows), "\n", flush=True)
+                              "latency ratio", "TFLOP/s AF", "TFLOP/s TSM", "MB moved AF", "MB moved TSM",
+                              "GB/s AF", "GB/s TSM"], rows), "\n", flush=True)
+        print("(per video; GFLOPs are multiply-accumulates, TFLOP/s counts 2 FLOPs each; MB moved: every "
+              "operator's tensor inputs and outputs once, unfused, views free)\n", flush=True)
     if "bf16" in args.sections:
         print("## bf16 autocast\n")
         print(bf16_effect(args.size, args.rounds), "\n")

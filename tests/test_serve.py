@@ -68,7 +68,7 @@ def test_page_and_model(client):
     assert model == {"arch": "af_resnet_small", "source": "afnet", "checkpoint": "small.pt", "frames": T,
                      "input_size": 48, "preset": "synthetic", "classes": K,
                      "points": ["layer1.0", "layer2.0", "layer3.0"], "spatial": False, "selection": "navigation",
-                     "ratio": None}
+                     "ratio": None, "device": "cpu", "compile": None}
 
 
 def test_upload_and_path_give_the_prediction_and_figure(client, root):

@@ -49,7 +49,15 @@ def _add_checkpoint_options(g, *, required: bool = True, flag: bool = True) -> N
                         "fixed policy (uniform, random) keeps round(R*T) its way (default: as trained)")
 
 
-def _add_model_options(p: argparse.ArgumentParser, *, onnx: bool = False) -> None:
+def _add_device_option(g, default: str = "auto") -> None:
+    g.add_argument("--device", default=default, metavar="DEVICE",
+                   help=f"where the model computes: cpu, cuda, cuda:N, mps or auto (default {default}; auto: the GPU "
+                        f"where torch sees one, else the CPU). fp32 on a GPU is full fp32 (no TF32)")
+
+
+def _add_model_options(p: argparse.ArgumentParser, *, onnx: bool = False, device: bool = True) -> None:
+    from afnet.runtime import COMPILE_MODES
+
     g = p.add_argument_group("model")
     _add_checkpoint_options(g, required=not onnx)
     g.add_argument("--region-ratio", type=float, metavar="R",
@@ -65,6 +73,11 @@ def _add_model_options(p: argparse.ArgumentParser, *, onnx: bool = False) -> Non
                    help="fp32 (default: the same answer on every CPU), bf16 (autocast; warns where the CPU "
                         "has no native bf16, which runs it several times slower), or auto (bf16 only where "
                         "native: AVX-512 BF16 / AMX CPUs, CUDA)")
+    if device:
+        _add_device_option(g)
+    g.add_argument("--compile", nargs="?", const="default", choices=COMPILE_MODES, metavar="MODE",
+                   help="compile the forward with torch.compile (MODE default; reduce-overhead replays CUDA graphs, "
+                        "for static-k at small batch); the first call compiles. Default: eager")
     g.add_argument("--backend", default="pyav", help="video decoder: pyav (default), decord, torchcodec")
     g.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default: torch's; batch-predict: the cores left by the decoding "
@@ -124,7 +137,7 @@ def register(subparsers) -> None:
     b.add_argument("--root", help="folder the list files' relative paths are joined to (default: as written)")
     b.add_argument("--out", required=True, help="output JSON Lines file (also the job's state: delete it and "
                                                 "its shards to start afresh)")
-    _add_model_options(b)
+    _add_model_options(b, device=False)   # where it computes: --accelerator
     d = b.add_argument_group("processes")
     d.add_argument("--devices", type=int, default=1, help="processes per node: CPU processes or GPUs (default 1)")
     d.add_argument("--num-nodes", type=int, default=1, help="nodes (torchrun or SLURM; default 1)")
@@ -169,6 +182,7 @@ def register(subparsers) -> None:
                     "if it differs).")
     g = x.add_argument_group("model")
     _add_checkpoint_options(g)
+    _add_device_option(g, "cpu")   # where the check's PyTorch side runs (the export traces on the CPU)
     x.add_argument("--out", required=True, help="the ONNX file to write (e.g. model.onnx)")
     x.add_argument("--execution", choices=EXECUTIONS, default="auto",
                    help="sparse or masked; default auto: sparse where the count of frames kept per video is "
@@ -225,7 +239,7 @@ def _decode_timeout(args):
     return check_timeout(args.decode_timeout, "--decode-timeout")
 
 
-def _load(args):
+def _load(args, device: str | None = None):
     from afnet.inference.model import load_model_for_inference
     from afnet.runtime import set_threads
 
@@ -241,16 +255,25 @@ def _load(args):
             raise ValueError("give --checkpoint or --onnx, not both")
         if args.precision != "fp32":
             fixed.append("--precision")  # the exported graph is fp32
+        if args.compile is not None:
+            raise ValueError(f"--compile is for --checkpoint: {onnx} runs in ONNX Runtime")
+        if getattr(args, "device", "cpu") not in ("auto", "cpu"):
+            raise ValueError(f"--device {args.device}: {onnx} runs in ONNX Runtime on the CPU")
         if fixed:
             raise ValueError(f"{', '.join(fixed)}: fixed in {onnx} when it was exported (its metadata); "
                              f"export the checkpoint again to change")
         return load_onnx_for_inference(onnx, args.labels, threads=args.threads)
     if args.checkpoint is None:
         raise ValueError("give the model: --checkpoint FILE, or --onnx MODEL.onnx")
-    # a command owns its process: keep glibc from re-mmapping activations (see afnet.runtime)
+    # a command owns its process: keep glibc from re-mmapping activations, and fp32 is fp32 (see afnet.runtime)
+    if args.precision == "fp32":
+        from afnet.runtime import full_fp32
+
+        full_fp32()
     return load_model_for_inference(args.checkpoint, args.model, args.frames, args.num_classes, args.labels,
                                     preset=args.preset, size=args.size, shift=args.shift, ratio=args.ratio,
-                                    region_ratio=args.region_ratio, precision=args.precision, tune_malloc=True)
+                                    region_ratio=args.region_ratio, precision=args.precision, tune_malloc=True,
+                                    device=device or getattr(args, "device", "cpu"), compile=args.compile)
 
 
 def _progress_bar(items, show: bool):
@@ -354,7 +377,9 @@ def run_batch_predict(args) -> int:
     timeout = _decode_timeout(args)
     if not args.paths and not args.lists:
         raise ValueError("give the videos: PATH (file, folder or glob) and/or --list FILE")
-    im = _load(args)
+    # loaded where Lightning will run it, so that --precision auto decides by that device
+    gpu = args.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+    im = _load(args, device="cuda" if gpu else "cpu")
     videos = find_videos(args.paths, im.config.frame_template)
     for list_file in args.lists:
         videos += read_video_list(list_file, args.root)
@@ -417,7 +442,7 @@ def run_export(args) -> int:
           f"{', then checking it in ONNX Runtime' if args.check else ''} ...", file=sys.stderr, flush=True)
     report = export_onnx(args.checkpoint, args.out, args.model, args.frames, args.num_classes, args.labels,
                          preset=args.preset, size=args.size, shift=args.shift, ratio=args.ratio,
-                         execution=args.execution, opset=args.opset, check=args.check)
+                         execution=args.execution, opset=args.opset, check=args.check, device=args.device)
     print(f"{report.path}: {describe(report.metadata)}; {report.size_mb:.1f} MB")
     if report.max_rel_diff is None:
         return 0

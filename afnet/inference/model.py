@@ -13,9 +13,11 @@ Two kinds of checkpoint:
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from afnet.checkpoint import FORMAT, load_checkpoint, read_checkpoint
@@ -23,7 +25,7 @@ from afnet.data.annotations import load_class_names
 from afnet.data.presets import DatasetConfig, get_preset
 from afnet.errors import OptionError
 from afnet.models import create_model
-from afnet.runtime import bf16_for, prepare_for_inference
+from afnet.runtime import bf16_for, compile_forward, prepare_for_inference, resolve_device
 
 DEFAULT_PRESET = "sthv2"
 
@@ -35,6 +37,8 @@ class InferenceModel:
     ``points``: one name per navigation point (focal block), in the order of
     ``VideoOutput.masks`` (e.g. ``layer1.0``); empty for the TSN/TSM baselines. ``config``: the evaluation
     preset (sampling, resize, crop, normalisation) with ``num_frames`` set to the model's.
+    ``compiled``: the model's forward under ``torch.compile`` (``compile_mode``), called in place
+    of ``model`` by :func:`~afnet.inference.predict.run_model`; ``None``: eager.
     """
 
     model: nn.Module
@@ -45,6 +49,19 @@ class InferenceModel:
     checkpoint: str = ""
     source: str = ""
     warmed: set = field(default_factory=set)
+    compiled: Callable | None = field(default=None, repr=False)
+    compile_mode: str | None = None
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model computes (its parameters' device; an ONNX Runtime model: the CPU)."""
+        params = self.model.parameters() if isinstance(self.model, nn.Module) else iter(())
+        return next(params, torch.empty(0)).device
+
+    def __call__(self, clip: torch.Tensor):
+        """The model (compiled, where it was) on ``clip``, moved to the model's device."""
+        clip = clip.to(self.device, non_blocking=True)
+        return (self.model if self.compiled is None else self.compiled)(clip)
 
     @property
     def num_frames(self) -> int:
@@ -186,7 +203,8 @@ def load_model_for_inference(checkpoint: str | os.PathLike, model: str | None = 
                              size: int | None = None, shift: bool | None = None,
                              ratio: float | None = None, region_ratio: float | None = None,
                              precision: str = "fp32", tune_malloc: bool = False,
-                             channels_last: bool = True) -> InferenceModel:
+                             channels_last: bool = True, device: str | torch.device = "cpu",
+                             compile: str | None = None) -> InferenceModel:
     """Rebuild, load and prepare a model for inference (once per model).
 
     Args:
@@ -204,21 +222,30 @@ def load_model_for_inference(checkpoint: str | os.PathLike, model: str | None = 
         region_ratio: likewise for the regions of each kept frame (spatial models; learned
             region navigation: static-k regions).
         precision: ``fp32``, ``bf16`` or ``auto`` (bf16 only where the device computes it
-            natively; see :func:`afnet.runtime.bf16_for`).
+            natively, a CUDA GPU with bf16 included; see :func:`afnet.runtime.bf16_for`).
         tune_malloc: see :func:`afnet.runtime.prepare_for_inference` (process-wide; off by default).
         channels_last: see there (an ONNX export leaves it: the graph is NCHW whatever the
             torch memory format).
+        device: where the model computes: ``cpu``, ``cuda``, ``cuda:N``, ``mps`` or ``auto``
+            (:func:`afnet.runtime.resolve_device`; a GPU asked for where there is none is a
+            one-line :class:`~afnet.errors.OptionError`).
+        compile: a ``torch.compile`` mode (``default``, ``reduce-overhead``: CUDA graphs ...;
+            :func:`afnet.runtime.compile_forward`) for the forward, or ``None`` (eager).
 
     Returns:
         An :class:`InferenceModel`. Raises FileNotFoundError / ValueError (an
         :class:`~afnet.errors.OptionError` naming the argument) with a one-line message on
         user errors.
     """
+    target = resolve_device(device)   # before the checkpoint is read: a missing GPU fails fast
     r = rebuild_model(checkpoint, model, frames, num_classes, labels, preset=preset, size=size, shift=shift,
                       ratio=ratio, region_ratio=region_ratio)
     points = [p.name for p in r.model.navigation_points()]
+    r.model.to(target)   # before the preparation: precision "auto" decides by the device
     prepare_for_inference(r.model, bf16=bf16_for(precision), tune_malloc=tune_malloc, channels_last=channels_last)
-    return InferenceModel(r.model, r.arch, r.class_names, r.config, points, r.checkpoint, r.source)
+    compiled = None if compile is None else compile_forward(r.model, compile)
+    return InferenceModel(r.model, r.arch, r.class_names, r.config, points, r.checkpoint, r.source,
+                          compiled=compiled, compile_mode=compile)
 
 
 def convert_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, model: str | None = None,

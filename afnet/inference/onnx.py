@@ -46,7 +46,7 @@ from afnet.flops import count_flops
 from afnet.inference.model import InferenceModel, load_model_for_inference, resolve_class_names
 from afnet.models.base import VideoOutput
 from afnet.models.options import EXECUTIONS
-from afnet.runtime import check_threads
+from afnet.runtime import check_threads, resolve_device
 
 METADATA_VERSION = 1
 # Selections drawn at random per call (reproducible in torch by a seeded generator, not in a graph).
@@ -238,7 +238,7 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, model: st
                 frames: int | None = None, num_classes: int | None = None, labels: str | os.PathLike | None = None, *,
                 preset: str | None = None, size: int | None = None, shift: bool | None = None,
                 ratio: float | None = None, execution: str = "auto", opset: int | None = None,
-                check: bool = True) -> ExportReport:
+                check: bool = True, device: str | torch.device = "cpu") -> ExportReport:
     """Export a checkpoint (ours or the authors') to ``out`` as an ONNX model with its metadata.
 
     Args:
@@ -249,6 +249,8 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, model: st
         opset: ONNX opset (``None``: the exporter's default).
         check: run the exported graph in ONNX Runtime on a random video and compare it with
             PyTorch (:attr:`ExportReport.max_rel_diff`, :attr:`ExportReport.masks_equal`).
+        device: where PyTorch's side of the check runs (``cpu``, ``cuda``, ``cuda:N``, ``auto``;
+            :func:`afnet.runtime.resolve_device`); the export itself traces on the CPU.
 
     Returns:
         An :class:`ExportReport`. Raises FileNotFoundError / ValueError (a
@@ -258,6 +260,7 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, model: st
     require("onnxscript", "exporting to ONNX")
     require("onnx", "exporting to ONNX")
     out = str(out)
+    target = resolve_device(device)   # a GPU asked for where there is none: before any work
     im = load_model_for_inference(checkpoint, model, frames, num_classes, labels, preset=preset, size=size,
                                   shift=shift, ratio=ratio, channels_last=False)
     net = im.model
@@ -283,7 +286,7 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, model: st
     report = ExportReport(out, read_onnx_metadata(out), os.path.getsize(out) / 2**20)
     if check:  # another video and batch than the traced example: an input taken for a constant would show
         other = torch.randn(1, net.num_frames, 3, s, s, generator=torch.Generator().manual_seed(1))
-        report.max_rel_diff, report.masks_equal = compare_with_torch(out, net, other)
+        report.max_rel_diff, report.masks_equal = compare_with_torch(out, net.to(target), other)
     return report
 
 
@@ -310,7 +313,8 @@ def compare_with_torch(path: str, model: nn.Module, video: torch.Tensor) -> tupl
     regions identical) on ``video``."""
     onnx_model = OnnxModel(path)
     with torch.no_grad():
-        ref = model(video)
+        ref = model(video.to(next(model.parameters()).device))
+    ref = type(ref)(ref.logits.cpu(), [m.cpu() for m in ref.masks], [r.cpu() for r in ref.regions])
     got = onnx_model(video)
     rel = float((got.logits - ref.logits).abs().max() / ref.logits.abs().max().clamp_min(1e-12))
     same = all(torch.equal(a.float(), b.float()) for a, b in zip(got.masks + got.regions, ref.masks + ref.regions))

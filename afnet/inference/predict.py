@@ -6,8 +6,10 @@ Sampling, decoding and transforms are the data pipeline's evaluation path
 
 Latency is the wall-clock of the model call alone (``model(clip)`` under
 ``torch.no_grad`` on the already decoded and transformed clip, all views of one video in
-one call); decoding and transforms are reported apart (``decode_ms``). The first call at a
-new input shape is preceded by an untimed warm-up call. GFLOPs (multiply-accumulates, as
+one call, the device synchronised before and after: :func:`afnet.runtime.timed`); the clip's
+copy to the model's device is not in it; decoding and transforms are reported apart
+(``decode_ms``). The first call at a new input shape is preceded by an untimed warm-up call
+(with ``--compile``: the compilation). GFLOPs (multiply-accumulates, as
 in the paper) are counted by :func:`afnet.count_flops` on a second, untimed call on the
 same clip: eval mode is deterministic, so it executes the same operations.
 """
@@ -26,7 +28,7 @@ from afnet.data.decoding import DEFAULT_DECODE_TIMEOUT, DecodeError, count_frame
 from afnet.data.presets import DatasetConfig
 from afnet.flops import count_flops
 from afnet.inference.model import InferenceModel
-from afnet.runtime import precision_of
+from afnet.runtime import precision_of, synchronize, timed
 
 
 @dataclass
@@ -55,7 +57,8 @@ class VideoPrediction:
     frame's regions are not computed whatever they say. ``error``: why the video failed
     (``ok`` is then False). ``execution``: ``sparse`` or ``masked``, what the model call ran
     (``execution="auto"`` resolved for its device and batch); ``precision``: ``fp32`` or
-    ``bf16``. ``probs``: every class's probability (averaged over views), for
+    ``bf16``; ``device``: where the model computed (``cpu``, ``cuda:0`` ...); ``compile``: the
+    ``torch.compile`` mode of the call, ``None`` eager. ``probs``: every class's probability (averaged over views), for
     aggregating windows of a long video; not reported.
     """
 
@@ -72,6 +75,8 @@ class VideoPrediction:
     views: int = 0
     execution: str | None = None
     precision: str | None = None
+    device: str | None = None
+    compile: str | None = None
     error: str | None = None
     probs: torch.Tensor | None = field(default=None, repr=False, compare=False)  # (K,), not in the JSON
 
@@ -157,23 +162,28 @@ def read_sample(path: str, im: InferenceModel | DatasetConfig, *, backend: str =
 
 
 def run_model(im: InferenceModel, clip: torch.Tensor, *, flops: bool = True):
-    """One video (its ``V`` views as one batch) through the prepared model.
+    """One video (its ``V`` views as one batch) through the prepared model, on its device
+    (the clip is moved there; what is returned is on the CPU).
 
     Returns ``(probabilities (K,), masks list of (V, T), regions list of (V, T, g, g) (empty
     without spatial navigation), latency_ms, gflops or None)``; probabilities are softmax
     outputs averaged over views.
     """
-    model = im.model
+    device = im.device
+    clip = clip.to(device, non_blocking=True)
     with torch.no_grad():
-        if tuple(clip.shape) not in im.warmed:  # oneDNN primitives, focal-branch caches
-            model(clip)
+        if tuple(clip.shape) not in im.warmed:  # oneDNN primitives, focal-branch caches, compilation
+            im(clip)
             im.warmed.add(tuple(clip.shape))
-        start = time.perf_counter()
-        out = model(clip)
-        latency_ms = (time.perf_counter() - start) * 1e3
-        gflops = video_gflops(model, clip) if flops else None
-    probs = average_views(out.logits, clip.shape[0], softmax=True)[0]
-    return probs, [m.detach() for m in out.masks], [r.detach() for r in out.regions], latency_ms, gflops
+        synchronize(device)   # the clip's copy is not timed
+        out, latency_ms = timed(im, clip, device=device)
+        # to the host at once: a compiled CUDA graph's outputs are overwritten by its next replay
+        logits = out.logits.float().cpu()
+        masks = [m.detach().cpu() for m in out.masks]
+        regions = [r.detach().cpu() for r in out.regions]
+        gflops = video_gflops(im.model, clip) if flops else None
+    probs = average_views(logits, clip.shape[0], softmax=True)[0]
+    return probs, masks, regions, latency_ms, gflops
 
 
 def video_gflops(model, clip: torch.Tensor) -> float:
@@ -227,8 +237,8 @@ def predict_sample(path: str, sample: Sample, im: InferenceModel, *, top_k: int 
         masks=[[int(round(float(v))) for v in m[0]] for m in masks],
         regions=[r[0].round().int().tolist() for r in regions], gflops=gflops,
         latency_ms=latency_ms, decode_ms=sample.decode_ms, views=int(sample.clip.shape[0]), probs=probs,
-        execution=im.model.resolved_execution(sample.clip.shape[0], sample.clip.device),
-        precision=precision_of(im.model))
+        execution=im.model.resolved_execution(sample.clip.shape[0], im.device),
+        precision=precision_of(im.model), device=str(im.device), compile=getattr(im, "compile_mode", None))
 
 
 def predict_video(path, im: InferenceModel, *, top_k: int = 5, flops: bool = True,

@@ -23,6 +23,8 @@ JSON Lines schema (``afnet predict --json``), one object per video, every key al
     execution     str | null   "sparse" or "masked": what the focal branch ran for this call
                                (execution "auto" resolved by device, batch and frame policy)
     precision     str | null   "fp32" or "bf16" (--precision; "auto" resolved by the device)
+    device        str | null   where the model computed: "cpu", "cuda:0" ... (--device)
+    compile       str | null   the torch.compile mode of the model call (--compile); null: eager
 
 A failed video has ``ok: false``, its ``error``, empty lists and nulls.
 
@@ -42,7 +44,7 @@ every key always present (:data:`TIMELINE_FIELDS`)::
     decoded_frames int         frames decoded (each once, however many windows share it)
     windows       list         per window: {"start": s, "end": s} and, from the predict object,
                                top, frame_indices (frames of the whole video), masks, kept_ratio,
-                               regions, region_ratio, gflops, latency_ms, decode_ms
+                               regions, region_ratio, gflops, latency_ms, decode_ms, device
 """
 from __future__ import annotations
 
@@ -55,13 +57,14 @@ if TYPE_CHECKING:
     from afnet.inference.timeline import Timeline
 
 JSON_FIELDS = ("path", "ok", "error", "top", "frame_indices", "points", "masks", "kept_ratio",
-               "regions", "region_ratio", "gflops", "latency_ms", "decode_ms", "views", "execution", "precision")
+               "regions", "region_ratio", "gflops", "latency_ms", "decode_ms", "views", "execution", "precision",
+               "device", "compile")
 
 
 TIMELINE_FIELDS = ("path", "ok", "error", "duration", "frames", "window", "stride", "top", "segments", "points",
                    "gflops", "decoded_frames", "windows")
 WINDOW_FIELDS = ("top", "frame_indices", "masks", "kept_ratio", "regions", "region_ratio", "gflops",
-                 "latency_ms", "decode_ms")
+                 "latency_ms", "decode_ms", "device")
 
 
 def _round(value: float | None, digits: int) -> float | None:
@@ -87,6 +90,8 @@ def prediction_to_json(p: VideoPrediction) -> dict:
         "views": p.views,
         "execution": p.execution,
         "precision": p.precision,
+        "device": p.device,
+        "compile": p.compile,
     }
 
 

@@ -64,7 +64,7 @@ def model_description(im: InferenceModel) -> dict:
     return {"arch": im.arch, "source": im.source, "checkpoint": os.path.basename(im.checkpoint),
             "frames": im.num_frames, "input_size": c.input_size, "preset": c.name, "classes": im.num_classes,
             "points": im.points, "spatial": bool(model.spatial), "selection": model.selection,
-            "ratio": model.ratio}
+            "ratio": model.ratio, "device": str(im.device), "compile": im.compile_mode}
 
 
 def resolve_video_path(path: str, root: str) -> str:

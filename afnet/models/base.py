@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 from typing import NamedTuple
 
 import torch
@@ -217,8 +218,10 @@ class VideoModel(nn.Module):
         policy = self.policy(temperature, keep)
         execution = Execution(sparse=self.resolved_execution(b, x.device, keep is not None) == "sparse",
                               dense_above=self.dense_above)
-        with torch.autocast(x.device.type, dtype=self.autocast_dtype or torch.bfloat16,
-                            enabled=self.autocast_dtype is not None):
+        # no autocast context at all in fp32: a device without autocast (meta, in tests) runs too
+        cast = (torch.autocast(x.device.type, dtype=self.autocast_dtype) if self.autocast_dtype is not None
+                else contextlib.nullcontext())
+        with cast:
             features, masks, regions = self.forward_features(x, policy, execution)
             logits = self.forward_head(features)
         frame_logits = logits.float().view(b, t, -1)

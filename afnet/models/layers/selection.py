@@ -9,6 +9,7 @@ masks of its focal blocks, and the model gathers them into its ``VideoOutput``::
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -138,33 +139,62 @@ def static_k_keep(logits: torch.Tensor, ratio: float) -> torch.Tensor:
 
 
 def fixed_policy_mask(policy: str, batch: int, num_frames: int, ratio: float,
-                      generator: torch.Generator | None, device, dtype) -> torch.Tensor:
+                      generator: torch.Generator | None, device, dtype, stream: int | None = None) -> torch.Tensor:
     """The fixed sampling policies of Table 5, ``round(ratio * T)`` frames per video.
 
     - ``uniform``: frames at equal steps, ``floor((i + 0.5) * T / k)``;
     - ``random``: k frames drawn uniformly without replacement, per video;
     - ``normal``: k frames drawn without replacement with weights from a standard normal
       density over frame positions mapped onto [-2, 2] (the clip centre is favoured).
+
+    ``uniform`` is built on ``device`` (no host tensor, no copy). The drawn policies draw on
+    the host (the same frames on every device) from ``generator``; with ``stream`` (the
+    generator's seed: evaluation) the mask is a function of the shape and the stream, drawn
+    once and kept on the device (:func:`drawn_mask`), so a forward pass copies nothing.
     """
     k = frames_kept(ratio, num_frames)
-    mask = torch.zeros(batch, num_frames, dtype=dtype)
     if policy == "uniform":
-        idx = ((torch.arange(k, dtype=torch.float64) + 0.5) * num_frames / k).floor().long()
-        mask[:, idx] = 1
+        idx = ((2 * torch.arange(k, device=device) + 1) * num_frames) // (2 * k)   # floor((i + 0.5) T / k), exact
+        return torch.zeros(batch, num_frames, device=device, dtype=dtype).scatter_(1, idx.expand(batch, k), 1)
+    if stream is not None:
+        return drawn_mask(policy, batch, num_frames, k, stream, torch.device(device), dtype).clone()
+    return _to_device(_draw(policy, batch, num_frames, k, generator), device, dtype)
+
+
+def _draw(policy: str, rows: int, n: int, k: int, generator: torch.Generator | None) -> torch.Tensor:
+    """``rows`` host masks of ``n`` entries with ``k`` ones drawn without replacement: ``random``
+    uniformly, ``normal`` with a standard normal density over positions mapped onto [-2, 2]."""
+    if policy == "random":
+        weights = torch.ones(rows, n)
+    elif policy == "normal":
+        z = torch.linspace(-2.0, 2.0, n)
+        weights = torch.exp(-0.5 * z * z).expand(rows, n).contiguous()
     else:
-        if policy == "random":
-            weights = torch.ones(batch, num_frames)
-        else:  # normal
-            z = torch.linspace(-2.0, 2.0, num_frames)
-            weights = torch.exp(-0.5 * z * z).expand(batch, num_frames).contiguous()
-        idx = torch.multinomial(weights, k, replacement=False, generator=generator)
-        mask.scatter_(1, idx, 1.0)
-    return mask.to(device, non_blocking=True)  # no host sync on a GPU (the source is staged)
+        raise ValueError(f"unknown drawn policy {policy!r}; expected random or normal")
+    idx = torch.multinomial(weights, k, replacement=False, generator=generator)
+    return torch.zeros(rows, n).scatter_(1, idx, 1.0)
 
 
-def _stream(seed: int, stream: int) -> torch.Generator:
-    """The generator of one drawn decision in evaluation (one stream per navigation point)."""
-    return torch.Generator().manual_seed(seed * 1000 + stream)
+def _to_device(mask: torch.Tensor, device, dtype) -> torch.Tensor:
+    """A host mask on ``device``: from pinned memory without a host sync on a GPU."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        mask = mask.pin_memory()
+    return mask.to(device=device, dtype=dtype, non_blocking=True)
+
+
+@functools.lru_cache(maxsize=256)
+def drawn_mask(policy: str, rows: int, n: int, k: int, stream: int, device: torch.device,
+               dtype: torch.dtype) -> torch.Tensor:
+    """The mask an evaluation stream draws (:func:`_draw` from a generator seeded ``stream``),
+    on ``device``: drawn and copied once per shape, stream and device, then reused (callers
+    get a clone). A drawn policy in evaluation then costs no host work and no copy per call."""
+    return _to_device(_draw(policy, rows, n, k, torch.Generator().manual_seed(stream)), device, dtype)
+
+
+def _stream(seed: int, stream: int) -> int:
+    """The generator seed of one drawn decision in evaluation (one stream per navigation point)."""
+    return seed * 1000 + stream
 
 
 def decide(navigation: Navigation, x_ample: torch.Tensor, policy: SelectionPolicy, training: bool,
@@ -183,8 +213,8 @@ def decide(navigation: Navigation, x_ample: torch.Tensor, policy: SelectionPolic
         return F.softmax(navigation(x_ample).float(), dim=-1)[..., 1]
     if policy.selection == "all":
         return torch.ones(batch, t, device=x_ample.device)
-    generator = None if training else _stream(policy.seed, point)  # reproducible evaluation
-    return fixed_policy_mask(policy.selection, batch, t, policy.ratio, generator, x_ample.device, torch.float32)
+    stream = None if training else _stream(policy.seed, point)  # reproducible evaluation
+    return fixed_policy_mask(policy.selection, batch, t, policy.ratio, None, x_ample.device, torch.float32, stream)
 
 
 def regions_kept(ratio: float, grid: int) -> int:
@@ -194,33 +224,32 @@ def regions_kept(ratio: float, grid: int) -> int:
 
 
 def fixed_region_mask(policy: str, frames: int, grid: int, ratio: float, generator: torch.Generator | None,
-                      device, dtype) -> torch.Tensor:
+                      device, dtype, stream: int | None = None) -> torch.Tensor:
     """The fixed spatial policies of Table 5, ``round(ratio * grid^2)`` regions per frame:
 
-    - ``random``: regions drawn uniformly without replacement, per frame;
+    - ``random``: regions drawn uniformly without replacement, per frame (on the host, as the
+      frames' drawn policies: :func:`fixed_policy_mask`, ``generator`` / ``stream``);
     - ``center``: the centre crop, the same for every frame: the regions nearest the grid
       centre (Chebyshev distance, so the crop grows as a square; ties by Euclidean distance,
-      then raster order).
+      then raster order). Built on ``device``: no host tensor, no copy.
     """
     n = grid * grid
     k = regions_kept(ratio, grid)
     if policy == "random":
-        idx = torch.multinomial(torch.ones(frames, n), k, replacement=False, generator=generator)
-        mask = torch.zeros(frames, n).scatter_(1, idx, 1.0)
+        if stream is not None:
+            mask = drawn_mask(policy, frames, n, k, stream, torch.device(device), dtype).clone()
+        else:
+            mask = _to_device(_draw(policy, frames, n, k, generator), device, dtype)
     elif policy == "center":
-        c = (grid - 1) / 2
-
-        def distance(i):  # region i in raster order: (Chebyshev, squared Euclidean, i)
-            dy, dx = abs(i // grid - c), abs(i % grid - c)
-            return max(dy, dx), dy * dy + dx * dx, i
-
-        order = sorted(range(n), key=distance)[:k]
-        mask = torch.zeros(n)
-        mask[order] = 1.0
-        mask = mask.expand(frames, n)
+        i = torch.arange(n, device=device)
+        dy, dx = ((i // grid) - (grid - 1) / 2).abs(), ((i % grid) - (grid - 1) / 2).abs()
+        cheb, dist = torch.maximum(dy, dx), dy * dy + dx * dx     # exact: halves and quarters
+        ci, cj, di, dj = cheb.unsqueeze(1), cheb.unsqueeze(0), dist.unsqueeze(1), dist.unsqueeze(0)   # [i, j]
+        before = (cj < ci) | ((cj == ci) & ((dj < di) | ((dj == di) & (i.unsqueeze(0) < i.unsqueeze(1)))))
+        mask = (before.sum(dim=1) < k).to(dtype).expand(frames, n)   # rank by (Chebyshev, Euclidean, index)
     else:
         raise ValueError(f"unknown region policy {policy!r}; expected one of {', '.join(REGION_SELECTIONS)}")
-    return mask.reshape(frames, grid, grid).to(device=device, dtype=dtype)
+    return mask.reshape(frames, grid, grid)
 
 
 def decide_regions(spatial: SpatialNavigation, x_ample: torch.Tensor, keep: torch.Tensor, policy: SelectionPolicy,
@@ -241,7 +270,7 @@ def decide_regions(spatial: SpatialNavigation, x_ample: torch.Tensor, keep: torc
     elif policy.region_selection == "all":
         return torch.ones(batch, t, grid, grid, device=x_ample.device)
     else:  # reproducible evaluation: a stream per block, apart from the frames'
-        generator = None if training else _stream(policy.seed, 500 + point)
-        regions = fixed_region_mask(policy.region_selection, batch * t, grid, policy.region_ratio, generator,
-                                    x_ample.device, torch.float32)
+        stream = None if training else _stream(policy.seed, 500 + point)
+        regions = fixed_region_mask(policy.region_selection, batch * t, grid, policy.region_ratio, None,
+                                    x_ample.device, torch.float32, stream)
     return regions.view(batch, t, grid, grid)
