@@ -437,7 +437,10 @@ def run_explain(args) -> int:
 
 def run_export(args) -> int:
     from afnet.inference.onnx import describe, export_onnx
+    from afnet.runtime import resolve_device
 
+    if args.check:
+        resolve_device(args.device)   # a device that is not there: said before the work starts
     print(f"afnet export: tracing {args.checkpoint} into {args.out}"
           f"{', then checking it in ONNX Runtime' if args.check else ''} ...", file=sys.stderr, flush=True)
     report = export_onnx(args.checkpoint, args.out, args.model, args.frames, args.num_classes, args.labels,
