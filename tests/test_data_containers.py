@@ -186,5 +186,5 @@ def test_timeout_values_are_checked():
 
 def test_stream_without_frames_and_not_a_video(tmp_path):
     (tmp_path / "text.wmv").write_text("hello")
-    with pytest.raises(DecodeError, match="text.wmv: cannot open video"):
+    with pytest.raises(DecodeError, match="text.wmv: not a video"):
         PyAVReader(str(tmp_path / "text.wmv"))

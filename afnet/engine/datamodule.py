@@ -57,7 +57,8 @@ class VideoDataModule(L.LightningDataModule):
         overrides = {} if train else {"num_clips": self.num_clips, "num_crops": self.num_crops}
         return build_dataset(d.dataset(**overrides), d.root, paths[f"{split}_list"], train=train, kind=d.kind,
                              class_file=paths["class_file"], backend=d.backend, seed=self.seed, on_error=d.on_error,
-                             evidence_file=paths["evidence_file"], decode_timeout=d.decode_timeout)
+                             evidence_file=paths["evidence_file"], decode_timeout=d.decode_timeout,
+                             limits=d.limits())
 
     def setup(self, stage: str) -> None:
         if stage == "fit" and self.train_set is None:

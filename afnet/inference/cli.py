@@ -66,6 +66,14 @@ def _add_model_options(p: argparse.ArgumentParser, *, onnx: bool = False) -> Non
     g.add_argument("--decode-timeout", type=float, default=None, metavar="SECONDS",
                    help="give up on a video whose opening or decoding takes longer (it is reported as "
                         "failed and the others go on); default 60, 0 for no limit")
+    lim = p.add_argument_group("limits (checked from the file's headers before decoding; 0: no limit)")
+    lim.add_argument("--max-frame-pixels", type=int, default=None, metavar="N",
+                     help="refuse a video or image whose frames have more pixels (width x height; default "
+                          "16777216 = 4096x4096)")
+    lim.add_argument("--max-frames", type=int, default=None, metavar="N",
+                     help="refuse a video with more frames (default 1000000)")
+    lim.add_argument("--max-seconds", type=float, default=None, metavar="S",
+                     help="refuse a video that lasts longer (default 14400 = 4 h)")
 
 
 def register(subparsers) -> None:
@@ -206,6 +214,15 @@ def _decode_timeout(args):
     return check_timeout(args.decode_timeout, "--decode-timeout")
 
 
+def _limits(args):
+    from afnet.data.limits import DecodeLimits
+
+    try:
+        return DecodeLimits.of(args.max_frame_pixels, args.max_frames, args.max_seconds)
+    except ValueError as exc:
+        raise ValueError("--" + str(exc).replace("_", "-", 2)) from None
+
+
 def _load(args):
     from afnet.inference.model import load_model_for_inference
     from afnet.runtime import set_threads
@@ -260,7 +277,7 @@ def run_predict(args) -> int:
     from afnet.inference.predict import find_videos, predict_video
     from afnet.inference.report import format_prediction, format_timeline, to_json_line
 
-    timeout = _decode_timeout(args)
+    timeout, limits = _decode_timeout(args), _limits(args)
     windowed = _windowed(args)
     im = _load(args)
     if windowed:
@@ -268,10 +285,12 @@ def run_predict(args) -> int:
 
         def predict(path):
             return predict_timeline(path, im, window=args.window, stride=args.stride, top_k=args.top_k,
-                                    flops=args.flops, fps=args.fps, backend=args.backend, timeout=timeout)
+                                    flops=args.flops, fps=args.fps, backend=args.backend, timeout=timeout,
+                                    limits=limits)
     else:
         def predict(path):
-            return predict_video(path, im, top_k=args.top_k, flops=args.flops, backend=args.backend, timeout=timeout)
+            return predict_video(path, im, top_k=args.top_k, flops=args.flops, backend=args.backend, timeout=timeout,
+                                 limits=limits)
     videos = find_videos(args.paths, im.config.frame_template)
     show = args.progress if args.progress is not None else (len(videos) > 1 and sys.stderr.isatty())
     if not args.json:
@@ -310,7 +329,7 @@ def run_timeline(args) -> int:
         raise ValueError(f"--draw-classes must be positive, got {args.draw_classes}")
     im = _load(args)
     timeline = predict_timeline(args.video, im, window=args.window, stride=args.stride, top_k=args.top_k,
-                                fps=args.fps, backend=args.backend, timeout=timeout)
+                                fps=args.fps, backend=args.backend, timeout=timeout, limits=_limits(args))
     if not timeline.ok:
         print(f"afnet timeline: error: {timeline.path}: {timeline.error}", file=sys.stderr)
         return 1
@@ -345,7 +364,7 @@ def run_batch_predict(args) -> int:
     merged = predict_corpus(videos, im, args.out, devices=args.devices, num_nodes=args.num_nodes,
                             accelerator=args.accelerator, workers=args.workers, batch_size=args.batch_size,
                             top_k=args.top_k, flops=args.flops, backend=args.backend, timeout=timeout,
-                            retry_failed=args.retry_failed,
+                            retry_failed=args.retry_failed, limits=_limits(args),
                             progress=args.progress if args.progress is not None else sys.stderr.isatty())
     if merged is None:   # another rank: rank 0 reports
         return 0
@@ -381,7 +400,7 @@ def run_explain(args) -> int:
     im = _load(args)
     try:
         explanation = explain_video(args.video, im, top_k=args.top_k, backend=args.backend,
-                                    timeout=timeout, evidence=evidence)
+                                    timeout=timeout, evidence=evidence, limits=_limits(args))
     except DecodeError as exc:
         print(f"afnet explain: error: {exc}", file=sys.stderr)
         return 1
