@@ -168,9 +168,9 @@ def test_frame_folder_time_limit(tmp_path, data_synthetic, monkeypatch):
     folder = data_synthetic.root / "frames" / "train" / "video_00000"
     real = decoding.decode_image
 
-    def slow(path, decoders=None):
+    def slow(path, decoders=None, limits=decoding.DEFAULT_LIMITS):
         time.sleep(0.05)
-        return real(path, decoders)
+        return real(path, decoders, limits)
 
     monkeypatch.setattr(decoding, "decode_image", slow)
     with pytest.raises(DecodeTimeout, match="video_00000: decoding 12 frame image"):
