@@ -193,7 +193,11 @@ def register(subparsers) -> None:
     v.add_argument("--video-root", default=".", metavar="DIR",
                    help="folder the page's video paths are read from (paths outside it are refused; default: "
                         "the current folder)")
-    v.add_argument("--max-upload-mb", type=float, default=200.0, help="largest upload accepted (default 200 MB)")
+    v.add_argument("--max-upload-mb", type=float, default=200.0,
+                   help="largest upload accepted; a larger one gets 413 before it is read (default 200 MB)")
+    v.add_argument("--max-queue", type=int, default=16, metavar="N",
+                   help="requests admitted at once (waiting for the model or running on it); one more gets 503 "
+                        "with Retry-After (default 16)")
     v.set_defaults(func=run_serve)
 
 
@@ -440,9 +444,12 @@ def run_serve(args) -> int:
         raise FileNotFoundError(f"--video-root: no such folder: {args.video_root}")
     if args.max_upload_mb <= 0:
         raise ValueError(f"--max-upload-mb must be positive, got {args.max_upload_mb}")
+    if args.max_queue < 1:
+        raise ValueError(f"--max-queue must be positive, got {args.max_queue}")
+    limits = _limits(args)
     im = _load(args)
     app = create_app(im, video_root=args.video_root, max_upload_mb=args.max_upload_mb, top_k=args.top_k,
-                     backend=args.backend, timeout=_decode_timeout(args))
+                     backend=args.backend, timeout=_decode_timeout(args), limits=limits, max_queue=args.max_queue)
     print(f"afnet serve: {im.arch} ({im.source} {im.checkpoint}) at http://{args.host}:{args.port}/ "
           f"(videos by path from {os.path.abspath(args.video_root)}); Ctrl-C stops", file=sys.stderr, flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
