@@ -453,9 +453,7 @@ def load_config(source, overrides=(), *, resolve: bool = True) -> Config:
 
 
 def dump_config(cfg: Config, path) -> None:
-    """Write ``cfg`` as YAML (atomically: a temporary file, then renamed)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    os.replace(tmp, path)
+    """Write ``cfg`` as YAML (atomically: :func:`afnet.io.write_text`)."""
+    from afnet.io import write_text
+
+    write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))

@@ -36,6 +36,7 @@ from afnet.inference.model import InferenceModel
 from afnet.inference.predict import VideoPrediction, predict_sample, read_or_failure
 from afnet.inference.report import to_json_line
 from afnet.inference.shards import MergeResult, cut_partial_line, merge, pending, shard_files, shard_path
+from afnet.io import append_lines
 
 L = require("lightning", "batch prediction (afnet batch-predict)")
 from lightning.pytorch.callbacks import BasePredictionWriter, Callback  # noqa: E402
@@ -123,8 +124,9 @@ class PredictModule(L.LightningModule):
 
 
 class ShardWriter(BasePredictionWriter):
-    """Appends each batch's lines to this rank's shard file, flushed and fsynced: a killed job
-    loses at most the batches not yet written."""
+    """Appends each batch's lines to this rank's shard file in one write, fsynced
+    (:func:`afnet.io.append_lines`): a killed job loses at most the batches not yet written, a full
+    disk stops it with :class:`afnet.io.DiskFull` and the shard ending on a complete line."""
 
     def __init__(self, out):
         super().__init__("batch")
@@ -135,13 +137,11 @@ class ShardWriter(BasePredictionWriter):
         path = shard_path(self.out, trainer.global_rank)
         path.parent.mkdir(parents=True, exist_ok=True)
         cut_partial_line(path)
-        self.file = open(path, "a", encoding="utf-8")
+        self.file = open(path, "ab")
 
     def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx,
                            dataloader_idx) -> None:
-        self.file.write("".join(line + "\n" for line in prediction))
-        self.file.flush()
-        os.fsync(self.file.fileno())
+        append_lines(self.file, prediction)
 
     def teardown(self, trainer, pl_module, stage: str) -> None:
         if self.file is not None:

@@ -44,6 +44,7 @@ from afnet.data.presets import DatasetConfig
 from afnet.errors import OptionError
 from afnet.flops import count_flops
 from afnet.inference.model import InferenceModel, load_model_for_inference, resolve_class_names
+from afnet.io import commit, disk_full
 from afnet.models.base import VideoOutput
 from afnet.models.options import EXECUTIONS
 from afnet.runtime import check_threads
@@ -271,12 +272,17 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, model: st
     batch = torch.export.Dim("batch", min=1, max=1024)
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     tmp = os.path.join(os.path.dirname(os.path.abspath(out)), f".{os.path.basename(out)}.tmp-{os.getpid()}")
-    try:  # written whole, then renamed: an interrupted export leaves no half file under ``out``
+    try:  # written whole, fsynced, then renamed: an interrupted export leaves no half file under ``out``
         with _quiet_exporter(), torch.no_grad():
             torch.onnx.export(graph, (video,), tmp, input_names=["video"], output_names=names, opset_version=opset,
                               dynamo=True, external_data=False, dynamic_shapes={"video": {0: batch}}, verbose=False)
         write_metadata(tmp, _metadata(im, chosen, names, video, checkpoint))
-        os.replace(tmp, out)
+        commit(tmp, out)
+    except Exception as exc:
+        error = disk_full(exc, out)
+        if error is exc:
+            raise
+        raise error from None
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
