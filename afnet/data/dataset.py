@@ -304,7 +304,8 @@ class EpochSampler(Sampler):
     def __len__(self) -> int:
         return -(-self.size // self.num_replicas)
 
-    def __iter__(self):
+    def _order(self) -> list[int]:
+        """The epoch's order of every rank's keys, padded by wrapping to ``len(self) * num_replicas``."""
         if self.shuffle:
             state = np.random.SeedSequence([int(self.seed), int(self.epoch)]).generate_state(1)
             g = torch.Generator().manual_seed(int(state[0]))
@@ -312,9 +313,18 @@ class EpochSampler(Sampler):
         else:
             order = list(range(self.size))
         total = len(self) * self.num_replicas
-        order = (order * (total // max(len(order), 1) + 1))[:total]
-        for i in order[self.rank::self.num_replicas]:
+        return (order * (total // max(len(order), 1) + 1))[:total]
+
+    def __iter__(self):
+        for i in self._order()[self.rank::self.num_replicas]:
             yield SampleKey(i, self.epoch)
+
+    def padding(self) -> frozenset[int]:
+        """The indices this rank is given only to pad the ranks to equal lengths: repeats of samples
+        another rank has (metrics over the whole split leave them out). An index is never both a
+        rank's sample and its padding, so the set identifies the repeats."""
+        order = self._order()
+        return frozenset(order[p] for p in range(self.size, len(order)) if p % self.num_replicas == self.rank)
 
 
 def collate_clips(samples) -> Batch:

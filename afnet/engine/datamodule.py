@@ -18,6 +18,13 @@ from afnet.engine.schema import DataConfig
 L = require("lightning", "training (afnet.engine)")
 
 
+def padding_of(loader) -> frozenset[int]:
+    """The dataset indices that ``loader`` (an :class:`EpochLoader`) yields on this rank only as
+    padding (see :meth:`~afnet.data.dataset.EpochSampler.padding`); empty for any other loader."""
+    sampler = getattr(getattr(loader, "loader", None), "sampler", None)
+    return sampler.padding() if hasattr(sampler, "padding") else frozenset()
+
+
 def epoch_in_progress(trainer) -> int:
     """The index of the epoch being run. Lightning's ``current_epoch`` counts completed epochs and
     still reads the previous one when a resumed run starts; its epoch progress does not."""
