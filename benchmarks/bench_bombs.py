@@ -73,7 +73,7 @@ def jpeg_folder(folder: str, count: int = 16, side: int = 8192) -> str:
     return folder
 
 
-def video_8k(path: str, frames: int = 8, size=(4320, 7680)) -> str:
+def h264_video(path: str, frames: int = 8, size=(4320, 7680)) -> str:
     """An H.264 video of ``frames`` frames of ``size`` (height, width)."""
     import av
 
@@ -127,7 +127,7 @@ def main() -> None:
     try:
         ckpt = small_checkpoint(work)
         inputs = {"16 JPEGs 8192x8192": jpeg_folder(os.path.join(work, "jpeg_folder")),
-                  "H.264 7680x4320, 8 frames": video_8k(os.path.join(work, "video_8k.mp4"))}
+                  "H.264 7680x4320, 8 frames": h264_video(os.path.join(work, "video_8k.mp4"))}
         print(f"CPU: {cpu_description()}; OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '1')}, --threads 1")
         print("| input | size on disk | limits | exit | wall-clock s | peak RSS MB | answer |")
         print("|---|---|---|---|---|---|---|")

@@ -196,16 +196,17 @@ def not_a_video(path: str, what: str) -> NotAVideo:
     return NotAVideo(f"{path}: not a video ({what}){hint}")
 
 
-def check_container(path: str, container, stream, limits: DecodeLimits) -> None:
+def check_container(path: str, container, stream, limits: DecodeLimits, *, probing: bool = False) -> None:
     """Refuse a container FFmpeg opened that is not a real video, or whose header breaks a
     limit: text demuxers and codecs, a stream of no size, too large frames, too many frames,
-    too long a duration. Nothing is decoded."""
+    too long a duration. Nothing is decoded. ``probing``: the container was opened without
+    decoding a frame, so a size the header does not give is left to the full open."""
     fmt = container.format.name if container.format is not None else ""
     codec = stream.codec_context.name if stream.codec_context is not None else ""
     if set(fmt.split(",")) & TEXT_DEMUXERS or codec in TEXT_CODECS:
         raise not_a_video(path, f"text, which FFmpeg reads as a picture with its {fmt} demuxer")
     width, height = stream.codec_context.width, stream.codec_context.height
-    if width <= 0 or height <= 0:
+    if (width <= 0 or height <= 0) and not probing:
         raise not_a_video(path, f"its {fmt} stream has no picture size")
     limits.check_frame(path, width, height)
     if stream.frames:
