@@ -23,6 +23,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 import numpy as np
 
@@ -111,6 +112,22 @@ def measure(argv: list[str]) -> dict:
     return json.loads(out.stdout)
 
 
+def refusal_seconds(path: str) -> float:
+    """Seconds ``afnet.inference.read_sample`` takes to refuse ``path`` under the default limits
+    (the command's own time, without Python's and torch's start-up)."""
+    from afnet.data import get_preset
+    from afnet.data.limits import LimitExceeded
+    from afnet.inference.predict import read_sample
+
+    config = get_preset("synthetic", num_classes=4, num_frames=8, input_size=48, scale_size=55)
+    start = time.perf_counter()
+    try:
+        read_sample(path, config)
+    except LimitExceeded:
+        return time.perf_counter() - start
+    return float("nan")
+
+
 def predict_command(checkpoint: str, path: str, *extra: str) -> list[str]:
     return [sys.executable, "-m", "afnet.cli", "predict", path, "--checkpoint", checkpoint, "--json", "--no-flops",
             "--threads", "1", *extra]
@@ -129,8 +146,9 @@ def main() -> None:
         inputs = {"16 JPEGs 8192x8192": jpeg_folder(os.path.join(work, "jpeg_folder")),
                   "H.264 7680x4320, 8 frames": h264_video(os.path.join(work, "video_8k.mp4"))}
         print(f"CPU: {cpu_description()}; OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '1')}, --threads 1")
-        print("| input | size on disk | limits | exit | wall-clock s | peak RSS MB | answer |")
-        print("|---|---|---|---|---|---|---|")
+        print("| input | size on disk | limits | exit | wall-clock s (whole command) | refusal in process s | "
+              "peak RSS MB | answer |")
+        print("|---|---|---|---|---|---|---|---|")
         for name, path in inputs.items():
             disk = (sum(os.path.getsize(os.path.join(path, f)) for f in os.listdir(path)) if os.path.isdir(path)
                     else os.path.getsize(path)) / 2**20
@@ -138,9 +156,11 @@ def main() -> None:
                                                       if args.unlimited else [])
             for label, extra in runs:
                 r = measure(predict_command(ckpt, path, *extra))
+                inside = refusal_seconds(path) if not extra else float("nan")
                 row = json.loads(r["stdout"].splitlines()[-1]) if r["stdout"].strip() else {}
                 answer = row.get("error") or (f"top-1 {row['top'][0]['name']}" if row.get("top") else r["stderr"][-200:])
-                print(f"| {name} | {disk:.1f} MB | {label} | {r['rc']} | {r['seconds']:.2f} | {r['peak_rss_mb']:.0f} | "
+                print(f"| {name} | {disk:.1f} MB | {label} | {r['rc']} | {r['seconds']:.2f} | {inside:.3f} | "
+                      f"{r['peak_rss_mb']:.0f} | "
                       f"{answer[:150]} |", flush=True)
     finally:
         if not args.work:
