@@ -17,7 +17,8 @@ Reported: latency p50/p95 (client-side, per request, all kinds), throughput (req
 time), the count of each status code, any 5xx other than a deliberate 503, the server's RSS
 (``VmRSS`` of its process) before the first request, after the first 100 and after the last
 100, and the files left in its temporary folder after the last response. The server is stopped
-(SIGINT) at the end. Requests never leave 127.0.0.1.
+(SIGINT) at the end. Requests never leave 127.0.0.1. Temporary files: everything under the server's
+TMPDIR after the last response, except the compile-cache folder torch makes there (torchinductor_<user>).
 
 Usage: python benchmarks/bench_serve.py [--requests 500] [--clients 16] [--max-queue 16] [--work DIR]
 """
@@ -143,6 +144,7 @@ def main() -> None:
                     raise SystemExit(f"afnet serve did not start: {server.stderr.read()[-2000:]}") from None
                 time.sleep(0.3)
         rss = {"before": rss_mb(server.pid)}
+        window = min(100, args.requests // 2)   # "first 100" and "last 100" (fewer in a short run)
         done = 0
         lock = threading.Lock()
         results: list[tuple[str, int, float, str]] = [None] * args.requests  # type: ignore[list-item]
@@ -154,7 +156,7 @@ def main() -> None:
             results[i] = (order[i], status, seconds, text)
             with lock:
                 done += 1
-                if done == 100:
+                if done == window:
                     rss["after first 100"] = rss_mb(server.pid)
 
         start = time.perf_counter()
@@ -163,7 +165,9 @@ def main() -> None:
         wall = time.perf_counter() - start
         rss["after last 100"] = rss_mb(server.pid)
         time.sleep(0.5)   # the last request's cleanup runs after its response
-        left = files_under(server_tmp)
+        # torch makes its compile cache folder (torchinductor_<user>) in TMPDIR: its own, not an upload's
+        torch_cache = [f for f in os.listdir(server_tmp) if f.startswith("torchinductor_")]
+        left = [f for f in files_under(server_tmp) if os.path.relpath(f, server_tmp).split(os.sep)[0] not in torch_cache]
         alive = server.poll() is None and urllib.request.urlopen(base + "/api/model", timeout=5).status == 200
     finally:
         if server is not None and server.poll() is None:
@@ -196,6 +200,10 @@ def main() -> None:
           f"{len(left)} |")
     print("status codes by kind: " + "; ".join(f"{k} {dict(sorted(c.items()))}" for k, c in by_kind.items()))
     print(f"server alive after the run: {alive}; responses naming a server path: {len(leaked)}")
+    if left:
+        print("left in the server's temporary folder: " + ", ".join(os.path.relpath(f, server_tmp) for f in left))
+    if torch_cache:
+        print(f"not counted: torch's cache folder {', '.join(torch_cache)} in the server's TMPDIR")
     for kind in kinds:
         sample = next((r[3] for r in results if r[0] == kind and r[1] != 200), None)
         if sample:

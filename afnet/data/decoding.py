@@ -521,6 +521,9 @@ def probe_video(path: str, limits: DecodeLimits = DEFAULT_LIMITS) -> None:
     decode one to learn what the header already says: 0.5 s and 100 MB for one 8K frame), so a
     size the header does not give is left to the reader's own open."""
     path = _require_video_file(path)
+    size = image_size(path)   # an image given as a video: FFmpeg's probe could not size it without decoding
+    if size is not None:
+        limits.check_frame(path, *size)
     try:
         container = av.open(path, options={"skip_frame": "all"})
     except (av.FFmpegError, OSError, ValueError) as exc:
