@@ -227,7 +227,7 @@ def _limits(args):
         raise ValueError("--" + str(exc).replace("_", "-", 2)) from None
 
 
-def _load(args):
+def _load(args, *, tune_malloc: bool = True):
     from afnet.inference.model import load_model_for_inference
     from afnet.runtime import set_threads
 
@@ -249,10 +249,12 @@ def _load(args):
         return load_onnx_for_inference(onnx, args.labels, threads=args.threads)
     if args.checkpoint is None:
         raise ValueError("give the model: --checkpoint FILE, or --onnx MODEL.onnx")
-    # a command owns its process: keep glibc from re-mmapping activations (see afnet.runtime)
+    # a command owns its process: keep glibc from re-mmapping activations (see afnet.runtime); not the server,
+    # whose many request threads would each keep their allocator arena's peak for good (its RSS would grow)
     return load_model_for_inference(args.checkpoint, args.model, args.frames, args.classes, args.labels,
                                     preset=args.preset, size=args.size, shift=args.shift, ratio=args.ratio,
-                                    region_ratio=args.region_ratio, precision=args.precision, tune_malloc=True)
+                                    region_ratio=args.region_ratio, precision=args.precision,
+                                    tune_malloc=tune_malloc)
 
 
 def _progress_bar(items, show: bool):
@@ -447,7 +449,7 @@ def run_serve(args) -> int:
     if args.max_queue < 1:
         raise ValueError(f"--max-queue must be positive, got {args.max_queue}")
     limits = _limits(args)
-    im = _load(args)
+    im = _load(args, tune_malloc=False)
     app = create_app(im, video_root=args.video_root, max_upload_mb=args.max_upload_mb, top_k=args.top_k,
                      backend=args.backend, timeout=_decode_timeout(args), limits=limits, max_queue=args.max_queue)
     print(f"afnet serve: {im.arch} ({im.source} {im.checkpoint}) at http://{args.host}:{args.port}/ "
