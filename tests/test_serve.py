@@ -154,6 +154,23 @@ def test_limits_get_422_naming_the_client_file_and_temp_files_go(strict, root, t
     assert not [p for p in tmp_path.iterdir() if p.name.startswith("afnet-serve-")]
 
 
+def test_a_body_without_content_length_is_cut_at_the_limit(strict, root):
+    """A chunked upload (no Content-Length) is refused with 413 once its body passes the limit."""
+    boundary = "afnetboundary"
+    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"video\"; filename=\"big.mp4\"\r\n"
+            f"Content-Type: video/mp4\r\n\r\n").encode()
+    def body():
+        yield head
+        for _ in range(3):           # 3 MB against a 1 MB limit
+            yield b"\0" * 2**20
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    got = strict.post("/api/predict", content=body(),
+                      headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    assert got.status_code == 413 and "larger than the server's upload limit of 1 MB" in got.json()["error"]
+    assert _upload(strict, root / "clip.mp4").status_code == 422   # the server goes on
+
+
 def test_a_full_queue_gets_503_with_retry_after(strict, root):
     strict.app.state.admitted = 1   # one request waiting for the model or running on it
     try:
