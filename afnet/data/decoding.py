@@ -53,7 +53,7 @@ import numpy as np
 import torch
 
 from afnet._imports import require
-from afnet.data.limits import DEFAULT_LIMITS, DecodeLimits, _text_head, check_container, image_size, not_a_video
+from afnet.data.limits import DEFAULT_LIMITS, DecodeLimits, check_container, image_size, not_a_video, text_head
 from afnet.data.readers import (
     BACKENDS,
     DEFAULT_DECODE_TIMEOUT,
@@ -218,7 +218,7 @@ class PyAVReader(_Reader):
         try:
             self._container = av.open(self.path)
         except (av.FFmpegError, OSError, ValueError) as exc:
-            if _text_head(self.path) is not None:
+            if text_head(self.path) is not None:
                 raise not_a_video(self.path, "FFmpeg finds no video in it") from None
             raise DecodeError(f"{self.path}: cannot open video ({exc})") from exc
         if not self._container.streams.video:
@@ -417,7 +417,7 @@ def decode_image(path: str, decoders: dict | None = None, limits: DecodeLimits =
         raise DecodeError(f"{path}: frame file not found") from None
     if not data:  # an empty packet would put a shared decoder into its end-of-stream state
         raise DecodeError(f"{path}: cannot decode image (empty file)")
-    size = image_size(path) if codec is not None else None
+    size = image_size(data) if codec is not None else None
     if size is not None:
         limits.check_frame(path, *size)
     try:
@@ -527,7 +527,7 @@ def probe_video(path: str, limits: DecodeLimits = DEFAULT_LIMITS) -> None:
     try:
         container = av.open(path, options={"skip_frame": "all"})
     except (av.FFmpegError, OSError, ValueError) as exc:
-        if _text_head(path) is not None:
+        if text_head(path) is not None:
             raise not_a_video(path, "FFmpeg finds no video in it") from None
         raise DecodeError(f"{path}: cannot open video ({exc})") from exc
     with container:

@@ -20,6 +20,7 @@ Not-a-video: FFmpeg opens text as a video (its ``tty`` demuxer draws the charact
 """
 from __future__ import annotations
 
+import io
 import os
 import struct
 from dataclasses import dataclass
@@ -132,22 +133,23 @@ def _jpeg_size(f):
         f.seek(length - 2, os.SEEK_CUR)
 
 
-def image_size(path: str) -> tuple[int, int] | None:
-    """``(width, height)`` of a PNG, BMP or JPEG image from its header (nothing decoded), or
-    ``None`` for another format or a header that cannot be read (the decoder then says why)."""
+def image_size(image: str | bytes) -> tuple[int, int] | None:
+    """``(width, height)`` of a PNG, BMP or JPEG image (a path, or the file's bytes) from its
+    header (nothing decoded), or ``None`` for another format or a header that cannot be read
+    (the decoder then says why)."""
     try:
-        with open(path, "rb") as f:
+        with (io.BytesIO(image) if isinstance(image, (bytes, bytearray, memoryview)) else open(image, "rb")) as f:
             head = f.read(32)
             size = _png_size(head) or _bmp_size(head)
             if size is None and head[:2] == b"\xff\xd8":
                 size = _jpeg_size(f)
-    except OSError:
+    except (OSError, struct.error):
         return None
     return None if size is None else (int(size[0]), int(size[1]))
 
 
 # ----------------------------------------------------------------------------- not a video
-def _text_head(path: str, size: int = 4096) -> str | None:
+def text_head(path: str, size: int = 4096) -> str | None:
     """The start of ``path`` as text, or ``None`` when it holds bytes no text file has."""
     try:
         with open(path, "rb") as f:
@@ -170,7 +172,7 @@ def looks_like_list_file(path: str) -> bool:
     """Whether ``path`` reads as a list of videos: text whose lines (blank and ``#`` lines
     aside) start with a path with a video extension, or a path followed by numbers (the
     training lists' ``path [frames] label``)."""
-    text = _text_head(path)
+    text = text_head(path)
     if text is None:
         return False
     lines = [line.split() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
@@ -191,7 +193,7 @@ def not_a_video(path: str, what: str) -> NotAVideo:
     hint = ""
     if looks_like_list_file(path):
         hint = "; it looks like a list of videos: did you mean --list? (afnet batch-predict --list FILE)"
-    elif _text_head(path) is not None:
+    elif text_head(path) is not None:
         hint = "; it is a text file (a class file or a README?): give a video file or a frame folder"
     return NotAVideo(f"{path}: not a video ({what}){hint}")
 
