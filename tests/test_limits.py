@@ -185,3 +185,15 @@ def test_batch_predict_goes_on_past_a_text_file(tmp_path, ckpt):
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["ok"] for r in rows] == [False, True]
     assert "readme.txt" in rows[0]["path"] and "not a video" in rows[0]["error"]
+
+
+def test_config_keys_set_the_dataset_limits(tmp_path):
+    from afnet.engine import load_config
+    from afnet.engine.schema import ConfigError
+    from tests.helpers import SYNTHETIC_CONFIG
+
+    cfg = load_config(SYNTHETIC_CONFIG, [f"data.root={tmp_path}", "data.max_frame_pixels=1024", "data.max_seconds=0"])
+    assert cfg.data.limits() == DecodeLimits(max_frame_pixels=1024, max_frames=1_000_000, max_seconds=None)
+    assert load_config(SYNTHETIC_CONFIG, [f"data.root={tmp_path}"]).data.limits() == DecodeLimits()
+    with pytest.raises(ConfigError, match=r"data.max_frames=-1; accepted: a number >= 0 \(0: no limit\)"):
+        load_config(SYNTHETIC_CONFIG, [f"data.root={tmp_path}", "data.max_frames=-1"])
