@@ -1,5 +1,6 @@
 """Exact resume after SIGKILL, per-rank sharding, and a 2-process DDP run (gloo, CPU)."""
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -119,8 +120,9 @@ def test_two_process_validation_is_global_and_picks_the_global_best(tmp_path):
     run = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            "-m", "afnet.cli", "train", "--config", str(SYNTHETIC_CONFIG),
-           *tiny_overrides(synth, run, **{"optim.epochs": 2, "trainer.devices": 2, "trainer.strategy": "ddp",
-                                          "data.val_batch_size": 4, "optim.lr": 0.05})]
+           *tiny_overrides(synth, run, **{"optim.epochs": 3, "trainer.devices": 2, "trainer.strategy": "ddp",
+                                          "data.val_batch_size": 4, "optim.lr": 0.05}),
+           "model.selection=uniform", "model.ratio=0.5"]   # no ratio schedule: every epoch may be the best
     proc = subprocess.run(cmd, env={**ENV, "OMP_NUM_THREADS": "1"}, cwd=REPO, capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -132,6 +134,12 @@ def test_two_process_validation_is_global_and_picks_the_global_best(tmp_path):
         for key in ("top1", "top5", "class_mean_acc", "mean_kept_ratio"):
             assert ckpt["metrics"][key] == pytest.approx(whole[name][key], abs=1e-6), (name, key)
     assert whole["best.ckpt"]["top1"] >= whole["last.ckpt"]["top1"]
+    # best.ckpt is the first epoch with the highest top-1 that train.log records (the logged, global values)
+    logged = [float(re.search(r"val top-1 ([0-9.]+)%", line).group(1)) / 100
+              for line in (run / "train.log").read_text().splitlines() if "val top-1" in line]
+    assert len(logged) == 3 and best["epoch"] == logged.index(max(logged))
+    assert logged[best["epoch"]] == pytest.approx(whole["best.ckpt"]["top1"], abs=5e-4)
+    assert logged[last["epoch"]] == pytest.approx(whole["last.ckpt"]["top1"], abs=5e-4)
     # the shards disagree: rank 0's half alone (videos 0, 2, ..., 14) scores otherwise than the whole set
     lines = (synth / "val_frames.txt").read_text().splitlines()
     (tmp_path / "rank0.txt").write_text("\n".join(lines[0::2]) + "\n")
