@@ -37,7 +37,6 @@ import logging
 import os
 import shutil
 import tempfile
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from importlib import resources
@@ -173,6 +172,34 @@ class UploadLimit:
         return await self.app(scope, counted, send)
 
 
+class Admission:
+    """ASGI middleware: at most ``max_queue`` ``POST /api/predict`` requests admitted at once
+    (their upload being read, waiting for the model or running on it); one more gets 503 with
+    ``Retry-After`` before its upload is parsed or stored (its body is read and dropped, so that
+    the client, still sending, reads the answer). The count lives in ``state.admitted``, changed
+    only on the event loop."""
+
+    def __init__(self, app, state, max_queue: int, retry_after: int):
+        self.app, self.state, self.max_queue, self.retry_after = app, state, max_queue, retry_after
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope.get("method") != "POST" or scope.get("path") != "/api/predict":
+            return await self.app(scope, receive, send)
+        if self.state.admitted >= self.max_queue:
+            with contextlib.suppress(Exception):   # drop the body (a too large one ends the reading)
+                while (await receive()).get("more_body"):
+                    pass
+            busy = JSONResponse({"error": f"the server is busy ({self.max_queue} requests waiting for the model or "
+                                          f"running on it); retry in {self.retry_after} s"},
+                                status_code=503, headers={"Retry-After": str(self.retry_after)})
+            return await busy(scope, receive, send)
+        self.state.admitted += 1
+        try:
+            return await self.app(scope, receive, send)
+        finally:
+            self.state.admitted -= 1
+
+
 def create_app(im: InferenceModel, *, video_root: str = ".", max_upload_mb: float = 200.0, top_k: int = 5,
                backend: str = "pyav", timeout: float | None = DEFAULT_DECODE_TIMEOUT,
                limits: DecodeLimits = DEFAULT_LIMITS, max_queue: int = 16, retry_after: int = 1):
@@ -194,9 +221,9 @@ def create_app(im: InferenceModel, *, video_root: str = ".", max_upload_mb: floa
     app.state.inference_model = im
     app.state.requests = 0
     app.state.admitted = 0
-    admission = threading.Lock()
     max_bytes = int(max_upload_mb * 2**20)
-    app.add_middleware(UploadLimit, max_bytes=max_bytes)
+    app.add_middleware(Admission, state=app.state, max_queue=max_queue, retry_after=retry_after)
+    app.add_middleware(UploadLimit, max_bytes=max_bytes)   # added last: runs first
 
     @app.exception_handler(BadRequest)
     async def bad_request(request, exc: BadRequest):
@@ -232,11 +259,6 @@ def create_app(im: InferenceModel, *, video_root: str = ".", max_upload_mb: floa
         path = (path or "").strip()
         if has_file == bool(path):
             raise BadRequest("send a video file (field 'video') or a path (field 'path'), one of the two")
-        with admission:
-            if app.state.admitted >= max_queue:
-                raise BadRequest(f"the server is busy ({max_queue} requests waiting for the model or running on "
-                                 f"it); retry in {retry_after} s", 503, {"Retry-After": str(retry_after)})
-            app.state.admitted += 1
         folder = tempfile.mkdtemp(prefix="afnet-serve-")
         shown_as, local = (os.path.basename(video.filename) if has_file else path), folder
         try:
@@ -247,7 +269,5 @@ def create_app(im: InferenceModel, *, video_root: str = ".", max_upload_mb: floa
             return model_thread.submit(on_the_model, local, shown_as).result()
         finally:
             shutil.rmtree(folder, ignore_errors=True)
-            with admission:
-                app.state.admitted -= 1
 
     return app
