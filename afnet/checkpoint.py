@@ -133,17 +133,12 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, **extra) -> None:
 
 
 def atomic_torch_save(obj, path: str | os.PathLike) -> None:
-    """``torch.save`` to a temporary file in the target's folder, then rename it over the
-    target: a reader sees the old file or the new one, never a truncated one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    """``torch.save`` to a temporary file in the target's folder, fsynced, then renamed over the
+    target (:func:`afnet.io.torch_save`): a reader sees the old file or the new one, never a
+    truncated one; a full disk is a :class:`afnet.io.DiskFull` naming the file."""
+    from afnet.io import torch_save
+
+    torch_save(obj, path)
 
 
 def model_args(model: nn.Module) -> dict:

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from afnet.errors import DeprecatedAlias, OptionError, did_you_mean, flag
+from afnet.io import disk_full, ignore_file_size_signal, no_room
 
 
 def _set_threads(threads: int | None) -> None:
@@ -188,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    ignore_file_size_signal()   # past RLIMIT_FSIZE a write fails (EFBIG), reported below, instead of a silent kill
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError) as exc:
@@ -195,6 +197,13 @@ def main(argv: list[str] | None = None) -> int:
         message = exc.spelled(flag) if isinstance(exc, OptionError) else exc
         print(f"afnet {args.command}: error: {message}", file=sys.stderr)
         return 2
+    except Exception as exc:
+        if not no_room(exc):
+            raise
+        # a full disk: one line naming the file; what was written before is intact, the command resumes
+        print(f"afnet {args.command}: error: {disk_full(exc, getattr(exc, 'filename', None) or '?')}",
+              file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -1,9 +1,11 @@
 """Exact resume after SIGKILL, per-rank sharding, and a 2-process DDP run (gloo, CPU)."""
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -90,3 +92,59 @@ def test_two_process_ddp_run(synth, tmp_path):
     cfg = load_config(run / "config.yaml", ["trainer.devices=1", "trainer.strategy=auto"])
     metrics = evaluate(cfg, run / "checkpoints" / "best.ckpt")
     assert metrics["mean_kept_ratio"] == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("size, world, shuffle", [(15, 2, False), (15, 4, True), (3, 4, False), (16, 2, True)])
+def test_padding_is_each_ranks_repeats_and_nothing_else(size, world, shuffle):
+    from afnet.data.dataset import EpochSampler
+
+    counted = []
+    for rank in range(world):
+        sampler = EpochSampler(size, shuffle=shuffle, seed=3, epoch=2, num_replicas=world, rank=rank)
+        keys = [k.index for k in sampler]
+        padding = sampler.padding()
+        assert len(keys) == len(sampler) and padding <= set(keys)
+        counted += [i for i in keys if i not in padding]
+    assert sorted(counted) == list(range(size))          # each sample once over the ranks, repeats left out
+
+
+def _metrics_of(cfg, checkpoint) -> dict:
+    return evaluate(cfg, checkpoint, out_dir=Path(checkpoint).parent.parent / f"eval_{Path(checkpoint).stem}")
+
+
+@pytest.mark.slow
+def test_two_process_validation_is_global_and_picks_the_global_best(tmp_path):
+    """15 validation videos over 2 ranks (8 and 7, one repeat to pad): the metrics each epoch
+    logs, and best.ckpt's choice, are those of the whole validation set, not rank 0's shard."""
+    synth = tiny_synthetic(tmp_path, num_train=16, num_val=15)
+    run = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "afnet.cli", "train", "--config", str(SYNTHETIC_CONFIG),
+           *tiny_overrides(synth, run, **{"optim.epochs": 3, "trainer.devices": 2, "trainer.strategy": "ddp",
+                                          "data.val_batch_size": 4, "optim.lr": 0.05}),
+           "model.selection=uniform", "model.ratio=0.5"]   # no ratio schedule: every epoch may be the best
+    proc = subprocess.run(cmd, env={**ENV, "OMP_NUM_THREADS": "1"}, cwd=REPO, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "sync_dist=True" not in proc.stderr
+    cfg = load_config(run / "config.yaml", ["trainer.devices=1", "trainer.strategy=auto"])
+    best, last = (read_checkpoint(run / "checkpoints" / name) for name in ("best.ckpt", "last.ckpt"))
+    whole = {name: _metrics_of(cfg, run / "checkpoints" / name) for name in ("best.ckpt", "last.ckpt")}
+    for ckpt, name in ((best, "best.ckpt"), (last, "last.ckpt")):
+        for key in ("top1", "top5", "class_mean_acc", "mean_kept_ratio"):
+            assert ckpt["metrics"][key] == pytest.approx(whole[name][key], abs=1e-6), (name, key)
+    assert whole["best.ckpt"]["top1"] >= whole["last.ckpt"]["top1"]
+    # best.ckpt is the first epoch with the highest top-1 that train.log records (the logged, global values)
+    logged = [float(re.search(r"val top-1 ([0-9.]+)%", line).group(1)) / 100
+              for line in (run / "train.log").read_text().splitlines() if "val top-1" in line]
+    assert len(logged) == 3 and best["epoch"] == logged.index(max(logged))
+    assert logged[best["epoch"]] == pytest.approx(whole["best.ckpt"]["top1"], abs=5e-4)
+    assert logged[last["epoch"]] == pytest.approx(whole["last.ckpt"]["top1"], abs=5e-4)
+    # the shards disagree: rank 0's half alone (videos 0, 2, ..., 14) scores otherwise than the whole set
+    lines = (synth / "val_frames.txt").read_text().splitlines()
+    (tmp_path / "rank0.txt").write_text("\n".join(lines[0::2]) + "\n")
+    shard = load_config(run / "config.yaml", ["trainer.devices=1", "trainer.strategy=auto",
+                                              f"data.val_list={tmp_path / 'rank0.txt'}"])
+    rank0 = evaluate(shard, run / "checkpoints" / "last.ckpt", out_dir=tmp_path / "eval_rank0")
+    assert (rank0["top1"], rank0["mean_kept_ratio"]) != (whole["last.ckpt"]["top1"],
+                                                         whole["last.ckpt"]["mean_kept_ratio"])

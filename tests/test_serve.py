@@ -7,12 +7,14 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 
 import pytest
 
 import afnet
+from afnet.data.limits import DecodeLimits
 from afnet.inference import load_model_for_inference
 from tests.helpers import randomize, write_video
 
@@ -89,13 +91,13 @@ def test_upload_and_path_give_the_prediction_and_figure(client, root):
 
 
 @pytest.mark.parametrize("case", ["garbage", "empty", "nothing", "both", "outside", "missing", "not_a_video",
-                                  "too_large"])
+                                  "too_large", "huge"])
 def test_bad_requests_get_a_clear_message_and_the_server_goes_on(client, root, tmp_path, case):
     clip = root / "clip.mp4"
     if case == "garbage":
         bad = tmp_path / "holiday.mp4"
         bad.write_bytes(b"\x00\x01 this is not a video " * 100)
-        got, status, words = _upload(client, bad), 400, "holiday.mp4: not a readable video"
+        got, status, words = _upload(client, bad), 422, "holiday.mp4: not a readable video"
     elif case == "empty":
         (tmp_path / "empty.mp4").write_bytes(b"")
         got, status, words = _upload(client, tmp_path / "empty.mp4"), 400, "empty.mp4: the uploaded file is empty"
@@ -112,14 +114,73 @@ def test_bad_requests_get_a_clear_message_and_the_server_goes_on(client, root, t
         got, status, words = client.post("/api/predict", data={"path": "nope.mp4"}), 400, "nope.mp4: no such video"
     elif case == "not_a_video":
         got = client.post("/api/predict", data={"path": "notes.txt"})
-        status, words = 400, "notes.txt: not a readable video"
-    else:
+        status, words = 422, "notes.txt: not a readable video (not a video"
+    elif case == "too_large":
         big = tmp_path / "big.mp4"
-        big.write_bytes(b"\x00" * (2 * 2**20))
+        big.write_bytes(b"\x00" * (2**20 + 1000))   # within the form's slack: refused while copied, named
         got, status, words = _upload(client, big), 413, "big.mp4: larger than the server's limit of 1 MB"
+    else:
+        huge = tmp_path / "huge.mp4"
+        huge.write_bytes(b"\x00" * (3 * 2**20))     # refused from its Content-Length, never read
+        got, status, words = _upload(client, huge), 413, "larger than the server's upload limit of 1 MB"
     assert got.status_code == status and words in got.json()["error"], got.text
+    assert "afnet-serve-" not in got.text and tempfile.gettempdir() not in got.text and str(root) not in got.text
     after = _upload(client, clip)   # the server still answers
     assert after.status_code == 200 and after.json()["ok"]
+
+
+@pytest.fixture
+def strict(ckpt, root, tmp_path, monkeypatch):
+    """A server with a 2000-pixel frame limit and room for one request, its temporary folder
+    in ``tmp_path`` (so that what it leaves there can be counted)."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    app = create_app(load_model_for_inference(ckpt), video_root=str(root), max_upload_mb=1,
+                     limits=DecodeLimits(max_frame_pixels=2000), max_queue=1)
+    with TestClient(app) as c:
+        yield c
+
+
+def test_limits_get_422_naming_the_client_file_and_temp_files_go(strict, root, tmp_path):
+    got = _upload(strict, root / "clip.mp4", name="my holiday.mp4")
+    assert got.status_code == 422
+    error = got.json()["error"]
+    assert error.startswith("my holiday.mp4: not a readable video (frame of 64x48 = 3072 pixels is over the limit "
+                            "of 2000 pixels per frame"), error
+    assert str(tmp_path) not in error and "upload.mp4" not in error
+    (tmp_path / "list.txt").write_text("clips/a.mp4 30 2\n")
+    got = _upload(strict, tmp_path / "list.txt")
+    assert got.status_code == 422 and "list.txt: not a readable video (not a video" in got.json()["error"]
+    assert "did you mean --list?" in got.json()["error"] and str(tmp_path) not in got.json()["error"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith("afnet-serve-")]
+
+
+def test_a_body_without_content_length_is_cut_at_the_limit(strict, root):
+    """A chunked upload (no Content-Length) is refused with 413 once its body passes the limit."""
+    boundary = "afnetboundary"
+    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"video\"; filename=\"big.mp4\"\r\n"
+            f"Content-Type: video/mp4\r\n\r\n").encode()
+    def body():
+        yield head
+        for _ in range(3):           # 3 MB against a 1 MB limit
+            yield b"\0" * 2**20
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    got = strict.post("/api/predict", content=body(),
+                      headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    assert got.status_code == 413 and "larger than the server's upload limit of 1 MB" in got.json()["error"]
+    assert _upload(strict, root / "clip.mp4").status_code == 422   # the server goes on
+
+
+def test_a_full_queue_gets_503_with_retry_after(strict, root):
+    strict.app.state.admitted = 1   # one request waiting for the model or running on it
+    try:
+        busy = _upload(strict, root / "clip.mp4")
+    finally:
+        strict.app.state.admitted = 0
+    assert busy.status_code == 503 and busy.headers["retry-after"] == "1"
+    assert "the server is busy" in busy.json()["error"]
+    assert _upload(strict, root / "clip.mp4").status_code == 422   # admitted again (and over its pixel limit)
+    assert strict.app.state.admitted == 0
 
 
 def test_model_loaded_once(client, root):

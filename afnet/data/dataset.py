@@ -51,6 +51,7 @@ from afnet.data.annotations import (
     load_evidence,
 )
 from afnet.data.decoding import DEFAULT_DECODE_TIMEOUT, DecodeError, check_timeout, open_reader
+from afnet.data.limits import DEFAULT_LIMITS, DecodeLimits
 from afnet.data.presets import DatasetConfig, get_preset
 from afnet.data.sampling import multi_clip_indices, sample_generator, sample_indices
 from afnet.data.transforms import eval_transform, train_transform
@@ -156,7 +157,7 @@ class VideoDataset(Dataset):
     def __init__(self, records: list[VideoRecord], config: DatasetConfig, *, train: bool,
                  backend: str = "pyav", seed: int = 0, on_error: str = "raise",
                  class_names: list[str] | None = None, threads: int = 1,
-                 decode_timeout: float | None = DEFAULT_DECODE_TIMEOUT):
+                 decode_timeout: float | None = DEFAULT_DECODE_TIMEOUT, limits: DecodeLimits = DEFAULT_LIMITS):
         if on_error not in ON_ERROR:
             raise ValueError(f"on_error={on_error!r}; accepted: {', '.join(ON_ERROR)}")
         self.decode_timeout = check_timeout(decode_timeout, "decode_timeout")
@@ -168,6 +169,7 @@ class VideoDataset(Dataset):
         self.on_error = on_error
         self.class_names = class_names
         self.threads = threads
+        self.limits = limits
 
     def __len__(self) -> int:
         return len(self.records)
@@ -183,7 +185,7 @@ class VideoDataset(Dataset):
         try:
             with open_reader(record.path, template=self.config.frame_template,
                              num_frames=record.num_frames, backend=self.backend,
-                             threads=self.threads, timeout=self.decode_timeout) as reader:
+                             threads=self.threads, timeout=self.decode_timeout, limits=self.limits) as reader:
                 clip, indices = read_clip(reader, self.config, train=self.train, generator=generator)
         except DecodeError as exc:
             where = f" (listed at {record.where})" if record.list_file else ""
@@ -208,7 +210,8 @@ def _default_class_file(annotation_file, kind: str):
 def build_dataset(preset: str | DatasetConfig, root, annotation_file, *, train: bool,
                   kind: str = "auto", class_file=None, backend: str = "pyav", seed: int = 0,
                   on_error: str = "raise", threads: int = 1, evidence_file=None,
-                  decode_timeout: float | None = DEFAULT_DECODE_TIMEOUT, **overrides) -> VideoDataset:
+                  decode_timeout: float | None = DEFAULT_DECODE_TIMEOUT, limits: DecodeLimits = DEFAULT_LIMITS,
+                  **overrides) -> VideoDataset:
     """Build a dataset from a preset, a data root and an annotation file.
 
     Args:
@@ -226,6 +229,8 @@ def build_dataset(preset: str | DatasetConfig, root, annotation_file, *, train: 
         evidence_file: the videos' evidence frames
             (:func:`~afnet.data.annotations.load_evidence`), attached to their records.
         decode_timeout: seconds to read one video (``None``: no limit).
+        limits: the most one sample may decode (frame pixels, frames, seconds), checked from
+            headers; a sample over one is a :class:`~afnet.data.limits.LimitExceeded` error.
         **overrides: preset fields replaced (e.g. ``num_frames=16``).
 
     Returns:
@@ -236,7 +241,7 @@ def build_dataset(preset: str | DatasetConfig, root, annotation_file, *, train: 
     if config.source == "image_folder":
         from afnet.data.images import ImageFolderDataset
         folder = annotation_file if os.path.isdir(annotation_file) else os.path.join(root, annotation_file)
-        return ImageFolderDataset(folder, config, train=train, seed=seed)
+        return ImageFolderDataset(folder, config, train=train, seed=seed, limits=limits)
     class_file = class_file or _default_class_file(annotation_file, kind)
     class_names = load_class_names(class_file) if class_file else None
     if class_names is not None and len(class_names) != config.num_classes:
@@ -251,7 +256,7 @@ def build_dataset(preset: str | DatasetConfig, root, annotation_file, *, train: 
         records = [dataclasses.replace(r, evidence=evidence.get(os.path.normpath(r.path))) for r in records]
     return VideoDataset(records, config, train=train, backend=backend, seed=seed,
                         on_error=on_error, class_names=class_names, threads=threads,
-                        decode_timeout=decode_timeout)
+                        decode_timeout=decode_timeout, limits=limits)
 
 
 def load_video(path, preset: str | DatasetConfig = "sthv2", *, backend: str = "pyav",
@@ -299,7 +304,8 @@ class EpochSampler(Sampler):
     def __len__(self) -> int:
         return -(-self.size // self.num_replicas)
 
-    def __iter__(self):
+    def _order(self) -> list[int]:
+        """The epoch's order of every rank's keys, padded by wrapping to ``len(self) * num_replicas``."""
         if self.shuffle:
             state = np.random.SeedSequence([int(self.seed), int(self.epoch)]).generate_state(1)
             g = torch.Generator().manual_seed(int(state[0]))
@@ -307,9 +313,18 @@ class EpochSampler(Sampler):
         else:
             order = list(range(self.size))
         total = len(self) * self.num_replicas
-        order = (order * (total // max(len(order), 1) + 1))[:total]
-        for i in order[self.rank::self.num_replicas]:
+        return (order * (total // max(len(order), 1) + 1))[:total]
+
+    def __iter__(self):
+        for i in self._order()[self.rank::self.num_replicas]:
             yield SampleKey(i, self.epoch)
+
+    def padding(self) -> frozenset[int]:
+        """The indices this rank is given only to pad the ranks to equal lengths: repeats of samples
+        another rank has (metrics over the whole split leave them out). An index is never both a
+        rank's sample and its padding, so the set identifies the repeats."""
+        order = self._order()
+        return frozenset(order[p] for p in range(self.size, len(order)) if p % self.num_replicas == self.rank)
 
 
 def collate_clips(samples) -> Batch:

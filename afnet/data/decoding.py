@@ -22,6 +22,9 @@ PyAV reader (default), for one call of :meth:`PyAVReader.get_frames`::
            elementary streams, SWF, GIF ... whose demuxers seek inexactly or not at all)
 
 Nothing loops: every step either moves forward or ends in that one sequential pass.
+Before any frame is decoded, the container's stream header and then the frame table are checked
+against :class:`~afnet.data.limits.DecodeLimits` (frame pixels, frames, seconds), and a file
+FFmpeg reads as text (its ``tty`` demuxer) or with no picture is refused as not a video.
 Opening and each ``get_frames`` call have a time limit (``timeout``, default
 :data:`DEFAULT_DECODE_TIMEOUT` seconds) past which :class:`DecodeTimeout` (a
 :class:`DecodeError`) names the file, so one pathological file cannot stall a batch.
@@ -50,6 +53,7 @@ import numpy as np
 import torch
 
 from afnet._imports import require
+from afnet.data.limits import DEFAULT_LIMITS, DecodeLimits, check_container, image_size, not_a_video, text_head
 from afnet.data.readers import (
     BACKENDS,
     DEFAULT_DECODE_TIMEOUT,
@@ -172,8 +176,9 @@ class PyAVReader(_Reader):
     """
 
     def __init__(self, path: str, threads: int = 1, skip_unneeded: bool = True,
-                 timeout: float | None = DEFAULT_DECODE_TIMEOUT):
+                 timeout: float | None = DEFAULT_DECODE_TIMEOUT, limits: DecodeLimits = DEFAULT_LIMITS):
         self.path = _require_video_file(path)
+        self.limits = limits
         self.frames_decoded = 0
         self.seeks = 0
         self.seekable = True
@@ -184,11 +189,16 @@ class PyAVReader(_Reader):
         self._container = None
         self._sequential, self._sequential_at = None, -1  # a sequential pass under way
         self._deadline = _Deadline(self.path, self.timeout, "indexing the video")
+        probe_video(self.path, limits)   # the header's limits before FFmpeg decodes any frame
         try:
             self._open()
             self.table = build_frame_table(self._container, self._stream, self._deadline)
             if self.table.num_frames == 0:
                 raise DecodeError(f"{self.path}: video stream has no frames")
+            limits.check_frames(self.path, self.table.num_frames)
+            if self.table.timed:
+                limits.check_seconds(self.path, float((self.table.pts[-1] - self.table.pts[0])
+                                                      * self._stream.time_base))
             self._index_of: dict[int, int] = {}  # pts -> first frame with it
             if self.table.timed:
                 for i, p in enumerate(self.table.pts.tolist()):
@@ -208,10 +218,13 @@ class PyAVReader(_Reader):
         try:
             self._container = av.open(self.path)
         except (av.FFmpegError, OSError, ValueError) as exc:
+            if text_head(self.path) is not None:
+                raise not_a_video(self.path, "FFmpeg finds no video in it") from None
             raise DecodeError(f"{self.path}: cannot open video ({exc})") from exc
         if not self._container.streams.video:
-            raise DecodeError(f"{self.path}: no video stream")
+            raise not_a_video(self.path, "no video stream")
         self._stream = self._container.streams.video[0]
+        check_container(self.path, self._container, self._stream, self.limits)
         self._stream.thread_type = "AUTO" if self.threads != 1 else "SLICE"
         self._stream.thread_count = self.threads
 
@@ -302,7 +315,7 @@ class PyAVReader(_Reader):
                     self.seekable = False
                     return
                 if index == wanted[pos]:
-                    got[index] = frame_to_rgb(frame)
+                    got[index] = self._rgb(frame)
                     pos += 1
                     if pos == len(wanted):
                         return
@@ -327,6 +340,11 @@ class PyAVReader(_Reader):
                 self._sequential_at = index
                 yield index, frame
 
+    def _rgb(self, frame) -> np.ndarray:
+        """A needed frame in RGB; its size checked first (a header may not tell it, or lie)."""
+        self.limits.check_frame(self.path, frame.width, frame.height)
+        return frame_to_rgb(frame)
+
     def _read_sequential(self, wanted: list[int], got: dict) -> None:
         """Fill ``got`` in one pass: go on from where the last sequential read stopped when
         that is before the first missing frame, else start again from the beginning."""
@@ -338,7 +356,7 @@ class PyAVReader(_Reader):
             self._deadline.check()
             self.frames_decoded += 1
             if index in todo:
-                got[index] = frame_to_rgb(frame)
+                got[index] = self._rgb(frame)
                 todo.discard(index)
             if not todo or index >= last:
                 return
@@ -384,11 +402,12 @@ def _same_size(frames: list[np.ndarray], path: str) -> list[np.ndarray]:
 _IMAGE_CODECS = {".jpg": "mjpeg", ".jpeg": "mjpeg", ".png": "png", ".bmp": "bmp"}
 
 
-def decode_image(path: str, decoders: dict | None = None) -> np.ndarray:
+def decode_image(path: str, decoders: dict | None = None, limits: DecodeLimits = DEFAULT_LIMITS) -> np.ndarray:
     """Decode one image file (JPEG, PNG, BMP) to RGB ``(H, W, 3)`` with PyAV.
 
     ``decoders``: a dict owned by the caller in which codec contexts are kept
-    for reuse between images (saves creating one per image).
+    for reuse between images (saves creating one per image). ``limits``: the image's size is
+    read from its header (or the container's stream) and checked before it is decoded.
     """
     codec = _IMAGE_CODECS.get(os.path.splitext(path)[1].lower())
     try:
@@ -398,9 +417,16 @@ def decode_image(path: str, decoders: dict | None = None) -> np.ndarray:
         raise DecodeError(f"{path}: frame file not found") from None
     if not data:  # an empty packet would put a shared decoder into its end-of-stream state
         raise DecodeError(f"{path}: cannot decode image (empty file)")
+    size = image_size(data) if codec is not None else None
+    if size is not None:
+        limits.check_frame(path, *size)
     try:
         if codec is None:  # any other format FFmpeg's image2 demuxer reads
             with av.open(path) as container:
+                if not container.streams.video:
+                    raise not_a_video(path, "no picture stream")
+                ctx = container.streams.video[0].codec_context
+                limits.check_frame(path, ctx.width, ctx.height)
                 frames = list(container.decode(video=0))
         else:
             decoders = {} if decoders is None else decoders
@@ -416,6 +442,7 @@ def decode_image(path: str, decoders: dict | None = None) -> np.ndarray:
         if decoders is not None:
             decoders.pop(codec, None)
         raise DecodeError(f"{path}: cannot decode image (no picture in file)")
+    limits.check_frame(path, frames[0].width, frames[0].height)
     return to_rgb24(frames[0])
 
 
@@ -423,9 +450,10 @@ class FrameFolderReader(_Reader):
     """Frames stored as images ``folder/template.format(i + 1)``, numbered from 1."""
 
     def __init__(self, path: str, template: str = "{:05d}.jpg", num_frames: int | None = None,
-                 timeout: float | None = DEFAULT_DECODE_TIMEOUT):
+                 timeout: float | None = DEFAULT_DECODE_TIMEOUT, limits: DecodeLimits = DEFAULT_LIMITS):
         self.path = str(path)
         self.template = template
+        self.limits = limits
         self.timeout = check_timeout(timeout)
         self._decoders: dict = {}
         if not os.path.isdir(self.path):
@@ -433,6 +461,7 @@ class FrameFolderReader(_Reader):
         self.num_frames = num_frames if num_frames is not None else count_frames(path, template)
         if self.num_frames < 1:
             raise DecodeError(f"{self.path}: no frames named like {template!r}")
+        limits.check_frames(self.path, self.num_frames)
 
     def frame_path(self, index: int) -> str:
         return os.path.join(self.path, self.template.format(index + 1))
@@ -445,7 +474,7 @@ class FrameFolderReader(_Reader):
         got = {}
         for i in wanted:
             deadline.check()
-            got[i] = decode_image(self.frame_path(i), self._decoders)
+            got[i] = decode_image(self.frame_path(i), self._decoders, self.limits)
         return _stack(_same_size([got[i] for i in wanted_list], self.path))
 
 
@@ -471,11 +500,14 @@ def available_backends() -> list[str]:
 
 
 def open_video(path: str, backend: str = "pyav", threads: int = 1,
-               timeout: float | None = DEFAULT_DECODE_TIMEOUT):
+               timeout: float | None = DEFAULT_DECODE_TIMEOUT, limits: DecodeLimits = DEFAULT_LIMITS):
     """Open a video file with ``backend`` (one of :data:`BACKENDS`). ``timeout``: see
-    :class:`PyAVReader` (the decord and torchcodec backends cannot be interrupted)."""
+    :class:`PyAVReader` (the decord and torchcodec backends cannot be interrupted). ``limits``:
+    checked by the PyAV reader from the headers (the other backends: after opening, by a PyAV look
+    at the header first)."""
     if backend == "pyav":
-        return PyAVReader(path, threads, timeout=timeout)
+        return PyAVReader(path, threads, timeout=timeout, limits=limits)
+    probe_video(path, limits)
     if backend == "decord":
         return DecordReader(path, threads)
     if backend == "torchcodec":
@@ -483,12 +515,34 @@ def open_video(path: str, backend: str = "pyav", threads: int = 1,
     raise ValueError(f"unknown video backend {backend!r}; accepted: {', '.join(BACKENDS)}")
 
 
+def probe_video(path: str, limits: DecodeLimits = DEFAULT_LIMITS) -> None:
+    """Open ``path``'s container and check its video stream's header (not a video, limits),
+    decoding nothing: FFmpeg's stream probe is told to skip every frame (it would otherwise
+    decode one to learn what the header already says: 0.5 s and 100 MB for one 8K frame), so a
+    size the header does not give is left to the reader's own open."""
+    path = _require_video_file(path)
+    size = image_size(path)   # an image given as a video: FFmpeg's probe could not size it without decoding
+    if size is not None:
+        limits.check_frame(path, *size)
+    try:
+        container = av.open(path, options={"skip_frame": "all"})
+    except (av.FFmpegError, OSError, ValueError) as exc:
+        if text_head(path) is not None:
+            raise not_a_video(path, "FFmpeg finds no video in it") from None
+        raise DecodeError(f"{path}: cannot open video ({exc})") from exc
+    with container:
+        if not container.streams.video:
+            raise not_a_video(path, "no video stream")
+        check_container(path, container, container.streams.video[0], limits, probing=True)
+
+
 def open_reader(path: str, *, template: str = "{:05d}.jpg", num_frames: int | None = None,
                 backend: str = "pyav", threads: int = 1,
-                timeout: float | None = DEFAULT_DECODE_TIMEOUT):
+                timeout: float | None = DEFAULT_DECODE_TIMEOUT, limits: DecodeLimits = DEFAULT_LIMITS):
     """A frame folder (directory) or a video file, behind one reader interface.
     ``timeout``: seconds allowed for opening and for each ``get_frames`` call
-    (``None`` or 0: no limit); past it :class:`DecodeTimeout` names the file."""
+    (``None`` or 0: no limit); past it :class:`DecodeTimeout` names the file. ``limits``: the
+    most a sample may decode (:class:`~afnet.data.limits.DecodeLimits`), checked from headers."""
     if os.path.isdir(path):
-        return FrameFolderReader(path, template, num_frames, timeout=timeout)
-    return open_video(path, backend, threads, timeout=timeout)
+        return FrameFolderReader(path, template, num_frames, timeout=timeout, limits=limits)
+    return open_video(path, backend, threads, timeout=timeout, limits=limits)

@@ -15,6 +15,7 @@ from torch.utils.data import Dataset
 
 from afnet.data.dataset import eval_views
 from afnet.data.decoding import decode_image
+from afnet.data.limits import DEFAULT_LIMITS, DecodeLimits
 from afnet.data.presets import DatasetConfig
 from afnet.data.sampling import sample_generator
 from afnet.data.transforms import train_transform
@@ -23,7 +24,8 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 
 
 class ImageFolderDataset(Dataset):
-    def __init__(self, folder, config: DatasetConfig, *, train: bool, seed: int = 0):
+    def __init__(self, folder, config: DatasetConfig, *, train: bool, seed: int = 0,
+                 limits: DecodeLimits = DEFAULT_LIMITS):
         folder = Path(folder)
         classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
         if len(classes) != config.num_classes:
@@ -33,6 +35,7 @@ class ImageFolderDataset(Dataset):
         if not self.samples:
             raise FileNotFoundError(f"{folder}: no images ({', '.join(IMAGE_EXTENSIONS)}) in its class folders")
         self.class_names, self.config, self.train, self.seed = classes, config, train, seed
+        self.limits = limits
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -40,7 +43,7 @@ class ImageFolderDataset(Dataset):
     def __getitem__(self, key):
         index, epoch = (key.index, key.epoch) if isinstance(key, tuple) else (int(key), 0)
         path, label = self.samples[index]
-        frames = torch.from_numpy(decode_image(path)).permute(2, 0, 1).unsqueeze(0)  # (1, 3, H, W)
+        frames = torch.from_numpy(decode_image(path, limits=self.limits)).permute(2, 0, 1).unsqueeze(0)  # (1, 3, H, W)
         if self.train:
             clip = train_transform(frames, self.config, sample_generator(self.seed, epoch, index))
         else:

@@ -430,7 +430,7 @@ def synthetic_dataset(root, split: str = "train", *, source: str = "frames",
         raise ValueError(f"split={split!r}; accepted: {', '.join(SPLITS)}")
     if source not in ("frames", "videos"):
         raise ValueError(f"source={source!r}; accepted: 'frames', 'videos'")
-    build_keys = {"backend", "seed", "on_error", "threads", "evidence_file"}
+    build_keys = {"backend", "seed", "on_error", "threads", "evidence_file", "limits"}
     build_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in build_keys}
     config = synthetic_config(root, **kwargs)
     list_file = os.path.join(root, f"{split}_{source}.txt")

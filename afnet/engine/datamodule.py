@@ -18,6 +18,13 @@ from afnet.engine.schema import DataConfig
 L = require("lightning", "training (afnet.engine)")
 
 
+def padding_of(loader) -> frozenset[int]:
+    """The dataset indices that ``loader`` (an :class:`EpochLoader`) yields on this rank only as
+    padding (see :meth:`~afnet.data.dataset.EpochSampler.padding`); empty for any other loader."""
+    sampler = getattr(getattr(loader, "loader", None), "sampler", None)
+    return sampler.padding() if hasattr(sampler, "padding") else frozenset()
+
+
 def epoch_in_progress(trainer) -> int:
     """The index of the epoch being run. Lightning's ``current_epoch`` counts completed epochs and
     still reads the previous one when a resumed run starts; its epoch progress does not."""
@@ -57,7 +64,8 @@ class VideoDataModule(L.LightningDataModule):
         overrides = {} if train else {"num_clips": self.num_clips, "num_crops": self.num_crops}
         return build_dataset(d.dataset(**overrides), d.root, paths[f"{split}_list"], train=train, kind=d.kind,
                              class_file=paths["class_file"], backend=d.backend, seed=self.seed, on_error=d.on_error,
-                             evidence_file=paths["evidence_file"], decode_timeout=d.decode_timeout)
+                             evidence_file=paths["evidence_file"], decode_timeout=d.decode_timeout,
+                             limits=d.limits())
 
     def setup(self, stage: str) -> None:
         if stage == "fit" and self.train_set is None:

@@ -16,7 +16,7 @@ from afnet._imports import require
 from afnet.checkpoint import FORMAT
 from afnet.data import average_views
 from afnet.engine import schedules
-from afnet.engine.datamodule import epoch_in_progress
+from afnet.engine.datamodule import epoch_in_progress, padding_of
 from afnet.engine.metrics import VideoMetrics
 from afnet.engine.objective import afnet_loss, pixel_saliency
 from afnet.engine.optim import build_optimizer
@@ -61,6 +61,7 @@ class AFNetModule(L.LightningModule):
         self.metrics = VideoMetrics(model.num_classes, len(points), multi_label,
                                     num_region_points=sum(p.spatial for p in points))
         self.val_results: dict = {}
+        self.val_padding = torch.empty(0, dtype=torch.long)
         self.flops_clip: torch.Tensor | None = None
         self.num_views = 1
         self.current_schedule: dict = {}
@@ -149,14 +150,28 @@ class AFNetModule(L.LightningModule):
     def validation_step(self, batch, batch_idx):
         b, v = batch.clip.shape[:2]
         self.num_views = v
+        if batch_idx == 0:   # the samples this rank sees only to pad the ranks to equal lengths
+            loaders = self.trainer.val_dataloaders if self._trainer is not None else None
+            self.val_padding = torch.tensor(sorted(padding_of(loaders)), dtype=torch.long)
         if self.flops_clip is None:
             self.flops_clip = batch.clip[:1, 0].detach().clone()
         out = self.model(batch.clip.flatten(0, 1))
         scores = average_views(out.logits.float(), v)
+        target, masks, regions = batch.target, out.masks, out.regions
         evidence = None if batch.evidence is None else batch.evidence.flatten(0, 1)
-        self.metrics.update(scores, batch.target, out.masks, out.regions, evidence=evidence)
+        if len(self.val_padding):   # leave the repeats out: metrics over the whole split, each video once
+            keep = ~torch.isin(batch.index.to(self.val_padding.device), self.val_padding).to(scores.device)
+            if not keep.any():
+                return
+            rows = keep.repeat_interleave(v)
+            scores, target = scores[keep], target[keep]
+            masks, regions = [m[rows] for m in masks], [r[rows] for r in regions]
+            evidence = None if evidence is None else evidence[rows]
+        self.metrics.update(scores, target, masks, regions, evidence=evidence)
 
     def on_validation_epoch_end(self) -> None:
+        # torchmetrics reduce their states over the ranks in compute(): every rank gets the metrics of
+        # the whole split, so the logged values (and best.ckpt's choice) are global, not rank 0's shard
         results = self.metrics.compute()
         self.metrics.reset()
         results["gflops_per_video"] = self.video_gflops() * self.num_views
@@ -168,8 +183,10 @@ class AFNetModule(L.LightningModule):
         for key in per_point:
             logged.update({f"val/{key}_{n}": r for n, r in enumerate(results.get(key, ()))})
         logged["val/checkpoint_score"] = self.checkpoint_score(results)
-        self.log_dict(logged, prog_bar=False)
-        self.log("val_top1", results.get("top1", 0.0), prog_bar=True, logger=False)
+        # already equal on every rank: the max over ranks keeps them bit for bit (GFLOPs, counted on
+        # each rank's first video, become the largest); the sync tells Lightning they are global
+        self.log_dict(logged, prog_bar=False, sync_dist=True, reduce_fx="max")
+        self.log("val_top1", results.get("top1", 0.0), prog_bar=True, logger=False, sync_dist=True, reduce_fx="max")
 
     def checkpoint_score(self, results: dict) -> float:
         """What ``best.ckpt`` maximises: top-1 (mAP for multi-label). With

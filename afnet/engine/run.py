@@ -35,6 +35,7 @@ from afnet.checkpoint import CheckpointError, atomic_torch_save, load_checkpoint
 from afnet.engine.datamodule import VideoDataModule
 from afnet.engine.module import AFNetModule
 from afnet.engine.schema import Config, ConfigError, dump_config, load_config
+from afnet.io import write_text
 from afnet.models import create_model
 from afnet.weights import is_remote
 
@@ -351,7 +352,7 @@ def evaluate(cfg: Config, checkpoint, *, out_dir=None) -> dict:
     if trainer.is_global_zero:
         out = Path(out_dir or Path(cfg.run_dir) / "eval")
         out.mkdir(parents=True, exist_ok=True)
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+        write_text(out / "metrics.json", json.dumps(metrics, indent=1) + "\n")
         if e.plot and metrics["kept_ratio"]:
             from afnet.engine.plot import plot_kept_ratio
             metrics["plot"] = str(plot_kept_ratio(metrics["kept_ratio"], out / "kept_ratio.png",

@@ -111,6 +111,10 @@ class DataConfig:
     on_error: str = "raise"
     # seconds to read one video (afnet.data.DEFAULT_DECODE_TIMEOUT); null/0: none
     decode_timeout: Optional[Number] = 60.0
+    # the most one sample may decode (afnet.data.limits.DecodeLimits), checked from headers; 0: none
+    max_frame_pixels: int = 4096 * 4096
+    max_frames: int = 1_000_000
+    max_seconds: Number = 4 * 3600.0
 
     def problems(self) -> list:
         from afnet.data.presets import PRESETS
@@ -126,7 +130,16 @@ class DataConfig:
             problems.append(f"data.num_workers={self.num_workers!r}; accepted: an integer >= 0")
         if self.decode_timeout is not None and not 0 <= self.decode_timeout < float("inf"):
             problems.append(f"data.decode_timeout={self.decode_timeout!r}; accepted: seconds >= 0, or null (no limit)")
+        for key in ("max_frame_pixels", "max_frames", "max_seconds"):
+            if not 0 <= getattr(self, key) < float("inf"):
+                problems.append(f"data.{key}={getattr(self, key)!r}; accepted: a number >= 0 (0: no limit)")
         return problems
+
+    def limits(self):
+        """The :class:`~afnet.data.limits.DecodeLimits` of ``max_frame_pixels``, ``max_frames``, ``max_seconds``."""
+        from afnet.data.limits import DecodeLimits
+
+        return DecodeLimits.of(self.max_frame_pixels, self.max_frames, self.max_seconds)
 
     def dataset(self, **overrides):
         """The :class:`~afnet.data.DatasetConfig` this section describes (the synthetic preset
@@ -451,9 +464,7 @@ def load_config(source, overrides=(), *, resolve: bool = True) -> Config:
 
 
 def dump_config(cfg: Config, path) -> None:
-    """Write ``cfg`` as YAML (atomically: a temporary file, then renamed)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    os.replace(tmp, path)
+    """Write ``cfg`` as YAML (atomically: :func:`afnet.io.write_text`)."""
+    from afnet.io import write_text
+
+    write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))

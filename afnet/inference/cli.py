@@ -86,6 +86,14 @@ def _add_model_options(p: argparse.ArgumentParser, *, onnx: bool = False, device
     g.add_argument("--decode-timeout", type=float, default=None, metavar="SECONDS",
                    help="give up on a video whose opening or decoding takes longer (it is reported as "
                         "failed and the others go on); default 60, 0 for no limit")
+    lim = p.add_argument_group("limits (checked from the file's headers before decoding; 0: no limit)")
+    lim.add_argument("--max-frame-pixels", type=int, default=None, metavar="N",
+                     help="refuse a video or image whose frames have more pixels (width x height; default "
+                          "16777216 = 4096x4096)")
+    lim.add_argument("--max-frames", type=int, default=None, metavar="N",
+                     help="refuse a video with more frames (default 1000000)")
+    lim.add_argument("--max-seconds", type=float, default=None, metavar="S",
+                     help="refuse a video that lasts longer (default 14400 = 4 h)")
 
 
 def register(subparsers) -> None:
@@ -218,7 +226,11 @@ def register(subparsers) -> None:
     v.add_argument("--video-root", default=".", metavar="DIR",
                    help="folder the page's video paths are read from (paths outside it are refused; default: "
                         "the current folder)")
-    v.add_argument("--max-upload-mb", type=float, default=200.0, help="largest upload accepted (default 200 MB)")
+    v.add_argument("--max-upload-mb", type=float, default=200.0,
+                   help="largest upload accepted; a larger one gets 413 before it is read (default 200 MB)")
+    v.add_argument("--max-queue", type=int, default=16, metavar="N",
+                   help="requests admitted at once (waiting for the model or running on it); one more gets 503 "
+                        "with Retry-After (default 16)")
     v.set_defaults(func=run_serve)
 
 
@@ -239,7 +251,16 @@ def _decode_timeout(args):
     return check_timeout(args.decode_timeout, "--decode-timeout")
 
 
-def _load(args, device: str | None = None):
+def _limits(args):
+    from afnet.data.limits import DecodeLimits
+
+    try:
+        return DecodeLimits.of(args.max_frame_pixels, args.max_frames, args.max_seconds)
+    except ValueError as exc:
+        raise ValueError("--" + str(exc).replace("_", "-", 2)) from None
+
+
+def _load(args, device: str | None = None, *, tune_malloc: bool = True):
     from afnet.inference.model import load_model_for_inference
     from afnet.runtime import set_threads
 
@@ -265,15 +286,18 @@ def _load(args, device: str | None = None):
         return load_onnx_for_inference(onnx, args.labels, threads=args.threads)
     if args.checkpoint is None:
         raise ValueError("give the model: --checkpoint FILE, or --onnx MODEL.onnx")
-    # a command owns its process: keep glibc from re-mmapping activations, and fp32 is fp32 (see afnet.runtime)
+    # a command owns its process: keep glibc from re-mmapping activations (see afnet.runtime); not the server,
+    # whose many request threads would each keep their allocator arena's peak for good (its RSS would grow);
+    # and fp32 is fp32 (no TF32 on a GPU)
     if args.precision == "fp32":
         from afnet.runtime import full_fp32
 
         full_fp32()
     return load_model_for_inference(args.checkpoint, args.model, args.frames, args.num_classes, args.labels,
                                     preset=args.preset, size=args.size, shift=args.shift, ratio=args.ratio,
-                                    region_ratio=args.region_ratio, precision=args.precision, tune_malloc=True,
-                                    device=device or getattr(args, "device", "cpu"), compile=args.compile)
+                                    region_ratio=args.region_ratio, precision=args.precision,
+                                    tune_malloc=tune_malloc, device=device or getattr(args, "device", "cpu"),
+                                    compile=args.compile)
 
 
 def _progress_bar(items, show: bool):
@@ -302,7 +326,7 @@ def run_predict(args) -> int:
     from afnet.inference.predict import find_videos, predict_video
     from afnet.inference.report import format_prediction, format_timeline, to_json_line
 
-    timeout = _decode_timeout(args)
+    timeout, limits = _decode_timeout(args), _limits(args)
     windowed = _windowed(args)
     im = _load(args)
     if windowed:
@@ -310,10 +334,12 @@ def run_predict(args) -> int:
 
         def predict(path):
             return predict_timeline(path, im, window=args.window, stride=args.stride, top_k=args.top_k,
-                                    flops=args.flops, fps=args.fps, backend=args.backend, timeout=timeout)
+                                    flops=args.flops, fps=args.fps, backend=args.backend, timeout=timeout,
+                                    limits=limits)
     else:
         def predict(path):
-            return predict_video(path, im, top_k=args.top_k, flops=args.flops, backend=args.backend, timeout=timeout)
+            return predict_video(path, im, top_k=args.top_k, flops=args.flops, backend=args.backend, timeout=timeout,
+                                 limits=limits)
     videos = find_videos(args.paths, im.config.frame_template)
     show = args.progress if args.progress is not None else (len(videos) > 1 and sys.stderr.isatty())
     if not args.json:
@@ -352,7 +378,7 @@ def run_timeline(args) -> int:
         raise ValueError(f"--draw-classes must be positive, got {args.draw_classes}")
     im = _load(args)
     timeline = predict_timeline(args.video, im, window=args.window, stride=args.stride, top_k=args.top_k,
-                                fps=args.fps, backend=args.backend, timeout=timeout)
+                                fps=args.fps, backend=args.backend, timeout=timeout, limits=_limits(args))
     if not timeline.ok:
         print(f"afnet timeline: error: {timeline.path}: {timeline.error}", file=sys.stderr)
         return 1
@@ -387,7 +413,7 @@ def run_batch_predict(args) -> int:
     merged = predict_corpus(videos, im, args.out, devices=args.devices, num_nodes=args.num_nodes,
                             accelerator=args.accelerator, workers=args.workers, batch_size=args.batch_size,
                             top_k=args.top_k, flops=args.flops, backend=args.backend, timeout=timeout,
-                            retry_failed=args.retry_failed,
+                            retry_failed=args.retry_failed, limits=_limits(args),
                             progress=args.progress if args.progress is not None else sys.stderr.isatty())
     if merged is None:   # another rank: rank 0 reports
         return 0
@@ -423,7 +449,7 @@ def run_explain(args) -> int:
     im = _load(args)
     try:
         explanation = explain_video(args.video, im, top_k=args.top_k, backend=args.backend,
-                                    timeout=timeout, evidence=evidence)
+                                    timeout=timeout, evidence=evidence, limits=_limits(args))
     except DecodeError as exc:
         print(f"afnet explain: error: {exc}", file=sys.stderr)
         return 1
@@ -481,9 +507,12 @@ def run_serve(args) -> int:
         raise FileNotFoundError(f"--video-root: no such folder: {args.video_root}")
     if args.max_upload_mb <= 0:
         raise ValueError(f"--max-upload-mb must be positive, got {args.max_upload_mb}")
-    im = _load(args)
+    if args.max_queue < 1:
+        raise ValueError(f"--max-queue must be positive, got {args.max_queue}")
+    limits = _limits(args)
+    im = _load(args, tune_malloc=False)
     app = create_app(im, video_root=args.video_root, max_upload_mb=args.max_upload_mb, top_k=args.top_k,
-                     backend=args.backend, timeout=_decode_timeout(args))
+                     backend=args.backend, timeout=_decode_timeout(args), limits=limits, max_queue=args.max_queue)
     print(f"afnet serve: {im.arch} ({im.source} {im.checkpoint}) at http://{args.host}:{args.port}/ "
           f"(videos by path from {os.path.abspath(args.video_root)}); Ctrl-C stops", file=sys.stderr, flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")

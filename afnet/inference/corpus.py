@@ -29,12 +29,14 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from afnet._imports import require
 from afnet.data.dataset import worker_init
 from afnet.data.decoding import DEFAULT_DECODE_TIMEOUT
+from afnet.data.limits import DEFAULT_LIMITS, DecodeLimits
 from afnet.data.presets import DatasetConfig
 from afnet.errors import OptionError
 from afnet.inference.model import InferenceModel
 from afnet.inference.predict import VideoPrediction, predict_sample, read_or_failure
 from afnet.inference.report import to_json_line
 from afnet.inference.shards import MergeResult, cut_partial_line, merge, pending, shard_files, shard_path
+from afnet.io import append_lines
 
 L = require("lightning", "batch prediction (afnet batch-predict)")
 from lightning.pytorch.callbacks import BasePredictionWriter, Callback  # noqa: E402
@@ -63,15 +65,16 @@ class PendingVideos(Dataset):
     """``(path, Sample | failed VideoPrediction)`` per pending video, read in a worker."""
 
     def __init__(self, videos: list[str], config: DatasetConfig, *, backend: str = "pyav",
-                 timeout: float | None = DEFAULT_DECODE_TIMEOUT):
+                 timeout: float | None = DEFAULT_DECODE_TIMEOUT, limits: DecodeLimits = DEFAULT_LIMITS):
         self.videos, self.config, self.backend, self.timeout = videos, config, backend, timeout
+        self.limits = limits
 
     def __len__(self) -> int:
         return len(self.videos)
 
     def __getitem__(self, i: int):
         path = self.videos[i]
-        return path, read_or_failure(path, self.config, backend=self.backend, timeout=self.timeout)
+        return path, read_or_failure(path, self.config, backend=self.backend, timeout=self.timeout, limits=self.limits)
 
 
 def as_list(items: list) -> list:
@@ -85,8 +88,9 @@ class CorpusData(L.LightningDataModule):
 
     def __init__(self, videos: list[str], out, config: DatasetConfig, *, workers: int = 1, batch_size: int = 4,
                  backend: str = "pyav", timeout: float | None = DEFAULT_DECODE_TIMEOUT,
-                 retry_failed: bool = False):
+                 retry_failed: bool = False, limits: DecodeLimits = DEFAULT_LIMITS):
         super().__init__()
+        self.limits = limits
         self.videos, self.out, self.config = videos, out, config
         self.workers, self.batch_size, self.backend, self.timeout = workers, batch_size, backend, timeout
         self.retry_failed = retry_failed
@@ -98,7 +102,8 @@ class CorpusData(L.LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         t = self.trainer
-        return DataLoader(PendingVideos(self.todo, self.config, backend=self.backend, timeout=self.timeout),
+        return DataLoader(PendingVideos(self.todo, self.config, backend=self.backend, timeout=self.timeout,
+                                        limits=self.limits),
                           batch_sampler=ShardBatches(len(self.todo), t.global_rank, t.world_size, self.batch_size),
                           num_workers=self.workers, collate_fn=as_list,
                           worker_init_fn=worker_init if self.workers else None)
@@ -119,8 +124,9 @@ class PredictModule(L.LightningModule):
 
 
 class ShardWriter(BasePredictionWriter):
-    """Appends each batch's lines to this rank's shard file, flushed and fsynced: a killed job
-    loses at most the batches not yet written."""
+    """Appends each batch's lines to this rank's shard file in one write, fsynced
+    (:func:`afnet.io.append_lines`): a killed job loses at most the batches not yet written, a full
+    disk stops it with :class:`afnet.io.DiskFull` and the shard ending on a complete line."""
 
     def __init__(self, out):
         super().__init__("batch")
@@ -131,13 +137,11 @@ class ShardWriter(BasePredictionWriter):
         path = shard_path(self.out, trainer.global_rank)
         path.parent.mkdir(parents=True, exist_ok=True)
         cut_partial_line(path)
-        self.file = open(path, "a", encoding="utf-8")
+        self.file = open(path, "ab")
 
     def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx,
                            dataloader_idx) -> None:
-        self.file.write("".join(line + "\n" for line in prediction))
-        self.file.flush()
-        os.fsync(self.file.fileno())
+        append_lines(self.file, prediction)
 
     def teardown(self, trainer, pl_module, stage: str) -> None:
         if self.file is not None:
@@ -198,7 +202,8 @@ def default_threads(devices: int, workers: int) -> int:
 def predict_corpus(videos: list[str], im: InferenceModel, out, *, devices: int = 1, num_nodes: int = 1,
                    accelerator: str = "auto", workers: int = 1, batch_size: int = 4, top_k: int = 5,
                    flops: bool = True, backend: str = "pyav", timeout: float | None = DEFAULT_DECODE_TIMEOUT,
-                   retry_failed: bool = False, progress: bool = False) -> MergeResult | None:
+                   retry_failed: bool = False, progress: bool = False,
+                   limits: DecodeLimits = DEFAULT_LIMITS) -> MergeResult | None:
     """The batch-prediction pipeline: ``videos`` decoded by DataLoader workers, predicted, and
     written into ``out`` (JSON Lines, input order), resuming from what ``out`` and its shards
     already hold.
@@ -217,6 +222,7 @@ def predict_corpus(videos: list[str], im: InferenceModel, out, *, devices: int =
         backend: video decoder. timeout: seconds to read one video (``None``: no limit).
         retry_failed: predict again the videos ``out`` records as failed.
         progress: a progress line on stderr.
+        limits: the most one video may decode (frame pixels, frames, seconds), from its headers.
 
     Returns:
         The merge (:class:`MergeResult`) on global rank 0, ``None`` on the other ranks.
@@ -236,7 +242,7 @@ def predict_corpus(videos: list[str], im: InferenceModel, out, *, devices: int =
                         enable_progress_bar=False, enable_model_summary=False, use_distributed_sampler=False,
                         callbacks=callbacks)
     data = CorpusData(videos, out, im.config, workers=workers, batch_size=batch_size, backend=backend,
-                      timeout=timeout, retry_failed=retry_failed)
+                      timeout=timeout, retry_failed=retry_failed, limits=limits)
     with warnings.catch_warnings():
         # Lightning 2.6 under torch >= 2.10 warns of its own use of a deprecated pytree name at every batch,
         # and of any custom batch sampler in prediction (ShardBatches returns every index: tests/test_corpus.py)

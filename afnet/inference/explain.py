@@ -23,6 +23,7 @@ import torch
 
 from afnet._imports import require
 from afnet.data.decoding import DEFAULT_DECODE_TIMEOUT
+from afnet.data.limits import DEFAULT_LIMITS, DecodeLimits
 from afnet.inference.model import InferenceModel
 from afnet.inference.predict import VideoPrediction, predict_video, read_sample
 
@@ -60,11 +61,12 @@ class FigureLayout:
 
 
 def explain_video(path, im: InferenceModel, *, top_k: int = 5, backend: str = "pyav",
-                  threads: int = 1, timeout: float | None = DEFAULT_DECODE_TIMEOUT, evidence=None) -> Explanation:
+                  threads: int = 1, timeout: float | None = DEFAULT_DECODE_TIMEOUT, evidence=None,
+                  limits: DecodeLimits = DEFAULT_LIMITS) -> Explanation:
     """Predict ``path`` and keep its sampled frames. ``evidence``: the video's evidence
     frames (0-based indices), if known. Raises :class:`DecodeError` (naming the file) when it
-    cannot be read (in ``timeout`` seconds)."""
-    sample = read_sample(str(path), im, backend=backend, threads=threads, timeout=timeout)
+    cannot be read (in ``timeout`` seconds, within ``limits``)."""
+    sample = read_sample(str(path), im, backend=backend, threads=threads, timeout=timeout, limits=limits)
     prediction = predict_video(path, im, top_k=top_k, sample=sample)
     frames = sample.frames[:im.num_frames]
     if prediction.regions:  # the region grid lies on the model's input: undo the normalisation

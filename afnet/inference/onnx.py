@@ -44,6 +44,7 @@ from afnet.data.presets import DatasetConfig
 from afnet.errors import OptionError
 from afnet.flops import count_flops
 from afnet.inference.model import InferenceModel, load_model_for_inference, resolve_class_names
+from afnet.io import commit, disk_full
 from afnet.models.base import VideoOutput
 from afnet.models.options import EXECUTIONS
 from afnet.runtime import check_threads, resolve_device
@@ -140,12 +141,81 @@ def read_onnx_metadata(path: str | os.PathLike) -> OnnxMetadata:
     return _parse_metadata(str(path), _session(path, options))
 
 
+class UnsafeModelFile(ValueError):
+    """An ONNX file whose external data lies outside its folder; the message names the path."""
+
+
+_LOCATION_ENTRY = b"\x0a\x08location\x12"   # StringStringEntryProto {key: "location", value: ...}
+
+
+def _varint(data, at: int) -> tuple[int, int]:
+    value = shift = 0
+    while at < len(data):
+        byte = data[at]
+        value |= (byte & 0x7F) << shift
+        at, shift = at + 1, shift + 7
+        if not byte & 0x80:
+            return value, at
+    raise ValueError("truncated varint")
+
+
+def external_data_locations(path: str) -> list[str]:
+    """The ``location`` of every tensor of the ONNX file ``path`` whose data is stored outside it
+    (subgraphs included), read without loading any of that data: parsed by the ``onnx`` package
+    where it is installed, else found by scanning the file's bytes for the protobuf encoding of a
+    ``location`` entry (which may also find one in metadata: refused the same way, never missed)."""
+    try:
+        import onnx
+        from onnx.external_data_helper import _get_all_tensors, uses_external_data
+    except ImportError:
+        onnx = None
+    if onnx is not None:
+        try:
+            model = onnx.load(path, load_external_data=False)
+        except Exception:  # noqa: BLE001 - not parseable here: the scan below, then ONNX Runtime, judge it
+            model = None
+        if model is not None:
+            return [entry.value for tensor in _get_all_tensors(model) if uses_external_data(tensor)
+                    for entry in tensor.external_data if entry.key == "location"]
+    import mmap
+
+    found = []
+    with open(path, "rb") as f:
+        if os.fstat(f.fileno()).st_size == 0:
+            return found
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            at = data.find(_LOCATION_ENTRY)
+            while at >= 0:
+                try:
+                    size, start = _varint(data, at + len(_LOCATION_ENTRY))
+                    found.append(data[start:start + size].decode("utf-8", "replace"))
+                except ValueError:
+                    pass
+                at = data.find(_LOCATION_ENTRY, at + 1)
+    return found
+
+
+def check_external_data(path: str) -> None:
+    """Refuse (:class:`UnsafeModelFile`) an ONNX file whose external data lies outside its
+    folder: an absolute location, ``..`` components, or a symlink (of the file or of a folder
+    on the way) resolving elsewhere. Checked before ONNX Runtime opens the file, which would
+    read the data where the file points."""
+    folder = os.path.dirname(os.path.abspath(path))
+    real_folder = os.path.realpath(folder)
+    for location in external_data_locations(path):
+        target = os.path.realpath(os.path.join(folder, location))
+        if os.path.isabs(location) or os.path.commonpath([real_folder, target]) != real_folder:
+            raise UnsafeModelFile(f"{path}: refused: its external data {location!r} resolves to {target}, outside "
+                                  f"the model's folder {real_folder} (external data must lie in that folder)")
+
+
 def _session(path, options):
-    """An ONNX Runtime CPU session of ``path``; errors name the file."""
+    """An ONNX Runtime CPU session of ``path``, after :func:`check_external_data`; errors name the file."""
     onnxruntime = require("onnxruntime", "running an ONNX model")
     path = str(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"ONNX model not found: {path}")
+    check_external_data(path)
     try:
         return onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # noqa: BLE001 - any parse failure is this file's problem
@@ -274,12 +344,17 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, model: st
     batch = torch.export.Dim("batch", min=1, max=1024)
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     tmp = os.path.join(os.path.dirname(os.path.abspath(out)), f".{os.path.basename(out)}.tmp-{os.getpid()}")
-    try:  # written whole, then renamed: an interrupted export leaves no half file under ``out``
+    try:  # written whole, fsynced, then renamed: an interrupted export leaves no half file under ``out``
         with _quiet_exporter(), torch.no_grad():
             torch.onnx.export(graph, (video,), tmp, input_names=["video"], output_names=names, opset_version=opset,
                               dynamo=True, external_data=False, dynamic_shapes={"video": {0: batch}}, verbose=False)
         write_metadata(tmp, _metadata(im, chosen, names, video, checkpoint))
-        os.replace(tmp, out)
+        commit(tmp, out)
+    except Exception as exc:
+        error = disk_full(exc, out)
+        if error is exc:
+            raise
+        raise error from None
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)

@@ -25,6 +25,7 @@ import torch
 from afnet.data.annotations import VIDEO_EXTENSIONS, list_lines
 from afnet.data.dataset import average_views, clip_indices, eval_views
 from afnet.data.decoding import DEFAULT_DECODE_TIMEOUT, DecodeError, count_frames, open_reader
+from afnet.data.limits import DEFAULT_LIMITS, DecodeLimits
 from afnet.data.presets import DatasetConfig
 from afnet.flops import count_flops
 from afnet.inference.model import InferenceModel
@@ -144,17 +145,18 @@ def read_video_list(list_file, root: str | None = None) -> list[str]:
 
 
 def read_sample(path: str, im: InferenceModel | DatasetConfig, *, backend: str = "pyav", threads: int = 1,
-                timeout: float | None = DEFAULT_DECODE_TIMEOUT) -> Sample:
+                timeout: float | None = DEFAULT_DECODE_TIMEOUT, limits: DecodeLimits = DEFAULT_LIMITS) -> Sample:
     """Sample, decode and transform ``path`` as in evaluation, with ``im``'s preset (or the
     evaluation config itself: a data-loading worker needs no model). Raises
-    :class:`DecodeError` (also when opening or decoding takes longer than ``timeout`` seconds)."""
+    :class:`DecodeError` (also when opening or decoding takes longer than ``timeout`` seconds, when
+    the file is not a video, or when its headers break ``limits``)."""
     config = im if isinstance(im, DatasetConfig) else im.config
     start = time.perf_counter()
     if os.path.isdir(path) and not _is_frame_folder(path, config.frame_template):
         raise DecodeError(f"{path}: folder holds no video files and no frames named like "
                           f"{config.frame_template!r}")
     with open_reader(path, template=config.frame_template, backend=backend, threads=threads,
-                     timeout=timeout) as reader:
+                     timeout=timeout, limits=limits) as reader:
         indices = clip_indices(len(reader), config, train=False)
         frames = reader.get_frames(indices.flatten())
     clip = eval_views(frames, config)
@@ -243,7 +245,8 @@ def predict_sample(path: str, sample: Sample, im: InferenceModel, *, top_k: int 
 
 def predict_video(path, im: InferenceModel, *, top_k: int = 5, flops: bool = True,
                   backend: str = "pyav", threads: int = 1, sample: Sample | None = None,
-                  timeout: float | None = DEFAULT_DECODE_TIMEOUT) -> VideoPrediction:
+                  timeout: float | None = DEFAULT_DECODE_TIMEOUT,
+                  limits: DecodeLimits = DEFAULT_LIMITS) -> VideoPrediction:
     """Predict one video.
 
     Args:
@@ -255,6 +258,7 @@ def predict_video(path, im: InferenceModel, *, top_k: int = 5, flops: bool = Tru
         threads: decoder threads.
         sample: the clip already read (:func:`read_or_failure`), in place of reading ``path``.
         timeout: seconds to open and decode the video (``None``: no limit).
+        limits: the most the video may decode (frame pixels, frames, seconds), from its headers.
 
     Returns:
         A :class:`VideoPrediction`; a file that cannot be decoded (in ``timeout`` seconds)
@@ -262,7 +266,7 @@ def predict_video(path, im: InferenceModel, *, top_k: int = 5, flops: bool = Tru
     """
     path = str(path)
     if sample is None:
-        sample = read_or_failure(path, im, backend=backend, threads=threads, timeout=timeout)
+        sample = read_or_failure(path, im, backend=backend, threads=threads, timeout=timeout, limits=limits)
         if isinstance(sample, VideoPrediction):
             return sample
     return predict_sample(path, sample, im, top_k=top_k, flops=flops)

@@ -7,8 +7,12 @@ starts and after all have finished.
     OUT.shard-<rank>.jsonl   one line per finished video (the ``afnet predict --json`` object),
                              appended by that rank, flushed and fsynced per batch
     OUT                      the merged result: one line per input video, in input order,
-                             written atomically (temporary file, then rename) once every video
-                             has a line; the shard files are removed then
+                             written atomically (afnet.io.atomic_write: temporary file, fsync,
+                             rename) once every video has a line; the shard files are removed then
+
+A full disk (ENOSPC, or EFBIG past RLIMIT_FSIZE) while appending cuts the shard back to its
+last complete line (afnet.io.append_lines) and stops the job with one line naming the file;
+while merging it leaves ``OUT`` as it was and keeps the shards: the same command resumes.
 
 Resume: a video is done when a complete line (ending in a newline) names its path in ``OUT``
 or in any shard, whatever the number of processes that wrote it. A line cut short by a kill
@@ -21,6 +25,8 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from afnet.io import atomic_write
 
 
 def shard_path(out, rank: int) -> Path:
@@ -127,21 +133,17 @@ def merge(out, videos: list[str]) -> MergeResult:
     failed = sum(1 for v in videos if v in index and not index[v][2])
     if missing:
         return MergeResult(out, 0, failed, missing)
-    tmp = out.with_name(out.name + ".merging")
     handles = {}
     try:
-        with open(tmp, "wb") as dst:
+        with atomic_write(out) as dst:
             for v in videos:
                 file, offset, _ = index[v]
                 src = handles.get(file) or handles.setdefault(file, open(file, "rb"))
                 src.seek(offset)
                 dst.write(src.readline())
-            dst.flush()
-            os.fsync(dst.fileno())
     finally:
         for h in handles.values():
             h.close()
-    os.replace(tmp, out)
     for shard in shard_files(out):
         shard.unlink()
     return MergeResult(out, len(videos), failed, [])

@@ -30,6 +30,7 @@ import torch
 from afnet._imports import require
 from afnet.data.dataset import clip_indices, eval_views
 from afnet.data.decoding import DEFAULT_DECODE_TIMEOUT, DecodeError, PyAVReader, open_reader
+from afnet.data.limits import DEFAULT_LIMITS, DecodeLimits
 from afnet.errors import OptionError
 from afnet.inference.model import InferenceModel
 from afnet.inference.predict import Sample, VideoPrediction, failure, predict_sample, top_classes
@@ -174,7 +175,8 @@ def _duration(times: np.ndarray) -> float:
 
 def predict_timeline(path, im: InferenceModel, *, window: float, stride: float, top_k: int = 5,
                      flops: bool = True, fps: float | None = None, backend: str = "pyav",
-                     timeout: float | None = DEFAULT_DECODE_TIMEOUT, chunk: int = 64) -> Timeline:
+                     timeout: float | None = DEFAULT_DECODE_TIMEOUT, chunk: int = 64,
+                     limits: DecodeLimits = DEFAULT_LIMITS) -> Timeline:
     """Predict every window of ``path`` (see the module docstring). ``fps``: frame rate to
     place frames in time (needed for frame folders; overrides the timestamps). ``chunk``:
     about how many new frames one decoding call fetches. A video that cannot be read gives
@@ -184,7 +186,8 @@ def predict_timeline(path, im: InferenceModel, *, window: float, stride: float, 
     if fps is not None and not (fps > 0 and math.isfinite(fps)):
         raise OptionError(f"{{fps}} must be a positive frame rate, got {fps}", "fps")
     try:
-        with open_reader(path, template=im.config.frame_template, backend=backend, timeout=timeout) as reader:
+        with open_reader(path, template=im.config.frame_template, backend=backend, timeout=timeout,
+                         limits=limits) as reader:
             return _stream_windows(reader, path, im, window, stride, top_k, flops, fps, chunk)
     except (DecodeError, OSError) as exc:   # this file's failure; the next video goes on
         return Timeline(path, ok=False, window=window, stride=stride, error=failure(path, exc).error)
