@@ -26,7 +26,7 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from afnet.errors import OptionError
-from afnet.models.options import PRECISIONS
+from afnet.models.options import COMPILE_MODES, PRECISIONS
 
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
 _malloc_tuned = False
@@ -266,7 +266,6 @@ def timed(fn, *args, device: torch.device | str = "cpu", **kwargs):
 
 
 # ----------------------------------------------------------------------------- compilation
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 def compile_forward(model: nn.Module, mode: str = "default"):

@@ -56,7 +56,7 @@ def _add_device_option(g, default: str = "auto") -> None:
 
 
 def _add_model_options(p: argparse.ArgumentParser, *, onnx: bool = False, device: bool = True) -> None:
-    from afnet.runtime import COMPILE_MODES
+    from afnet.models.options import COMPILE_MODES
 
     g = p.add_argument_group("model")
     _add_checkpoint_options(g, required=not onnx)

@@ -17,6 +17,7 @@ CONFIGURE_OPTIONS = ("selection", "ratio", "execution", "dense_above", "region_s
 RUNTIME_OPTIONS = ("execution", "dense_above")
 # Inference arithmetic (afnet.runtime.prepare_for_inference's bf16: False, True, "auto").
 PRECISIONS = ("fp32", "bf16", "auto")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")  # torch.compile's
 
 
 def is_number(x) -> bool:
