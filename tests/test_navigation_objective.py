@@ -163,3 +163,32 @@ def test_region_saliency_term_is_off_by_default_and_pulls_region_masks_to_the_sa
                            for m in spatial)
     with pytest.raises(ValueError, match="pixel saliency"):
         afnet_loss(out.logits, target, out.masks, **common, region_saliency_weight=1.0)
+
+
+def test_shared_navigation_is_the_per_position_navigation_with_its_positions_tied():
+    torch.manual_seed(0)
+    shared = create_model("af_resnet_small", num_classes=4, num_frames=4, shared_navigation=True,
+                          navigation_bias=(0.0, 1.0))
+    per_position = create_model("af_resnet_small", num_classes=4, num_frames=4, navigation_bias=(0.0, 1.0))
+    navigations = [m for m in shared.modules() if isinstance(m, Navigation)]
+    assert len(navigations) == 3 and all(n.shared and n.conv2.weight.shape == (2, 2, 1, 1) for n in navigations)
+    assert all(n.conv2.bias.tolist() == [0.0, 1.0] for n in navigations)
+    # the same weights, tied across the 4 positions, give the same logits and masks
+    state = shared.state_dict()
+    for name, value in per_position.state_dict().items():
+        if name.endswith("conv2.weight") and value.shape != state[name].shape:
+            state[name] = state[name].repeat(4, 1, 1, 1)
+        elif name.endswith("conv2.bias") and value.shape != state[name].shape:
+            state[name] = state[name].repeat(4)
+    per_position.load_state_dict(state)
+    shared.eval(), per_position.eval()
+    video = torch.randn(2, 4, 3, 32, 32)
+    a, b = shared(video), per_position(video)
+    assert torch.allclose(a.logits, b.logits, atol=1e-6)
+    assert all(torch.equal(x, y) for x, y in zip(a.masks, b.masks))
+    # recorded in checkpoints: the model rebuilds with it; refused where it is not built
+    assert shared.model_args()["shared_navigation"] is True and "shared_navigation" not in per_position.model_args()
+    with pytest.raises(ValueError, match="shared_navigation=true is an option of"):
+        create_model("af_mobilenetv3", num_classes=4, num_frames=4, shared_navigation=True)
+    with pytest.raises(ValueError, match="shared_navigation='yes'"):
+        create_model("af_resnet_small", num_classes=4, num_frames=4, shared_navigation="yes")

@@ -52,7 +52,7 @@ def create_model(name: str, *, num_classes: int, num_frames: int, shift: bool | 
                  navigation_bias: tuple[float, float] | None = None, spatial: bool = False,
                  region_grid: int | tuple[int, int, int] = 7, temporal_navigation: str | None = None,
                  region_selection: str | None = None, region_ratio: float | None = None,
-                 execution: str = "auto", dense_above: float | None = None,
+                 execution: str = "auto", dense_above: float | None = None, shared_navigation: bool = False,
                  pretrained: str | os.PathLike | None = None) -> VideoModel:
     """Build a model of the zoo.
 
@@ -67,6 +67,9 @@ def create_model(name: str, *, num_classes: int, num_frames: int, shift: bool | 
         dropout: before the classifier.
         navigation_bias: initial (skip, keep) bias of the navigation's last layer; ``None``:
             (1, 10) as released.
+        shared_navigation: beyond the paper (AF-ResNet family): the temporal navigation's last
+            layer shared by every frame position instead of one per position
+            (:class:`~afnet.models.layers.Navigation`).
         spatial: spatial navigation (paper §3.3, AF-ResNet family).
         region_grid: regions per side with ``spatial`` (an int, or one per AF stage).
         temporal_navigation: ``"block"`` (one navigation per focal block) or ``"first"`` (one
@@ -162,6 +165,11 @@ def option_problems(name: str, options: dict, *, prefix: str = "", input_size: i
         problems.append(f"{p}navigation_bias={_show(bias)}; accepted: [skip, keep] numbers with keep > skip, or null")
     elif bias is not None and not entry.navigation:
         problems.append(f"{p}navigation_bias={_show(bias)}: {name} has no navigation; leave it null")
+    if o["shared_navigation"] not in (True, False):
+        problems.append(f"{p}shared_navigation={o['shared_navigation']!r}; accepted: true or false")
+    elif o["shared_navigation"] and not spatial_ok:
+        problems.append(f"{p}shared_navigation=true is an option of {', '.join(spatial_models())}; "
+                        f"got {p}name={name!r}")
     if not is_number(o["dropout"]) or not 0.0 <= o["dropout"] < 1.0:
         problems.append(f"{p}dropout={o['dropout']!r}; accepted: [0, 1)")
     spatial = bool(o["spatial"]) and spatial_ok

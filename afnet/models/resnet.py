@@ -154,7 +154,8 @@ class AFResNet(_ResNetBase):
                  widths: tuple[int, int, int, int] = (64, 128, 256, 512), shift: bool = False,
                  alpha: int = 2, focal_groups: int = 2, dropout: float = 0.5,
                  navigation_bias: tuple[float, float] = (1.0, 10.0), spatial: bool = False,
-                 region_grid: int | tuple[int, int, int] = 7, temporal_navigation: str | None = None):
+                 region_grid: int | tuple[int, int, int] = 7, temporal_navigation: str | None = None,
+                 shared_navigation: bool = False):
         super().__init__(num_classes, num_frames)
         if min(layers[:3]) < 2:
             raise ValueError("an AF stage needs at least 2 blocks (one ample/focal pair and the fusion block), "
@@ -169,12 +170,13 @@ class AFResNet(_ResNetBase):
         t = num_frames
         self._build_stem(widths[0])
         if temporal_navigation == "first":
-            self.navigation = Navigation(widths[0], t, navigation_bias)
+            self.navigation = Navigation(widths[0], t, navigation_bias, shared_navigation)
         in_ch = widths[0]
         for i, (blocks, stride) in enumerate(zip(layers[:3], self.AF_STRIDES)):
             out_ch = widths[i] * 4
             stage = self._af_stage(in_ch, out_ch, blocks, stride, t, shift, alpha, focal_groups, navigation_bias,
-                                   per_block=temporal_navigation == "block", grid=grids[i] if spatial else None)
+                                   per_block=temporal_navigation == "block", grid=grids[i] if spatial else None,
+                                   shared_navigation=shared_navigation)
             setattr(self, f"layer{i + 1}", stage)
             in_ch = out_ch
         out_ch = widths[3] * 4
@@ -204,11 +206,11 @@ class AFResNet(_ResNetBase):
 
     @staticmethod
     def _af_stage(in_ch, out_ch, blocks, stride, t, shift, alpha, groups, navigation_bias, per_block=True,
-                  grid=None) -> AFStage:
+                  grid=None, shared_navigation=False) -> AFStage:
         n = blocks - 1
         thin = out_ch // alpha
         ample_in = [in_ch if j == 0 else thin for j in range(n)]
-        navigation = [Navigation(c, t, navigation_bias) for c in ample_in] if per_block else None
+        navigation = [Navigation(c, t, navigation_bias, shared_navigation) for c in ample_in] if per_block else None
         spatial = None if grid is None else [SpatialNavigation(c, grid, init_bias=navigation_bias) for c in ample_in]
         ample = [Bottleneck(in_ch if j == 0 else thin, thin, t, stride=2 if j == 0 else 1, shift=shift,
                             last_relu=j < n - 1) for j in range(n)]

@@ -15,15 +15,23 @@ class Navigation(nn.Module):
     (1, 10) for (skip, keep) as released, so every frame starts selected. A smaller gap
     (e.g. (0, 3)) leaves the straight-through gradient unsaturated, which short training
     schedules need to move the kept ratio at all.
+
+    ``shared`` (beyond the paper): one W2, a 1x1 conv from 2 to 2 channels with bias, for
+    every frame position instead of one per position (groups=T). Without per-position
+    parameters the keep/skip margins can differ between a video's frames only by what the
+    frames show, so the ratio term cannot be met by position (docs/navigation.md).
     """
 
-    def __init__(self, in_channels: int, num_frames: int, init_bias: tuple[float, float] = (1.0, 10.0)):
+    def __init__(self, in_channels: int, num_frames: int, init_bias: tuple[float, float] = (1.0, 10.0),
+                 shared: bool = False):
         super().__init__()
         self.num_frames = num_frames
         self.init_bias = (float(init_bias[0]), float(init_bias[1]))
+        self.shared = bool(shared)
         self.conv1 = nn.Conv2d(in_channels, 2, kernel_size=1, bias=False)
         self.bn1 = nn.BatchNorm2d(2)
-        self.conv2 = nn.Conv2d(2 * num_frames, 2 * num_frames, kernel_size=1, groups=num_frames, bias=True)
+        positions = 1 if self.shared else num_frames
+        self.conv2 = nn.Conv2d(2 * positions, 2 * positions, kernel_size=1, groups=positions, bias=True)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -36,8 +44,11 @@ class Navigation(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         g = F.adaptive_avg_pool2d(x, 1)
         g = F.relu(self.bn1(self.conv1(g)))
-        g = self.conv2(g.reshape(-1, 2 * self.num_frames, 1, 1))
+        g = self.conv2(g if self.shared else g.reshape(-1, 2 * self.num_frames, 1, 1))
         return g.view(-1, self.num_frames, 2)
+
+    def extra_repr(self) -> str:
+        return f"num_frames={self.num_frames}" + (", shared" if self.shared else "")
 
 
 class SpatialNavigation(nn.Module):
