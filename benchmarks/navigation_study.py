@@ -67,6 +67,8 @@ ROWS = {
     "saliency-1-tau-const": ("+ saliency term mu 1, tau held at 1",
                              {"objective.saliency_weight": 1.0, "objective.t_min": 1.0}, {}),
     "saliency-16-tau-const": ("+ saliency term mu 16, tau held at 1 (the study's recipe)", _SALIENCY, {}),
+    "shared-nav": ("navigation's last layer shared by every frame position (beyond the paper: no per-position "
+                   "parameters), the paper's objective", {"model.shared_navigation": True}, {}),
 }
 
 
