@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+PARTS = ("throughput", "resume", "long")
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
 AFNET = [sys.executable, "-m", "afnet.cli"]
@@ -288,7 +289,7 @@ def resume(work: Path, ckpt: str, videos: list[str], folder: Path, reference: Pa
 
 
 def long_videos(work: Path, ckpt: str, minutes: list[float], window: float, stride: float, fps: int,
-                difficulty: float, figure: Path | None) -> tuple[list[str], dict]:
+                difficulty: float, figure: Path | None, threads: list[str]) -> tuple[list[str], dict]:
     info = {}
     for m in minutes:
         segments = long_segments(m)
@@ -301,7 +302,7 @@ def long_videos(work: Path, ckpt: str, minutes: list[float], window: float, stri
         start = time.perf_counter()
         with open(out, "w") as f:
             proc = subprocess.run([sys.executable, "-c", RSS_CHILD, "predict", str(path), "--checkpoint", ckpt,
-                                   "--window", str(window), "--stride", str(stride), "--json", "--top-k", "8"],
+                                   "--window", str(window), "--stride", str(stride), "--json", "--top-k", "8", *threads],
                                   env=ENV, cwd=REPO, stdout=f, stderr=subprocess.PIPE, text=True)
         wall = time.perf_counter() - start
         child = json.loads(proc.stderr.strip().splitlines()[-1])
@@ -348,7 +349,7 @@ def long_videos(work: Path, ckpt: str, minutes: list[float], window: float, stri
         figure.parent.mkdir(parents=True, exist_ok=True)
         subprocess.run(AFNET + ["timeline", str(work / f"long_{longest:g}min.mp4"), "--checkpoint", ckpt,
                                 "--window", str(window), "--stride", str(stride), "--out", str(figure),
-                                "--json", "--top-k", "8", "--draw-classes", "8"],
+                                "--json", "--top-k", "8", "--draw-classes", "8", *threads],
                        env=ENV, cwd=REPO, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return table, {str(k): v for k, v in info.items()}
 
@@ -366,7 +367,11 @@ def main(argv=None) -> int:
     p.add_argument("--window", type=float, default=4.0)
     p.add_argument("--stride", type=float, default=2.0)
     p.add_argument("--fps", type=int, default=4, help="frame rate of the long videos (default 4)")
+    p.add_argument("--threads", type=int, help="--threads of the long-video commands (default: torch's)")
     p.add_argument("--figure", help="timeline figure of the longest video (PNG)")
+    p.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS),
+                   help="what to measure (default all): throughput, resume (needs throughput's 2-process "
+                        "output), long")
     p.add_argument("--difficulty", type=float, default=0.0,
                    help="the evidence task's difficulty for the model's data and the long videos (default 0: "
                         "least noise and fewest distractors, so that a small model learns it in minutes)")
@@ -383,12 +388,21 @@ def main(argv=None) -> int:
         ckpt, model = args.checkpoint, {"label": "given", "top1": None}
     else:
         ckpt, model = train_model(work / "model", args.quick, args.difficulty)
-    folder = work / f"corpus_{n}_{args.frames}f_{args.size}px"
-    videos = write_corpus(folder, n, args.frames, args.size)
-    t_lines, t_info = throughput(work, ckpt, videos, folder)
-    r_lines, r_info = resume(work, ckpt, videos, folder, work / "batch2.jsonl")
-    l_lines, l_info = long_videos(work, ckpt, minutes, args.window, args.stride, args.fps, args.difficulty,
-                                  Path(args.figure) if args.figure else None)
+    t_lines = r_lines = l_lines = []
+    t_info = r_info = l_info = None
+    if "throughput" in args.parts or "resume" in args.parts:
+        folder = work / f"corpus_{n}_{args.frames}f_{args.size}px"
+        videos = write_corpus(folder, n, args.frames, args.size)
+    if "throughput" in args.parts:
+        t_lines, t_info = throughput(work, ckpt, videos, folder)
+    if "resume" in args.parts:
+        if not (work / "batch2.jsonl").is_file():
+            p.error(f"resume compares with the throughput part's output {work / 'batch2.jsonl'}: run it first")
+        r_lines, r_info = resume(work, ckpt, videos, folder, work / "batch2.jsonl")
+    if "long" in args.parts:
+        l_lines, l_info = long_videos(work, ckpt, minutes, args.window, args.stride, args.fps, args.difficulty,
+                                      Path(args.figure) if args.figure else None,
+                                      [] if args.threads is None else ["--threads", str(args.threads)])
 
     cores = len(os.sched_getaffinity(0))
     cmd = "python benchmarks/bench_corpus.py " + " ".join(sys.argv[1:] if argv is None else argv)
@@ -407,10 +421,10 @@ def main(argv=None) -> int:
             f"start (and the second process's); the steady rate is between the first and the last output line.",
             f"- throughput videos: {n} evidence-task mp4 (H.264), {args.frames} frames at 8 fps, {args.size}x{args.size} "
             f"(read at 32x32), one clip of 8 frames per video, GFLOPs counted (a second model call).",
-            "", "### Throughput", "", *t_lines, "", "### Resume", "", *r_lines,
-            "", f"### Long videos (window {args.window:g} s, stride {args.stride:g} s, {args.fps} fps, 32x32, "
-                f"evidence task at difficulty {args.difficulty:g})", "",
-            *l_lines]
+            *(["", "### Throughput", "", *t_lines] if t_lines else []),
+            *(["", "### Resume", "", *r_lines] if r_lines else []),
+            *(["", f"### Long videos (window {args.window:g} s, stride {args.stride:g} s, {args.fps} fps, 32x32, "
+                   f"evidence task at difficulty {args.difficulty:g})", "", *l_lines] if l_lines else [])]
     report = "\n".join(text) + "\n"
     print(report)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
