@@ -288,8 +288,62 @@ def resume(work: Path, ckpt: str, videos: list[str], folder: Path, reference: Pa
     return table, info
 
 
+# smoothings compared on the long videos: "none", "majority:K", "mean:K", "min:S" (--min-segment S), or
+# one of each joined by "+" (applied in that order)
+SMOOTHINGS = ("majority:3", "majority:5", "majority:7", "majority:9", "mean:3", "mean:5", "mean:7", "mean:9",
+              "min:4", "min:6", "min:8", "min:12", "majority:5+min:8", "mean:5+min:8")
+
+
+def smoothing_args(spec: str) -> dict:
+    """``"majority:5+min:8"`` -> ``{"smooth": "majority:5", "min_segment": 8.0}``."""
+    out = {"smooth": None, "min_segment": None}
+    for part in spec.split("+"):
+        if part.startswith("min:"):
+            out["min_segment"] = float(part[4:])
+        elif part != "none":
+            out["smooth"] = part
+    return out
+
+
+def smoothing_flags(spec: str) -> list[str]:
+    """``"majority:5+min:8"`` -> ``["--smooth", "majority:5", "--min-segment", "8"]``."""
+    flags = smoothing_args(spec)
+    return (([] if flags["smooth"] is None else ["--smooth", flags["smooth"]]) +
+            ([] if flags["min_segment"] is None else ["--min-segment", f"{flags['min_segment']:g}"]))
+
+
+def resegment(t: dict, spec: str) -> list[dict]:
+    """The segments of a raw timeline JSON (``--top-k`` = every class) under ``spec``, from its
+    window scores (rounded to 1e-6 in the JSON) by the library's ``segments_of``."""
+    import torch
+
+    from afnet.inference.predict import VideoPrediction
+    from afnet.inference.timeline import WindowPrediction, segments_of
+
+    classes = len(t["windows"][0]["top"])
+    windows = []
+    for w in t["windows"]:
+        probs = torch.zeros(classes, dtype=torch.float64)
+        for c in w["top"]:
+            probs[c["class"]] = c["score"]
+        windows.append(WindowPrediction(w["start"], w["end"], VideoPrediction(t["path"], ok=True, probs=probs)))
+    return [{"start": s.start, "end": s.end, "class": s.label}
+            for s in segments_of(windows, t["duration"], lambda c: None, **smoothing_args(spec))]
+
+
+def boundary_errors(segments: list[dict], truth: list[float], stride: float) -> dict:
+    """Found against true boundaries: each true one's distance to the nearest found, and the
+    found ones farther than a stride from every true one."""
+    found = [s["start"] for s in segments[1:]]
+    errors = [min(abs(b - f) for f in found) if found else float("inf") for b in truth]
+    spurious = sum(1 for f in found if min(abs(b - f) for b in truth) > stride + 1e-6)
+    return {"segments": len(segments), "found": found, "errors": errors, "spurious": spurious,
+            "within": sum(e <= stride + 1e-6 for e in errors)}
+
+
 def long_videos(work: Path, ckpt: str, minutes: list[float], window: float, stride: float, fps: int,
-                difficulty: float, figure: Path | None, threads: list[str]) -> tuple[list[str], dict]:
+                difficulty: float, figure: Path | None, threads: list[str], smoothing: str,
+                sweep: list[str]) -> tuple[list[str], dict]:
     info = {}
     for m in minutes:
         segments = long_segments(m)
@@ -310,9 +364,24 @@ def long_videos(work: Path, ckpt: str, minutes: list[float], window: float, stri
             raise RuntimeError(proc.stderr[-3000:])
         t = json.loads(out.read_text())
         truth = np.cumsum([s for _, s in segments])[:-1].tolist()
-        found = [s["start"] for s in t["segments"][1:]]
-        errors = [min(abs(b - f) for f in found) if found else float("inf") for b in truth]
-        spurious = sum(1 for f in found if min(abs(b - f) for b in truth) > stride + 1e-6)
+        raw = boundary_errors(t["segments"], truth, stride)
+        found, errors, spurious = raw["found"], raw["errors"], raw["spurious"]
+        # the chosen smoothing end to end (the command with --smooth / --min-segment), the others
+        # from the raw run's window scores
+        smoothed = {spec: boundary_errors(resegment(t, spec), truth, stride) for spec in sweep}
+        chosen = None
+        if smoothing != "none":
+            extra = smoothing_flags(smoothing)
+            log(f"long video: afnet predict ... {' '.join(extra)} on {m:g} min")
+            began = time.perf_counter()
+            proc = subprocess.run(AFNET + ["predict", str(path), "--checkpoint", ckpt, "--window", str(window),
+                                           "--stride", str(stride), "--json", "--top-k", "8", *threads, *extra],
+                                  env=ENV, cwd=REPO, capture_output=True, text=True, check=True)
+            ts = json.loads(proc.stdout)
+            chosen = boundary_errors(ts["segments"], truth, stride) | {
+                "wall": time.perf_counter() - began, "recorded": {"smooth": ts["smooth"], "min_segment": ts["min_segment"]},
+                "same_as_from_scores": [(s["start"], s["class"]) for s in ts["segments"]] ==
+                                       [(round(s["start"], 4), s["class"]) for s in resegment(t, smoothing)]}
         # per window: the true class at its centre (windows straddling a bound excluded)
         edges = np.concatenate([[0.0], np.cumsum([s for _, s in segments])])
         labels = [c for c, _ in segments]
@@ -327,7 +396,8 @@ def long_videos(work: Path, ckpt: str, minutes: list[float], window: float, stri
                    "wall": wall, "maxrss_mb": child["maxrss_kb"] / 1024, "truth": truth, "found": found,
                    "errors": errors, "spurious": spurious, "window_accuracy": right / max(clean, 1), "clean_windows": clean,
                    "segments_true": len(segments), "segments_found": len(t["segments"]),
-                   "load": f"{before} -> {load()}", "kept": np.mean([np.mean(w["kept_ratio"]) for w in t["windows"]])}
+                   "load": f"{before} -> {load()}", "kept": np.mean([np.mean(w["kept_ratio"]) for w in t["windows"]]),
+                   "smoothed": smoothed, "chosen": chosen}
     table = [f"| video | frames | windows | frames decoded (sampled by windows) | wall s | peak RSS MB | "
              f"segments true / found | true bounds found within one stride ({stride:g} s) | largest error s | "
              f"bounds found farther than a stride from any true one | "
@@ -339,6 +409,22 @@ def long_videos(work: Path, ckpt: str, minutes: list[float], window: float, stri
                      f"{r['wall']:.1f} | {r['maxrss_mb']:.0f} | {r['segments_true']} / {r['segments_found']} | "
                      f"{within} of {len(r['errors'])} | {max(r['errors']):.1f} | {r['spurious']} | {r['window_accuracy']:.1%} of "
                      f"{r['clean_windows']} | {r['load']} |")
+    table += ["", f"Segments, raw and smoothed (`--smooth`, `--min-segment`; `min:S` is `--min-segment S`): "
+                  f"{smoothing} end to end (`afnet predict --window {window:g} --stride {stride:g} "
+                  f"{' '.join(smoothing_flags(smoothing))}`), the others from the raw run's window scores "
+                  f"by the same `segments_of`:", "",
+              "| video | smoothing | segments true / found | true bounds found within one stride | largest error s | "
+              "bounds found farther than a stride from any true one |", "|---|---|---|---|---|---|"]
+    for m, r in info.items():
+        rows = [("raw (off)", {"segments": r["segments_found"], "errors": r["errors"], "spurious": r["spurious"],
+                               "within": sum(e <= stride + 1e-6 for e in r["errors"])})]
+        if r["chosen"] is not None:
+            same = "" if r["chosen"]["same_as_from_scores"] else " (DIFFERS from the scores' result)"
+            rows.append((f"**{smoothing}, end to end**{same}", r["chosen"]))
+        rows += [(spec, e) for spec, e in r["smoothed"].items()]
+        for label, e in rows:
+            table.append(f"| {m:g} min | {label} | {r['segments_true']} / {e['segments']} | {e['within']} of "
+                         f"{len(e['errors'])} | {max(e['errors']):.1f} | {e['spurious']} |")
     longest = max(info)
     r = info[longest]
     table += ["", f"Boundaries of the {longest:g}-minute video, true -> found (s): " +
@@ -368,6 +454,11 @@ def main(argv=None) -> int:
     p.add_argument("--stride", type=float, default=2.0)
     p.add_argument("--fps", type=int, default=4, help="frame rate of the long videos (default 4)")
     p.add_argument("--threads", type=int, help="--threads of the long-video commands (default: torch's)")
+    p.add_argument("--smoothing", default="majority:5",
+                   help="segment smoothing run end to end on the long videos: majority:K, mean:K, min:S "
+                        "(--min-segment S) or two joined by + (default majority:5; none: skip)")
+    p.add_argument("--sweep", nargs="*", default=list(SMOOTHINGS),
+                   help="smoothings computed from the raw run's window scores (default: a sweep of each kind)")
     p.add_argument("--figure", help="timeline figure of the longest video (PNG)")
     p.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS),
                    help="what to measure (default all): throughput, resume (needs throughput's 2-process "
@@ -402,7 +493,8 @@ def main(argv=None) -> int:
     if "long" in args.parts:
         l_lines, l_info = long_videos(work, ckpt, minutes, args.window, args.stride, args.fps, args.difficulty,
                                       Path(args.figure) if args.figure else None,
-                                      [] if args.threads is None else ["--threads", str(args.threads)])
+                                      [] if args.threads is None else ["--threads", str(args.threads)],
+                                      args.smoothing, args.sweep)
 
     cores = len(os.sched_getaffinity(0))
     cmd = "python benchmarks/bench_corpus.py " + " ".join(sys.argv[1:] if argv is None else argv)
@@ -413,14 +505,17 @@ def main(argv=None) -> int:
     text = [f"`{cmd}` ({time.time() - started:.0f} s in all; load average {load_start} at the start, {load()} at the end)",
             "", f"- {protocol}",
             f"- model: {model_line}",
-            f"- threads: the loop uses torch's default ({cores}) unless `--threads`; `batch-predict` gives each "
+            *([f"- threads: the loop uses torch's default ({cores}) unless `--threads`; `batch-predict` gives each "
             f"process the cores its decoding workers leave, shared among the processes: (cores - devices x workers) "
             f"// devices, at least 1 ({max(1, cores - 1)} with 1 process, {max(1, (cores - 2) // 2)} with 2), and each "
             f"decoding worker 1; warm-up: the first model call per input shape in each process is untimed (inside the "
             f"runs); the end-to-end rate includes process start, model load and, for `batch-predict`, Lightning's "
             f"start (and the second process's); the steady rate is between the first and the last output line.",
             f"- throughput videos: {n} evidence-task mp4 (H.264), {args.frames} frames at 8 fps, {args.size}x{args.size} "
-            f"(read at 32x32), one clip of 8 frames per video, GFLOPs counted (a second model call).",
+            f"(read at 32x32), one clip of 8 frames per video, GFLOPs counted (a second model call)."]
+              if "throughput" in args.parts or "resume" in args.parts else []),
+            *([f"- long videos: `afnet predict --window` with torch's default threads ({cores})" if args.threads is None
+               else f"- long videos: `afnet predict --window ... --threads {args.threads}`"] if "long" in args.parts else []),
             *(["", "### Throughput", "", *t_lines] if t_lines else []),
             *(["", "### Resume", "", *r_lines] if r_lines else []),
             *(["", f"### Long videos (window {args.window:g} s, stride {args.stride:g} s, {args.fps} fps, 32x32, "
