@@ -233,6 +233,20 @@ def throughput(work: Path, ckpt: str, videos: list[str], folder: Path) -> tuple[
                      f"{r['load_before']} -> {r['load_after']} |")
     lines += ["", f"Per video in the loop: decoding + transforms {decode:.1f} ms, model call {model:.1f} ms "
                   f"(plus the untimed GFLOPs count, a second model call)."]
+    # an estimate, not a measurement: wall = start-up + videos / steady rate, start-up = wall - n / steady
+    startup = {k: r["wall"] - n / r["steady"] for k, r in runs.items() if r["steady"]}
+    short = {"loop": "the loop", "loop1": "the loop --threads 1", "batch1": f"batch-predict --threads {cores}",
+             "batch1t1": "batch-predict", "batch2": "batch-predict --devices 2"}
+    lines += ["", "Start-up, estimated as wall - videos / steady rate (s): " +
+              ", ".join(f"{short[k]} {v:.1f}" for k, v in startup.items()) + "."]
+    if "loop" in startup and "batch2" in startup:
+        gain = 1 / runs["loop"]["steady"] - 1 / runs["batch2"]["steady"]   # seconds saved per video
+        extra = startup["batch2"] - startup["loop"]
+        even = "always (no extra start-up)" if extra <= 0 else (
+            "never (not faster per video)" if gain <= 0 else f"from about {extra / gain:.0f} videos")
+        lines.append(f"`batch-predict --devices 2` against the loop: {extra:+.1f} s start-up, "
+                     f"{gain * 1e3:+.1f} ms per video saved in the steady state: it pays off {even} "
+                     f"(of these videos, on this machine; estimated from the rates above).")
 
     two = {r["path"]: r for r in map(json.loads, Path(runs["batch2"]["out"]).read_text().splitlines())}
     same_classes = sum(1 for r in loop_rows if [t["class"] for t in r["top"]] == [t["class"] for t in two[r["path"]]["top"]])
@@ -249,7 +263,7 @@ def throughput(work: Path, ckpt: str, videos: list[str], folder: Path) -> tuple[
               f"| masks (every navigation point) equal | {same_masks} of {n} |",
               f"| largest score difference | {diff:.1e} |"]
     return lines, {"runs": {k: {x: v for x, v in r.items() if x not in ("stderr", "out")} for k, r in runs.items()},
-                   "decode_ms": decode, "model_ms": model, "identical": identical}
+                   "decode_ms": decode, "model_ms": model, "identical": identical, "startup_s": startup}
 
 
 def resume(work: Path, ckpt: str, videos: list[str], folder: Path, reference: Path) -> tuple[list[str], dict]:
