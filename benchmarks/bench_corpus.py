@@ -57,8 +57,10 @@ def cpu_protocol() -> str:
     from afnet.runtime import cpu_description
 
     cores = len(os.sched_getaffinity(0))
+    omp = os.environ.get("OMP_NUM_THREADS")
     return (f"CPU: {cpu_description()}, {cores} usable cores; "
-            f"torch {torch.__version__}, lightning {lightning.__version__}, Python {platform.python_version()}")
+            f"torch {torch.__version__}, lightning {lightning.__version__}, Python {platform.python_version()}"
+            + ("" if omp is None else f"; OMP_NUM_THREADS={omp} in the environment (torch's default threads)"))
 
 
 def load() -> str:
