@@ -222,7 +222,8 @@ def throughput(work: Path, ckpt: str, videos: list[str], folder: Path) -> tuple[
     loop_rows = [json.loads(x) for x in loop_out.read_text().splitlines()]
     decode = np.mean([r["decode_ms"] for r in loop_rows if r["ok"]])
     model = np.mean([r["latency_ms"] for r in loop_rows if r["ok"]])
-    labels = {"loop": f"`afnet predict` (the single-file loop; 1 process, {cores} threads)",
+    default = int(os.environ.get("OMP_NUM_THREADS") or cores)   # torch's default threads in the children
+    labels = {"loop": f"`afnet predict` (the single-file loop; 1 process, {default} thread(s), torch's default)",
               "loop1": "`afnet predict --threads 1` (the loop, 1 thread)",
               "batch1": f"`afnet batch-predict --threads {cores}` (1 process, {cores} threads, + 1 decoding worker)",
               "batch1t1": f"`afnet batch-predict` (1 process, {max(1, cores - 1)} thread(s) by default, + 1 decoding worker)",
@@ -521,7 +522,7 @@ def main(argv=None) -> int:
     text = [f"`{cmd}` ({time.time() - started:.0f} s in all; load average {load_start} at the start, {load()} at the end)",
             "", f"- {protocol}",
             f"- model: {model_line}",
-            *([f"- threads: the loop uses torch's default ({cores}) unless `--threads`; `batch-predict` gives each "
+            *([f"- threads: the loop uses torch's default ({os.environ.get('OMP_NUM_THREADS') or cores}) unless `--threads`; `batch-predict` gives each "
             f"process the cores its decoding workers leave, shared among the processes: (cores - devices x workers) "
             f"// devices, at least 1 ({max(1, cores - 1)} with 1 process, {max(1, (cores - 2) // 2)} with 2), and each "
             f"decoding worker 1; warm-up: the first model call per input shape in each process is untimed (inside the "
