@@ -68,7 +68,8 @@ def load() -> str:
 
 
 # ------------------------------------------------------------------ 1. a model
-def train_model(work: Path, quick: bool, difficulty: float) -> tuple[str, dict]:
+def train_model(work: Path, quick: bool, difficulty: float, pretrain_epochs: int = 15,
+                epochs: int = 4) -> tuple[str, dict]:
     """af_resnet_small trained on the evidence task with learned navigation at RT=0.5, with the
     demo's recipe (glyph pre-training, then video training). Returns (checkpoint, info)."""
     import logging
@@ -83,7 +84,8 @@ def train_model(work: Path, quick: bool, difficulty: float) -> tuple[str, dict]:
         sz = DemoSize(num_train=32, num_val=16, size=32, video_frames=8, epochs=1, rt_begin=0, rt_end=1, t_end=1,
                       batch_size=8, num_images=64, num_val_images=32, pretrain_epochs=1, pretrain_target=0.5)
     else:   # the demo's recipe (afnet.demo.FULL), fewer validation videos, at most 15 pre-training epochs
-        sz = dataclasses.replace(FULL, num_val=300, pretrain_epochs=15)
+        # (--pretrain-epochs); --epochs beyond the demo's 4 train longer at the final ratio
+        sz = dataclasses.replace(FULL, num_val=300, pretrain_epochs=pretrain_epochs, epochs=epochs)
     record = work / "model.json"
     if record.is_file() and Path(json.loads(record.read_text())["checkpoint"]).is_file():
         saved = json.loads(record.read_text())
@@ -463,6 +465,10 @@ def main(argv=None) -> int:
     p.add_argument("--work", default="/tmp/afnet_bench_corpus", help="videos, model, outputs (kept for re-runs)")
     p.add_argument("--quick", action="store_true", help="tiny sizes: checks the plumbing, not the numbers")
     p.add_argument("--checkpoint", help="use this model instead of training one (evidence task, 8 classes, 32 px)")
+    p.add_argument("--pretrain-epochs", type=int, default=15,
+                   help="most glyph pre-training epochs of the model trained here (default 15; it stops at 95%% "
+                        "glyph top-1)")
+    p.add_argument("--epochs", type=int, default=4, help="video training epochs of the model trained here (default 4)")
     p.add_argument("--videos", type=int, help="videos in the throughput and resume runs (default 200; quick 16)")
     p.add_argument("--frames", type=int, default=48, help="frames per throughput video (8 fps; default 48)")
     p.add_argument("--size", type=int, default=64, help="side of the throughput videos (default 64)")
@@ -495,7 +501,7 @@ def main(argv=None) -> int:
     if args.checkpoint:
         ckpt, model = args.checkpoint, {"label": "given", "top1": None}
     else:
-        ckpt, model = train_model(work / "model", args.quick, args.difficulty)
+        ckpt, model = train_model(work / "model", args.quick, args.difficulty, args.pretrain_epochs, args.epochs)
     t_lines = r_lines = l_lines = []
     t_info = r_info = l_info = None
     if "throughput" in args.parts or "resume" in args.parts:
