@@ -371,7 +371,8 @@ def resegment(t: dict, spec: str) -> list[dict]:
         probs = torch.zeros(classes, dtype=torch.float64)
         for c in w["top"]:
             probs[c["class"]] = c["score"]
-        windows.append(WindowPrediction(w["start"], w["end"], VideoPrediction(t["path"], ok=True, probs=probs)))
+        windows.append(WindowPrediction(w["start"], w["end"], VideoPrediction(t["path"], ok=True, top=w["top"],
+                                                                              probs=probs)))
     return [{"start": s.start, "end": s.end, "class": s.label}
             for s in segments_of(windows, t["duration"], lambda c: None, **smoothing_args(spec))]
 

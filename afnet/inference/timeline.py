@@ -167,15 +167,14 @@ def check_min_segment(min_segment: float | None) -> float | None:
     return min_segment
 
 
-def window_classes(probs: torch.Tensor, smooth: str | None = None) -> list[int]:
-    """``(W, K)`` window scores -> the class of each window: its top-1, or smoothed over the
-    ``k`` windows centred on it (fewer at the ends: those that exist). ``majority`` ties go to the
-    window's own top-1 if tied, else to the tied class with the highest summed score; ``mean``
-    ties to the lower class (as the top-1)."""
-    top1 = [int(c) for c in _argmax(probs)]
+def window_classes(probs: torch.Tensor, top1: list[int], smooth: str | None = None) -> list[int]:
+    """``(W, K)`` window scores and their top-1 -> the class of each window: its top-1, or
+    smoothed over the ``k`` windows centred on it (fewer at the ends: those that exist).
+    ``majority`` ties go to the window's own top-1 if tied, else to the tied class with the
+    highest summed score; ``mean`` ties to the lower class (as the top-1)."""
     spec = parse_smooth(smooth)
     if spec is None:
-        return top1
+        return list(top1)
     method, k = spec
     half = k // 2
     out = []
@@ -194,7 +193,7 @@ def window_classes(probs: torch.Tensor, smooth: str | None = None) -> list[int]:
 
 
 def _argmax(probs: torch.Tensor) -> torch.Tensor:
-    """Top-1 per row, ties to the lower class (``top_classes`` sorts stably)."""
+    """Top-1 per row, ties to the lower class (as ``top_classes``, which sorts stably)."""
     return probs.argsort(dim=-1, descending=True, stable=True)[..., 0]
 
 
@@ -245,9 +244,11 @@ def segments_of(windows: list[WindowPrediction], duration: float, class_name, *,
     windows on either side; the first run starts at 0, the last ends at ``duration``. Off (the
     defaults): the runs of the windows' top-1."""
     check_min_segment(min_segment)
+    if not windows:
+        return []
     probs = torch.stack([w.prediction.probs for w in windows])
     centres = [w.centre for w in windows]
-    classes = window_classes(probs, smooth)
+    classes = window_classes(probs, [w.prediction.top[0]["class"] for w in windows], smooth)
     if min_segment is not None:
         classes = merge_short(classes, probs, centres, duration, min_segment)
     runs = _runs(classes)
