@@ -3,6 +3,8 @@ SIGKILL, timelines of long videos (boundaries, peak memory).
 
     python benchmarks/bench_corpus.py --out docs/corpus-bench.md            # full size (15-40 min on 2 cores)
     python benchmarks/bench_corpus.py --out /tmp/corpus.md --quick          # plumbing check (about 2 min)
+    python benchmarks/bench_corpus.py --out long.md --parts long --threads 1 # long videos only
+    python benchmarks/bench_corpus.py --out tp.md --parts throughput --arms loop batch2 --repeats 3
 
 1. A model that recognises the synthetic evidence task (``afnet.demo``'s recipe): af_resnet_small
    pre-trained on glyph images, then trained on 8-frame evidence clips with learned navigation at
@@ -15,7 +17,12 @@ SIGKILL, timelines of long videos (boundaries, peak memory).
    the videos have a line, then run again: every video exactly once, equal to an uninterrupted run.
 4. Long videos of known class segments (``--minutes``, default 5 and 10): ``afnet predict --window
    --stride --json`` in a child process; segment boundaries found against the true ones, peak RSS
-   of the child (``ru_maxrss``), frames decoded; the timeline figure of the longest.
+   of the child (``ru_maxrss``), frames decoded; the timeline figure of the longest. Then the
+   segments smoothed: ``--smoothing`` end to end (``--smooth`` / ``--min-segment``), and each of
+   ``--sweep`` by ``segments_of`` on the raw run's window scores (``--top-k 8``: every class).
+
+``--parts`` runs some of 2-4 (the model is trained or reused first); ``--arms`` and ``--repeats``
+choose the throughput runs and alternate them in rounds, so that each arm meets the same load.
 
 Every command runs as a child process; the Markdown tables (with the protocol: CPU model and flags,
 torch version, threads, workers, load averages before and after) are printed and written to ``--out``.
