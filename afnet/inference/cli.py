@@ -98,9 +98,9 @@ def register(subparsers) -> None:
         "timeline", help="long videos: class scores over time, frames kept and GFLOPs per window (PNG)",
         description="Predict every window of a long or untrimmed video (--window seconds every --stride "
                     "seconds) and draw the timeline: the top classes' scores per window with the segments "
-                    "(runs of windows with the same top-1) shaded, the frames each navigation point kept, "
-                    "and GFLOPs per window. The text (or --json) timeline goes to stdout. An unreadable "
-                    "video: one line on stderr, exit 1.")
+                    "(runs of windows with the same top-1; --smooth, --min-segment) shaded, the frames each "
+                    "navigation point kept, and GFLOPs per window. The text (or --json) timeline goes to "
+                    "stdout. An unreadable video: one line on stderr, exit 1.")
     t.add_argument("video", help="video file or frame folder (with --fps)")
     t.add_argument("--out", required=True, help="output image (.png)")
     t.add_argument("--draw-classes", type=int, default=5, help="classes whose scores are drawn (default 5)")

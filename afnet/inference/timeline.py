@@ -416,7 +416,10 @@ def draw_timeline(timeline: Timeline, out, *, classes: int = 5, dpi: int = 100, 
     c, score = t.top[0]["class"], t.top[0]["score"]
     fig.suptitle(f"{os.path.basename(t.path)}: {len(t.windows)} windows of {t.window:g} s every {t.stride:g} s; "
                  f"video: {label[c]} ({score:.1%}, mean of window scores)"
-                 + ("" if t.gflops is None else f"; {t.gflops:.3f} GFLOPs"), fontsize=9)
+                 + ("" if t.gflops is None else f"; {t.gflops:.3f} GFLOPs")
+                 + "".join(f"; {how}" for how in (t.smooth and f"segments smoothed {t.smooth}",
+                                                  t.min_segment and f"segments >= {t.min_segment:g} s") if how),
+                 fontsize=9)
     fig.tight_layout()
     if isinstance(out, (str, os.PathLike)):   # a file, not a buffer: --out new_dir/x.png makes new_dir
         os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
