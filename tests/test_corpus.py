@@ -27,6 +27,7 @@ from afnet.inference.timeline import (
     WindowPrediction,
     draw_timeline,
     mean_scores,
+    parse_smooth,
     predict_timeline,
     segments_of,
     window_bounds,
@@ -206,6 +207,62 @@ def test_video_scores_and_segments_by_hand():
         mean_scores(torch.empty(0, 4))
 
 
+def _flicker(classes, flips) -> list[WindowPrediction]:
+    """Windows of 2 s every 1 s (centres 1, 2, ...): top-1 ``classes[i]`` at 0.7 (0.1 for the
+    others), but ``flips[i] = {class: score}`` where given."""
+    windows = []
+    for i, c in enumerate(classes):
+        probs = [0.1] * K
+        probs[c] = 0.7
+        for other, score in flips.get(i, {}).items():
+            probs[other] = score
+        windows.append(_window(i, i + 2, probs))
+    return windows
+
+
+def test_smoothing_removes_flicker_and_is_off_by_default():
+    name = lambda c: NAMES[c]  # noqa: E731
+    # 2 s of class 0 with a one-window flicker to 1, then 2 with a flicker to 3; duration 13 s
+    windows = _flicker([0, 0, 0, 1, 0, 0, 0, 2, 2, 3, 2, 2], {3: {1: 0.5, 0: 0.4}, 9: {3: 0.5, 2: 0.4}})
+    raw = [(s.start, s.end, s.label) for s in segments_of(windows, 13.0, name)]
+    assert raw == [(0.0, 3.5, 0), (3.5, 4.5, 1), (4.5, 7.5, 0), (7.5, 9.5, 2), (9.5, 10.5, 3), (10.5, 13.0, 2)]
+    assert [(s.start, s.end, s.label) for s in segments_of(windows, 13.0, name, smooth="none")] == raw   # off
+    clean = [(0.0, 7.5, 0), (7.5, 13.0, 2)]
+    for how in ({"smooth": "majority:3"}, {"smooth": "mean:3"}, {"min_segment": 2.5},
+                {"smooth": "majority:5", "min_segment": 2.0}):
+        segments = segments_of(windows, 13.0, name, **how)
+        assert [(s.start, s.end, s.label) for s in segments] == clean, how
+    # a segment's score: the mean of its windows' scores for its class, flicker windows included
+    assert segments[0].score == pytest.approx((0.7 * 6 + 0.4) / 7)
+
+    # between two classes: majority keeps a three-way tie (the window's own top-1); --min-segment
+    # joins the neighbour whose class scores higher on it (2: 0.35 against 0: 0.1)
+    windows = _flicker([0, 0, 0, 1, 2, 2, 2], {3: {1: 0.45, 2: 0.35, 0: 0.1}})
+    assert [s.label for s in segments_of(windows, 8.0, name, smooth="majority:3")] == [0, 1, 2]
+    merged = segments_of(windows, 8.0, name, min_segment=1.5)
+    assert [(s.start, s.end, s.label) for s in merged] == [(0.0, 3.5, 0), (3.5, 8.0, 2)]
+    assert len(segments_of(windows, 8.0, name, min_segment=100)) == 1   # never fewer than one
+
+
+def test_smoothing_rejects_bad_values_naming_the_flag(ckpt, capsys):
+    for bad in ("median:3", "majority:4", "majority", "mean:0", "mean:x", "mean:-3"):
+        with pytest.raises(OptionError, match="^smooth must be none, majority:K or mean:K") as caught:
+            parse_smooth(bad)
+        assert caught.value.spelled(flag).startswith("--smooth must be")
+    for bad in (0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(OptionError, match="^min_segment must be a positive number of seconds"):
+            segments_of(_flicker([0, 1], {}), 3.0, str, min_segment=bad)
+    missing = "missing.mp4"   # the values are checked before the model loads or the video is read
+    for args, message in ((["--smooth", "median:3"], "--smooth must be none, majority:K or mean:K"),
+                          (["--min-segment", "0"], "--min-segment must be a positive number of seconds")):
+        for command in (["predict", missing, "--window", "2", "--stride", "1"],
+                        ["timeline", missing, "--window", "2", "--stride", "1", "--out", "x.png"]):
+            assert main([*command, "--checkpoint", "nope.ckpt", *args]) == 2
+            assert message in capsys.readouterr().err
+    assert main(["predict", missing, "--checkpoint", ckpt, "--smooth", "mean:3"]) == 2
+    assert "--smooth needs --window and --stride" in capsys.readouterr().err
+
+
 def test_timeline_reuses_frames_and_equals_predict_per_window(im, long_video, monkeypatch):
     """Each window is predicted as ``afnet predict`` predicts a clip of its frames; frames shared by
     overlapping windows are decoded once; the video's scores are the mean of the windows'."""
@@ -259,6 +316,16 @@ def test_timeline_figure_and_commands(capsys, ckpt, im, long_video, tmp_path):
     assert rc == 1 and [r["ok"] for r in rows] == [True, False]
     assert all(tuple(r) == TIMELINE_FIELDS for r in rows) and "not found" in rows[1]["error"]
     assert len(rows[0]["windows"]) == 3
+    assert rows[0]["smooth"] is None and rows[0]["min_segment"] is None   # off by default
+
+    rc = main(["predict", long_video, "--checkpoint", ckpt, "--window", "1", "--stride", "0.5", "--json",
+               "--smooth", "majority:3", "--min-segment", "1.5"])
+    row = json.loads(capsys.readouterr().out)
+    assert rc == 0 and (row["smooth"], row["min_segment"]) == ("majority:3", 1.5)   # the setting, recorded
+    t = predict_timeline(long_video, im, window=1.0, stride=0.5, smooth="majority:3", min_segment=1.5)
+    assert [[s["start"], s["end"], s["class"]] for s in row["segments"]] == \
+        [[round(s.start, 4), round(s.end, 4), s.label] for s in t.segments]
+    assert all(s.end - s.start >= 1.5 for s in t.segments) or len(t.segments) == 1
 
     rc = main(["timeline", str(tmp_path / "missing.mp4"), "--checkpoint", ckpt, "--window", "2", "--stride", "1",
                "--out", str(tmp_path / "x.png")])

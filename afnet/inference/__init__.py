@@ -24,7 +24,7 @@ Data flows one way, reusing the data pipeline and the zoo::
                  predict_videos, VideoPrediction
     report.py    text and JSON Lines rendering of a VideoPrediction and of a Timeline
     explain.py   explain_video, draw_explanation (matplotlib, Agg backend)
-    timeline.py  window_bounds, predict_timeline, Timeline, draw_timeline (long videos)
+    timeline.py  window_bounds, predict_timeline, segments_of (smoothing), Timeline, draw_timeline (long videos)
     shards.py    the batch job's files: shard paths, pending videos, merge (no Lightning)
     corpus.py    predict_corpus on Lightning (Trainer.predict, ShardBatches, ShardWriter)
     onnx.py      export_onnx, read_onnx_metadata, OnnxModel, load_onnx_for_inference (ONNX, ONNX Runtime)
@@ -61,6 +61,7 @@ _EXPORTS = {
     "format_timeline": "afnet.inference.report",
     "Timeline": "afnet.inference.timeline",
     "window_bounds": "afnet.inference.timeline",
+    "segments_of": "afnet.inference.timeline",
     "predict_timeline": "afnet.inference.timeline",
     "draw_timeline": "afnet.inference.timeline",
     "export_onnx": "afnet.inference.onnx",

@@ -119,9 +119,9 @@ def register(subparsers) -> None:
         "timeline", help="long videos: class scores over time, frames kept and GFLOPs per window (PNG)",
         description="Predict every window of a long or untrimmed video (--window seconds every --stride "
                     "seconds) and draw the timeline: the top classes' scores per window with the segments "
-                    "(runs of windows with the same top-1) shaded, the frames each navigation point kept, "
-                    "and GFLOPs per window. The text (or --json) timeline goes to stdout. An unreadable "
-                    "video: one line on stderr, exit 1.")
+                    "(runs of windows with the same top-1; --smooth, --min-segment) shaded, the frames each "
+                    "navigation point kept, and GFLOPs per window. The text (or --json) timeline goes to "
+                    "stdout. An unreadable video: one line on stderr, exit 1.")
     t.add_argument("video", help="video file or frame folder (with --fps)")
     t.add_argument("--out", required=True, help="output image (.png)")
     t.add_argument("--draw-classes", type=int, default=5, help="classes whose scores are drawn (default 5)")
@@ -241,6 +241,12 @@ def _add_window_options(p: argparse.ArgumentParser, *, required: bool) -> None:
     g.add_argument("--stride", type=float, required=required, metavar="SECONDS",
                    help="seconds between window starts (overlapping windows share decoded frames)")
     g.add_argument("--fps", type=float, help="frame rate placing frames in time (frame folders; overrides timestamps)")
+    g.add_argument("--smooth", metavar="METHOD:K",
+                   help="smooth the segments: majority:K (each window takes the most frequent top-1 of the K "
+                        "windows centred on it) or mean:K (the top-1 of their mean scores); K odd; default none")
+    g.add_argument("--min-segment", type=float, metavar="SECONDS",
+                   help="merge segments shorter than this into the neighbour whose class scores higher on "
+                        "them (after --smooth); default: off")
 
 
 def _decode_timeout(args):
@@ -317,9 +323,20 @@ def _windowed(args) -> bool:
     given = [flag for flag, v in (("--window", args.window), ("--stride", args.stride)) if v is not None]
     if len(given) == 1:
         raise ValueError(f"{given[0]} needs {({'--window', '--stride'} - set(given)).pop()} too")
-    if args.fps is not None and not given:
-        raise ValueError("--fps needs --window and --stride")
+    for name, value in (("--fps", args.fps), ("--smooth", args.smooth), ("--min-segment", args.min_segment)):
+        if value is not None and not given:
+            raise ValueError(f"{name} needs --window and --stride")
+    if given:
+        _check_smoothing(args)
     return bool(given)
+
+
+def _check_smoothing(args) -> None:
+    """--smooth and --min-segment's errors before the model loads."""
+    from afnet.inference.timeline import check_min_segment, parse_smooth
+
+    parse_smooth(args.smooth)
+    check_min_segment(args.min_segment)
 
 
 def run_predict(args) -> int:
@@ -335,7 +352,7 @@ def run_predict(args) -> int:
         def predict(path):
             return predict_timeline(path, im, window=args.window, stride=args.stride, top_k=args.top_k,
                                     flops=args.flops, fps=args.fps, backend=args.backend, timeout=timeout,
-                                    limits=limits)
+                                    limits=limits, smooth=args.smooth, min_segment=args.min_segment)
     else:
         def predict(path):
             return predict_video(path, im, top_k=args.top_k, flops=args.flops, backend=args.backend, timeout=timeout,
@@ -376,9 +393,11 @@ def run_timeline(args) -> int:
     timeout = _decode_timeout(args)
     if args.draw_classes < 1:
         raise ValueError(f"--draw-classes must be positive, got {args.draw_classes}")
+    _check_smoothing(args)
     im = _load(args)
     timeline = predict_timeline(args.video, im, window=args.window, stride=args.stride, top_k=args.top_k,
-                                fps=args.fps, backend=args.backend, timeout=timeout, limits=_limits(args))
+                                fps=args.fps, backend=args.backend, timeout=timeout, limits=_limits(args),
+                                smooth=args.smooth, min_segment=args.min_segment)
     if not timeline.ok:
         print(f"afnet timeline: error: {timeline.path}: {timeline.error}", file=sys.stderr)
         return 1

@@ -37,8 +37,10 @@ every key always present (:data:`TIMELINE_FIELDS`)::
     window        float        window length, seconds
     stride        float        seconds between window starts
     top           list         the video: mean of the window scores, best first (as above)
-    segments      list         runs of windows with the same top-1:
+    segments      list         runs of windows with the same top-1 (or smoothed class):
                                {"start": s, "end": s, "class": int, "name": str | null, "score": float}
+    smooth        str | null   the segments' smoothing over windows: "majority:K", "mean:K"; null: off
+    min_segment   float | null seconds: shorter segments were merged into a neighbour; null: off
     points        list[str]    navigation point names
     gflops        float | null summed over the windows
     decoded_frames int         frames decoded (each once, however many windows share it)
@@ -61,8 +63,8 @@ JSON_FIELDS = ("path", "ok", "error", "top", "frame_indices", "points", "masks",
                "device", "compile")
 
 
-TIMELINE_FIELDS = ("path", "ok", "error", "duration", "frames", "window", "stride", "top", "segments", "points",
-                   "gflops", "decoded_frames", "windows")
+TIMELINE_FIELDS = ("path", "ok", "error", "duration", "frames", "window", "stride", "top", "segments", "smooth",
+                   "min_segment", "points", "gflops", "decoded_frames", "windows")
 WINDOW_FIELDS = ("top", "frame_indices", "masks", "kept_ratio", "regions", "region_ratio", "gflops",
                  "latency_ms", "decode_ms", "device")
 
@@ -110,6 +112,7 @@ def timeline_to_json(t: Timeline) -> dict:
         "window": t.window, "stride": t.stride, "top": _top(t.top),
         "segments": [{"start": round(s.start, 4), "end": round(s.end, 4), "class": s.label, "name": s.name,
                       "score": round(s.score, 6)} for s in t.segments],
+        "smooth": t.smooth, "min_segment": t.min_segment,
         "points": t.points, "gflops": _round(t.gflops, 5), "decoded_frames": t.decoded_frames,
         "windows": windows,
     }
@@ -166,7 +169,9 @@ def format_timeline(t: Timeline) -> str:
              f"every {t.stride:g} s ({t.decoded_frames} frames decoded{flops})",
              "  video (mean of window scores):"]
     lines += [f"  {rank}. {c['score']:6.1%}  {_label(c['class'], c['name'])}" for rank, c in enumerate(t.top, 1)]
-    lines.append("  segments:")
+    how = [f"smoothed {t.smooth}"] if t.smooth else []
+    how += [f"at least {t.min_segment:g} s"] if t.min_segment else []
+    lines.append(f"  segments ({', '.join(how)}):" if how else "  segments:")
     lines += [f"    {s.start:8.2f} - {s.end:8.2f} s  {_label(s.label, s.name)}  {s.score:.1%}" for s in t.segments]
     points = " ".join(t.points)
     lines.append(f"  windows (top-1; frames kept per point{': ' + points if points else ''}):")

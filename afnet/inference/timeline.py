@@ -11,7 +11,11 @@
                     needs it (each frame decoded once; memory independent of the video's length)
           ──eval_views ──predict_sample (run_model)──> one VideoPrediction per window
     windows ──mean of the window scores (ActivityNet's video-level score)──> top-k
-            ──runs of windows with the same top-1──> segments (bounds midway between window centres)
+            ──top-1 per window (smooth="majority:K": the most frequent of K windows' top-1;
+              "mean:K": top-1 of the mean of K windows' scores; off by default)
+            ──runs of windows with the same class──> segments (bounds midway between window centres)
+            ──min_segment=S (off by default): a segment shorter than S seconds joins the neighbour
+              whose class scores higher on its windows, shortest first──> segments
 
 :func:`draw_timeline` draws it: the class scores over time, segments shaded, and per navigation
 point the share of frames kept per window and the sampled frames (filled: kept by the focal
@@ -93,7 +97,8 @@ class WindowPrediction:
 
 @dataclass
 class Segment:
-    """A run of windows with the same top-1 class; ``score``: its mean window score."""
+    """A run of windows with the same class (their top-1, or the smoothed class); ``score``: the
+    mean of its windows' scores for that class."""
 
     start: float
     end: float
@@ -120,6 +125,8 @@ class Timeline:
     segments: list[Segment] = field(default_factory=list)
     points: list[str] = field(default_factory=list)
     decoded_frames: int = 0
+    smooth: str | None = None          # as given to predict_timeline: "majority:K", "mean:K" or None (off)
+    min_segment: float | None = None   # seconds, or None (off)
     frame_times: np.ndarray | None = field(default=None, repr=False)   # seconds, per frame of the video
     error: str | None = None
 
@@ -137,23 +144,119 @@ def mean_scores(probs: torch.Tensor) -> torch.Tensor:
     return probs.mean(dim=0)
 
 
-def segments_of(windows: list[WindowPrediction], duration: float, class_name) -> list[Segment]:
-    """Runs of consecutive windows with the same top-1 class; a bound between two runs lies
-    midway between the centres of the windows on either side; the first run starts at 0, the
-    last ends at ``duration``."""
-    runs: list[list[WindowPrediction]] = []
-    for w in windows:
-        if runs and runs[-1][-1].prediction.top[0]["class"] == w.prediction.top[0]["class"]:
-            runs[-1].append(w)
+SMOOTHERS = ("majority", "mean")
+
+
+def parse_smooth(smooth: str | None) -> tuple[str, int] | None:
+    """``"majority:K"`` or ``"mean:K"`` (K odd, >= 1) -> ``(method, K)``; ``None`` or ``"none"`` ->
+    ``None`` (off). ``majority``: the most frequent top-1 among the K windows centred on each window
+    (a median filter for classes); ``mean``: the top-1 of their mean scores (a moving average)."""
+    if smooth is None or smooth == "none":
+        return None
+    method, _, size = str(smooth).partition(":")
+    k = int(size) if size.isdigit() else 0
+    if method not in SMOOTHERS or k < 1 or k % 2 == 0:
+        raise OptionError(f"{{smooth}} must be none, majority:K or mean:K with K an odd number of windows "
+                          f"(e.g. majority:5), got {smooth!r}", "smooth")
+    return method, k
+
+
+def check_min_segment(min_segment: float | None) -> float | None:
+    """``None`` (off) or a positive number of seconds."""
+    if min_segment is not None and not (min_segment > 0 and math.isfinite(min_segment)):
+        raise OptionError(f"{{min_segment}} must be a positive number of seconds, got {min_segment}", "min_segment")
+    return min_segment
+
+
+def window_classes(probs: torch.Tensor, top1: list[int], smooth: str | None = None) -> list[int]:
+    """``(W, K)`` window scores and their top-1 -> the class of each window: its top-1, or
+    smoothed over the ``k`` windows centred on it (fewer at the ends: those that exist).
+    ``majority`` ties go to the window's own top-1 if tied, else to the tied class with the
+    highest summed score; ``mean`` ties to the lower class (as the top-1)."""
+    spec = parse_smooth(smooth)
+    if spec is None:
+        return list(top1)
+    method, k = spec
+    half = k // 2
+    out = []
+    for i in range(len(top1)):
+        lo, hi = max(0, i - half), min(len(top1), i + half + 1)
+        if method == "mean":
+            out.append(int(_argmax(probs[lo:hi].mean(dim=0, keepdim=True))[0]))
+            continue
+        counts: dict[int, int] = {}
+        for c in top1[lo:hi]:
+            counts[c] = counts.get(c, 0) + 1
+        best = max(counts.values())
+        tied = [c for c, n in counts.items() if n == best]
+        out.append(top1[i] if top1[i] in tied else max(tied, key=lambda c: (float(probs[lo:hi, c].sum()), -c)))
+    return out
+
+
+def _argmax(probs: torch.Tensor) -> torch.Tensor:
+    """Top-1 per row, ties to the lower class (as ``top_classes``, which sorts stably)."""
+    return probs.argsort(dim=-1, descending=True, stable=True)[..., 0]
+
+
+def _runs(classes: list[int]) -> list[tuple[int, int]]:
+    """``[lo, hi)`` window ranges of equal class."""
+    runs = []
+    for i, c in enumerate(classes):
+        if runs and classes[runs[-1][0]] == c:
+            runs[-1] = (runs[-1][0], i + 1)
         else:
-            runs.append([w])
+            runs.append((i, i + 1))
+    return runs
+
+
+def _run_bounds(runs, centres, duration) -> list[tuple[float, float]]:
+    """Seconds ``[start, end)`` of each run: midway between the centres of the windows on
+    either side; the first starts at 0, the last ends at ``duration``."""
+    return [(0.0 if k == 0 else (centres[runs[k - 1][1] - 1] + centres[lo]) / 2,
+             duration if k == len(runs) - 1 else (centres[hi - 1] + centres[runs[k + 1][0]]) / 2)
+            for k, (lo, hi) in enumerate(runs)]
+
+
+def merge_short(classes: list[int], probs: torch.Tensor, centres, duration: float, min_segment: float) -> list[int]:
+    """Relabel the windows of every run shorter than ``min_segment`` seconds: the shortest first
+    (the earliest of equals), each joins the neighbour whose class has the higher mean score over
+    its windows (the neighbour before on a tie); a run between two of the same class joins them
+    into one. Stops when every run is long enough or one is left."""
+    classes = list(classes)
+    while True:
+        runs = _runs(classes)
+        if len(runs) < 2:
+            return classes
+        lengths = [end - start for start, end in _run_bounds(runs, centres, duration)]
+        k = min(range(len(runs)), key=lambda j: (lengths[j], j))
+        if lengths[k] >= min_segment:
+            return classes
+        lo, hi = runs[k]
+        neighbours = [classes[runs[j][0]] for j in (k - 1, k + 1) if 0 <= j < len(runs)]
+        into = max(neighbours, key=lambda c: float(probs[lo:hi, c].mean()))   # max keeps the first of equals
+        classes[lo:hi] = [into] * (hi - lo)
+
+
+def segments_of(windows: list[WindowPrediction], duration: float, class_name, *, smooth: str | None = None,
+                min_segment: float | None = None) -> list[Segment]:
+    """Runs of consecutive windows with the same class: the top-1, or smoothed (``smooth``:
+    :func:`window_classes`); runs shorter than ``min_segment`` seconds merged into a neighbour
+    (:func:`merge_short`). A bound between two runs lies midway between the centres of the
+    windows on either side; the first run starts at 0, the last ends at ``duration``. Off (the
+    defaults): the runs of the windows' top-1."""
+    check_min_segment(min_segment)
+    if not windows:
+        return []
+    probs = torch.stack([w.prediction.probs for w in windows])
+    centres = [w.centre for w in windows]
+    classes = window_classes(probs, [w.prediction.top[0]["class"] for w in windows], smooth)
+    if min_segment is not None:
+        classes = merge_short(classes, probs, centres, duration, min_segment)
+    runs = _runs(classes)
     segments = []
-    for k, run in enumerate(runs):
-        start = 0.0 if k == 0 else (runs[k - 1][-1].centre + run[0].centre) / 2
-        end = duration if k == len(runs) - 1 else (run[-1].centre + runs[k + 1][0].centre) / 2
-        label = run[0].prediction.top[0]["class"]
-        score = float(torch.stack([w.prediction.probs[label] for w in run]).mean())
-        segments.append(Segment(start, end, label, class_name(label), score))
+    for (lo, hi), (start, end) in zip(runs, _run_bounds(runs, centres, duration)):
+        label = classes[lo]
+        segments.append(Segment(start, end, label, class_name(label), float(probs[lo:hi, label].mean())))
     return segments
 
 
@@ -176,24 +279,32 @@ def _duration(times: np.ndarray) -> float:
 def predict_timeline(path, im: InferenceModel, *, window: float, stride: float, top_k: int = 5,
                      flops: bool = True, fps: float | None = None, backend: str = "pyav",
                      timeout: float | None = DEFAULT_DECODE_TIMEOUT, chunk: int = 64,
-                     limits: DecodeLimits = DEFAULT_LIMITS) -> Timeline:
+                     limits: DecodeLimits = DEFAULT_LIMITS, smooth: str | None = None,
+                     min_segment: float | None = None) -> Timeline:
     """Predict every window of ``path`` (see the module docstring). ``fps``: frame rate to
     place frames in time (needed for frame folders; overrides the timestamps). ``chunk``:
-    about how many new frames one decoding call fetches. A video that cannot be read gives
-    ``ok=False`` and the reason, as in ``afnet predict``."""
+    about how many new frames one decoding call fetches. ``smooth`` (``"majority:K"``,
+    ``"mean:K"``) and ``min_segment`` (seconds) smooth the segments (:func:`segments_of`; the
+    windows and the video's top-k are not changed); off by default. A video that cannot be
+    read gives ``ok=False`` and the reason, as in ``afnet predict``."""
     path = str(path)
     window_bounds(1.0, window, stride)   # the arguments' errors first, whatever the video
     if fps is not None and not (fps > 0 and math.isfinite(fps)):
         raise OptionError(f"{{fps}} must be a positive frame rate, got {fps}", "fps")
+    smooth = None if parse_smooth(smooth) is None else smooth
+    check_min_segment(min_segment)
     try:
         with open_reader(path, template=im.config.frame_template, backend=backend, timeout=timeout,
                          limits=limits) as reader:
-            return _stream_windows(reader, path, im, window, stride, top_k, flops, fps, chunk)
+            timeline = _stream_windows(reader, path, im, window, stride, top_k, flops, fps, chunk, smooth,
+                                       min_segment)
     except (DecodeError, OSError) as exc:   # this file's failure; the next video goes on
-        return Timeline(path, ok=False, window=window, stride=stride, error=failure(path, exc).error)
+        timeline = Timeline(path, ok=False, window=window, stride=stride, error=failure(path, exc).error)
+    timeline.smooth, timeline.min_segment = smooth, min_segment
+    return timeline
 
 
-def _stream_windows(reader, path, im, window, stride, top_k, flops, fps, chunk) -> Timeline:
+def _stream_windows(reader, path, im, window, stride, top_k, flops, fps, chunk, smooth, min_segment) -> Timeline:
     config = im.config
     times = _times(reader, path, fps)
     duration = _duration(times)
@@ -227,7 +338,8 @@ def _stream_windows(reader, path, im, window, stride, top_k, flops, fps, chunk) 
             del buffer[i]
     top = top_classes(mean_scores(torch.stack([w.prediction.probs for w in windows])), im, top_k)
     return Timeline(path, ok=True, window=window, stride=stride, duration=duration, num_frames=len(times),
-                    windows=windows, top=top, segments=segments_of(windows, duration, im.class_name),
+                    windows=windows, top=top,
+                    segments=segments_of(windows, duration, im.class_name, smooth=smooth, min_segment=min_segment),
                     points=windows[0].prediction.points, decoded_frames=decoded, frame_times=times)
 
 
@@ -308,7 +420,10 @@ def draw_timeline(timeline: Timeline, out, *, classes: int = 5, dpi: int = 100, 
     c, score = t.top[0]["class"], t.top[0]["score"]
     fig.suptitle(f"{os.path.basename(t.path)}: {len(t.windows)} windows of {t.window:g} s every {t.stride:g} s; "
                  f"video: {label[c]} ({score:.1%}, mean of window scores)"
-                 + ("" if t.gflops is None else f"; {t.gflops:.3f} GFLOPs"), fontsize=9)
+                 + ("" if t.gflops is None else f"; {t.gflops:.3f} GFLOPs")
+                 + "".join(f"; {how}" for how in (t.smooth and f"segments smoothed {t.smooth}",
+                                                  t.min_segment and f"segments >= {t.min_segment:g} s") if how),
+                 fontsize=9)
     fig.tight_layout()
     if isinstance(out, (str, os.PathLike)):   # a file, not a buffer: --out new_dir/x.png makes new_dir
         os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
