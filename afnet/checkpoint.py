@@ -243,6 +243,9 @@ def _copy_state(model, state, source, path, skip_classifier) -> LoadReport:
         if skip_classifier and key.startswith(head):
             report.skipped[key] = "classifier, freshly initialised"
             continue
+        if fresh_ok and _NAVIGATION.search(key):   # even where the shapes fit (a navigation shared over positions)
+            report.skipped[key] = "navigation, freshly initialised (image backbone)"
+            continue
         reason = optional(key)
         if key not in state:
             if reason:

@@ -69,9 +69,6 @@ ROWS = {
     "saliency-16-tau-const": ("+ saliency term mu 16, tau held at 1 (the study's recipe)", _SALIENCY, {}),
     "shared-nav": ("navigation's last layer shared by every frame position (beyond the paper: no per-position "
                    "parameters), the paper's objective", {"model.shared_navigation": True}, {}),
-    "shared-nav-lr-1.25": ("shared-nav with the navigation lr x1.25 (not x10): the shared layer takes the gradient "
-                           "of all 8 positions", {"model.shared_navigation": True, "optim.navigation_lr_mult": 1.25},
-                           {}),
 }
 
 

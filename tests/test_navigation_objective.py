@@ -192,3 +192,18 @@ def test_shared_navigation_is_the_per_position_navigation_with_its_positions_tie
         create_model("af_mobilenetv3", num_classes=4, num_frames=4, shared_navigation=True)
     with pytest.raises(ValueError, match="shared_navigation='yes'"):
         create_model("af_resnet_small", num_classes=4, num_frames=4, shared_navigation="yes")
+
+
+def test_a_shared_navigation_starts_fresh_from_an_image_backbone(tmp_path):
+    # the T=1 backbone's navigation (never trained, released bias) fits a shared one's shapes:
+    # it is not loaded, so the video model starts at its own navigation_bias
+    from afnet.checkpoint import load_checkpoint, save_checkpoint
+
+    backbone = create_model("af_resnet_small", num_classes=4, num_frames=1, selection="all")
+    save_checkpoint(tmp_path / "backbone.pt", backbone)
+    video = create_model("af_resnet_small", num_classes=4, num_frames=8, shared_navigation=True,
+                         navigation_bias=(0.0, 1.0))
+    report = load_checkpoint(video, tmp_path / "backbone.pt", skip_classifier=True)
+    assert report.is_backbone
+    assert all(n.conv2.bias.tolist() == [0.0, 1.0] for n in video.modules() if isinstance(n, Navigation))
+    assert any("navigation" in key for key in report.skipped)
