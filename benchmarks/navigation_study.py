@@ -140,11 +140,16 @@ def run_row(out: Path, data_root: Path, backbone: str, sz, name: str, seed: int,
               "train_seconds": round(seconds, 1), "steps": epoch_history(Path(cfg.run_dir)),
               "checkpoint": str(trained.best_checkpoint)}
     # at the budget: the threshold calibrated to RT (as the demo reports), and static-k
-    calibrated = calibrate(cfg, trained.best_checkpoint)["checkpoint"]
-    result["calibrated"] = _scores(run_result(name, seed, evaluate(cfg, calibrated, out_dir=Path(cfg.run_dir) /
-                                                                   "eval_calibrated"), None))
+    try:
+        calibrated = calibrate(cfg, trained.best_checkpoint)["checkpoint"]
+    except ValueError as exc:   # e.g. a point whose margins are all equal: no threshold keeps RT; a result
+        calibrated, result["calibration_failed"] = None, str(exc)
+        print(f"[study] {name} seed {seed}: not calibrated: {exc}", flush=True)
+    if calibrated is not None:
+        result["calibrated"] = _scores(run_result(name, seed, evaluate(cfg, calibrated, out_dir=Path(cfg.run_dir) /
+                                                                       "eval_calibrated"), None))
     result["static_k"] = _scores(evaluate_static_k(cfg, name, seed, trained.best_checkpoint, f"model.ratio={rt}"))
-    if headroom:
+    if headroom and calibrated is not None:
         val = build_dataset("synthetic", data_root, str(data_root / "val_frames.txt"), train=False, num_frames=sz.frames,
                             input_size=sz.size, scale_size=sz.size, evidence_file=data_root / EVIDENCE_FILE)
         result["headroom"] = evidence_headroom(calibrated, val)
@@ -190,7 +195,8 @@ def report(out: Path) -> str:
             per_point = " (" + " / ".join(f"{statistics.fmean(c['precision_per_point'][i] for c in cal):.2f}"
                                           for i in range(points)) + ")"
         lines.append(
-            f"| {name} | {rt} | {ROWS[base][0]} | {len(runs)} | {_f(mean_sd([r['top1'] for r in runs]), pct=True)} | "
+            f"| {name} | {rt} | {ROWS[base][0]} | {len(runs)}"
+            f"{f' ({len(cal)} calibrated: no threshold keeps RT in the others)' if len(cal) < len(runs) else ''} | {_f(mean_sd([r['top1'] for r in runs]), pct=True)} | "
             f"{_f(mean_sd([r['kept'] for r in runs]))} | {_f(mean_sd([r['precision'] for r in runs]))} | "
             f"{_f(mean_sd([c['top1'] for c in cal]), pct=True)} | "
             f"{_f(mean_sd([c['precision'] for c in cal]))}{per_point} | "
