@@ -41,27 +41,15 @@ def markdown(report: dict) -> str:
         lines.append(f"| {row['model']} | {_fmt(row['top1'], pct=True)} | {_fmt(row['gflops_per_video'], 3)} | "
                      f"{_fmt(row['latency_ms'])} | {_fmt(row['kept_ratio'], 2)} | {_fmt(row['region_ratio'], 2)} | "
                      f"{_fmt(row['precision'], 2)} |" + (f" {_fmt(row['region_precision'], 2)} |" if spatial else ""))
-    with_points = [row for row in summary if row["precision_per_point"]]
-    if with_points:
-        points = max(len(row["precision_per_point"]) for row in with_points)
-        lines += ["", f"Navigation precision per navigation point: the share of the frames each point keeps "
-                      f"that carry the class evidence (a choice blind to content keeps "
-                      f"{report['evidence_rate']:.2f}, the share of evidence frames).", "",
-                  "| model | " + " | ".join(f"point {i + 1}" for i in range(points)) + " |",
-                  "|---|" + "---|" * points]
-        for row in with_points:
-            lines.append(f"| {row['model']} | " + " | ".join(_fmt(p, 2) for p in row["precision_per_point"]) + " |")
-    with_regions = [row for row in summary if row.get("region_precision_per_point")]
-    if with_regions:
-        points = max(len(row["region_precision_per_point"]) for row in with_regions)
-        lines += ["", f"Region precision per spatial block: the share of the regions each block computes (in "
-                      f"the evidence frames) that hold the glyph's cell (a choice blind to content scores "
-                      f"{report['region_rate']:.2f}).", "",
-                  "| model | " + " | ".join(f"block {i + 1}" for i in range(points)) + " |",
-                  "|---|" + "---|" * points]
-        for row in with_regions:
-            lines.append(f"| {row['model']} | " + " | ".join(_fmt(p, 2) for p in row["region_precision_per_point"])
-                         + " |")
+    if any(row["precision_per_point"] for row in summary):
+        lines += _per_point_table(summary, "precision_per_point", "point", (
+            f"Navigation precision per navigation point: the share of the frames each point keeps that carry the "
+            f"class evidence (a choice blind to content keeps {report['evidence_rate']:.2f}, the share of evidence "
+            f"frames)."))
+    if any(row.get("region_precision_per_point") for row in summary):
+        lines += _per_point_table(summary, "region_precision_per_point", "block", (
+            f"Region precision per spatial block: the share of the regions each block computes (in the evidence "
+            f"frames) that hold the glyph's cell (a choice blind to content scores {report['region_rate']:.2f})."))
     if report.get("headroom_summary"):
         lines += ["", "What the evidence frames are worth: validation top-1 of the learned-navigation "
                       "checkpoints when their focal branch computes, at every navigation point, their own "
@@ -93,6 +81,15 @@ def markdown(report: dict) -> str:
         se = "" if c["standard_error_points"] is None else f", standard error {c['standard_error_points']:.1f}"
         lines.append(f"- {name}: {c['difference_points']:+.1f} points top-1{se}: **{c['verdict']}**")
     return "\n".join(lines)
+
+
+def _per_point_table(summary: list[dict], key: str, column: str, caption: str) -> list[str]:
+    """The caption and a table of ``key`` (mean ± std per point) for the rows that have it."""
+    rows = [row for row in summary if row.get(key)]
+    points = max(len(row[key]) for row in rows)
+    lines = ["", caption, "", "| model | " + " | ".join(f"{column} {i + 1}" for i in range(points)) + " |",
+             "|---|" + "---|" * points]
+    return lines + [f"| {row['model']} | " + " | ".join(_fmt(p, 2) for p in row[key]) + " |" for row in rows]
 
 
 def draw_figures(out: Path, data, results: list, explained: str) -> dict:
