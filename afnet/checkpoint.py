@@ -33,6 +33,7 @@ BACKBONE_SOURCES = ("authors' ImageNet", "afnet image backbone (T=1)")
 # of ``temporal_navigation="first"``): not part of an image backbone.
 _NAVIGATION = re.compile(r"(^|\.)(navigation|spatial)\.")
 _SPATIAL = re.compile(r"(^|\.)spatial\.")
+_NAVIGATION_LAST = re.compile(r"(^|\.)navigation\.(\d+\.)*conv2\.")   # the frame navigation's last layer
 
 # The authors' module names -> ours, applied in order (paper words: ample, focal, navigation, fusion).
 _AUTHORS_PREFIX = ((r"^module\.base_model\.", ""), (r"^module\.new_fc\.", "fc."), (r"^module\.", ""))
@@ -243,7 +244,8 @@ def _copy_state(model, state, source, path, skip_classifier) -> LoadReport:
         if skip_classifier and key.startswith(head):
             report.skipped[key] = "classifier, freshly initialised"
             continue
-        if fresh_ok and _NAVIGATION.search(key):   # even where the shapes fit (a navigation shared over positions)
+        if fresh_ok and _NAVIGATION_LAST.search(key):   # a T=1 backbone's frame navigation never chose
+            # frames: its last layer (the starting bias) fresh even where its shape fits (shared over positions)
             report.skipped[key] = "navigation, freshly initialised (image backbone)"
             continue
         reason = optional(key)
