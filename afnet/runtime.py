@@ -190,6 +190,8 @@ def quiet_lightning() -> None:
     :class:`afnet.engine.run.StderrProgressBar`; stdout carries the commands' JSON.)"""
     import logging
 
+    import lightning.pytorch  # noqa: F401  (its import sets its loggers' level: ours must come after)
+
     for name in ("lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
