@@ -20,9 +20,11 @@ known, so the share of the frames a model computes that carry evidence (navigati
 precision) is measured at every navigation point, for learned and fixed policies alike.
 The claims and how they are decided: :func:`claims`. Whatever the numbers show is reported.
 
-``spatial=True`` runs Table 5's spatial rows instead (paper §3.3) on the temporal task:
-every frame kept, half of the regions of each focal block computed, chosen by the spatial
-navigation, at random, or as a centre crop.
+``spatial=True`` runs Table 5's spatial rows instead (paper §3.3) on the evidence task with
+each glyph in one cell of a 2 x 2 grid (region evidence): every frame kept, one region of
+four of each focal block computed, chosen by the spatial navigation (the paper's objective,
+and with the region saliency term), at random, or as a centre crop; and every region
+computed, the reference. Region precision is measured per spatial block.
 
 The package, each module importing only those before it: :mod:`~afnet.demo.plan` (sizes,
 rows as dotted config overrides, each run's config) -> :mod:`~afnet.demo.statistics` (means,
